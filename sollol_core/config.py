@@ -1,0 +1,290 @@
+"""SollolConfig: every knob, and where its value comes from.
+
+Sources, lowest to highest: defaults < sollol.toml < SOLLOL_* environment variables < command-line flags.
+Unknown keys and bad values raise :class:`ConfigError`, whose message names the key and the source, so the
+command line can print it and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "SOLLOL_"
+DEFAULT_CONFIG_NAME = "sollol.toml"
+STRATEGIES = ("performance", "p2c", "round_robin", "priority")
+
+
+class ConfigError(Exception):
+    """A configuration value or key that cannot be used; the message names the key and where it came from."""
+
+
+class RoutingWeights(BaseModel):
+    """Weights of the `performance` score terms (lower score wins). Each term is normalised first."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    cpu_load: float = Field(0.3, ge=0, description="CPU load 0..1 of the host (local hosts only; 0.5 when unknown).")
+    gpu_free_mem: float = Field(0.2, ge=0, description="1/(1 + free GPU GiB): 1.0 with no free memory; 0.5 when unknown.")
+    priority: float = Field(0.1, ge=0, description="Host priority rank / 10 (0 is preferred).")
+    latency: float = Field(0.2, ge=0, description="Latency EWMA in seconds.")
+    success_rate: float = Field(0.2, ge=0, description="1 - success rate (EWMA).")
+    in_flight: float = Field(0.2, ge=0, description="Requests in flight × latency in seconds: the queue a new request joins.")
+
+
+class SollolConfig(BaseModel):
+    """All of SOLLOL's settings. Documented once, in sollol.toml.example."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # hosts
+    hosts: list[str] = Field(default_factory=list, description="Ollama servers as host:port.")
+    hosts_file: Optional[str] = Field(None, description="File with one host:port a line (# comments).")
+    # gateway
+    gateway_host: str = Field("127.0.0.1", description="Address the gateway binds.")
+    gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
+    admin_token: Optional[str] = Field(None, description="Token for operator endpoints when bound beyond loopback.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    # routing
+    routing_strategy: Literal["performance", "p2c", "round_robin", "priority"] = "performance"
+    routing_weights: RoutingWeights = Field(default_factory=RoutingWeights)
+    # execution
+    executor: Literal["async", "ray"] = Field("async", description="Where upstream calls run.")
+    ray_workers: int = Field(2, ge=1, description="Number of Ray actors.")
+    ray_address: Optional[str] = Field(None, description="Existing Ray cluster to join; None starts a local one.")
+    ray_num_cpus: int = Field(2, ge=1, description="CPUs for a local Ray.")
+    # batch
+    dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster.")
+    dask_scheduler: Optional[str] = Field(None, description="External Dask scheduler, e.g. tcp://10.0.0.1:8786.")
+    autobatch_enabled: bool = True
+    autobatch_interval: float = Field(60.0, gt=0)
+    autobatch_min_batch_size: int = Field(1, ge=1)
+    autobatch_max_batch_size: int = Field(100, ge=1)
+    batch_db: str = Field("sollol-batch.db", description="SQLite file of the durable batch queue.")
+    # metrics and loops
+    metrics_enabled: bool = True
+    metrics_port: int = Field(9090, ge=0, le=65535)
+    adaptive_metrics_enabled: bool = True
+    adaptive_metrics_interval: float = Field(30.0, gt=0)
+    health_check_enabled: bool = True
+    health_check_interval: float = Field(120.0, gt=0)
+    unhealthy_recheck_interval: float = Field(5.0, gt=0, description="How often an unhealthy host is probed.")
+    # retries and timeouts
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_multiplier: float = Field(0.5, ge=0)
+    connect_timeout: float = Field(5.0, gt=0)
+    chat_timeout: float = Field(300.0, gt=0)
+    embedding_timeout: float = Field(60.0, gt=0)
+    management_timeout: float = Field(3600.0, gt=0, description="pull/push/create may take long.")
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight requests get to finish on stop.")
+    # dashboard
+    ui_refresh_hz: float = Field(4.0, gt=0, le=30)
+    theme: str = "sollol-dark"
+    log_file: str = Field("sollol.log", description="Where logs go while the dashboard owns the terminal.")
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, hosts: list[str]) -> list[str]:
+        return [normalize_host(h) for h in hosts]
+
+    @field_validator("batch_db", "log_file", "theme")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    def all_hosts(self) -> list[str]:
+        """hosts plus those of hosts_file, in order, without duplicates."""
+        result = list(self.hosts)
+        if self.hosts_file:
+            for h in read_hosts_file(self.hosts_file):
+                if h not in result:
+                    result.append(h)
+        return result
+
+    def is_loopback_only(self) -> bool:
+        return self.gateway_host in ("127.0.0.1", "localhost", "::1") or self.gateway_host.startswith("127.")
+
+
+FIELD_NAMES = set(SollolConfig.model_fields)
+
+
+def normalize_host(value: str) -> str:
+    """'10.0.0.2' -> '10.0.0.2:11434'; 'http://h:1/' -> 'h:1'. Raises ValueError on nonsense."""
+    h = value.strip()
+    for prefix in ("http://", "https://"):
+        if h.startswith(prefix):
+            h = h[len(prefix):]
+    h = h.rstrip("/")
+    if not h or " " in h or "/" in h:
+        raise ValueError(f"not a host:port: {value!r}")
+    if ":" not in h:
+        h = f"{h}:11434"
+    name, _, port = h.rpartition(":")
+    if not name or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a host:port: {value!r}")
+    return h
+
+
+def read_hosts_file(path: str | Path) -> list[str]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"hosts file {p}: cannot read it ({e.strerror})") from e
+    hosts = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            hosts.append(normalize_host(line))
+        except ValueError as e:
+            raise ConfigError(f"hosts file {p}, line {n}: {e}") from e
+    return hosts
+
+
+def parse_hosts_arg(value: str) -> tuple[list[str], Optional[str]]:
+    """--hosts takes a file or a comma-separated list. Returns (hosts, hosts_file)."""
+    if Path(value).is_file():
+        return [], value
+    try:
+        return [normalize_host(h) for h in value.split(",") if h.strip()], None
+    except ValueError as e:
+        raise ConfigError(f"--hosts: {e} (give a hosts file or host:port,host:port)") from e
+
+
+def user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "sollol"
+
+
+def find_config_file(explicit: str | None = None) -> Optional[Path]:
+    """--config PATH, else ./sollol.toml, else the user config folder's sollol.toml."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"--config {explicit}: no such file")
+        return p
+    for candidate in (Path.cwd() / DEFAULT_CONFIG_NAME, user_config_dir() / DEFAULT_CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'")
+        else:
+            lines.append(f"{source}: key '{key}': {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _validate(data: Mapping[str, Any], source: str) -> SollolConfig:
+    try:
+        return SollolConfig.model_validate(dict(data))
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e, source)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """SOLLOL_GATEWAY_PORT=8001, SOLLOL_HOSTS=a:1,b:2, SOLLOL_ROUTING_WEIGHTS__LATENCY=0.5."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key in ("require_real_ollama",):  # test switch, not a setting
+            continue
+        parts = key.split("__")
+        if parts[0] not in FIELD_NAMES:
+            raise ConfigError(f"environment: unknown key '{parts[0]}' (from {name})")
+        value: Any = raw
+        if parts[0] == "hosts":
+            value = [h for h in raw.split(",") if h.strip()]
+        else:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        target = out
+        for p in parts[:-1]:
+            target = target.setdefault(p, {})
+        target[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+            merged[k] = _merge(dict(merged[k]), v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def load_config(
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    search: bool = True,
+) -> tuple[SollolConfig, Optional[Path]]:
+    """Build the config from all sources; returns it and the TOML file used (None when none)."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(config_path) if (search or config_path) else None
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_toml(path)
+        _validate(data, str(path))  # name the file in the message when the file is at fault
+    env = env_overrides(environ)
+    if env:
+        _validate(_merge(data, env), "environment (SOLLOL_*)")
+        data = _merge(data, env)
+    if overrides:
+        data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    config = _validate(data, "command line")
+    if config.hosts_file:
+        config.all_hosts()  # raises ConfigError naming the file and line
+    if config.autobatch_min_batch_size > config.autobatch_max_batch_size:
+        raise ConfigError("key 'autobatch_min_batch_size' is larger than 'autobatch_max_batch_size'")
+    return config, path
+
+
+def config_to_toml_dict(config: SollolConfig) -> dict[str, Any]:
+    """Everything that is set, without None (TOML has no null)."""
+    return config.model_dump(exclude_none=True)
+
+
+def save_config(config: SollolConfig, path: str | Path) -> Optional[Path]:
+    """Write the config as TOML; an existing file is kept as PATH.bak. Returns the backup path."""
+    p = Path(path)
+    backup = None
+    if p.exists():
+        backup = p.with_name(p.name + ".bak")
+        shutil.copy2(p, backup)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(tomli_w.dumps(config_to_toml_dict(config)).encode())
+    os.replace(tmp, p)
+    return backup

@@ -1,0 +1,391 @@
+"""The HTTP surface: Ollama API, OpenAI-compatible /v1, SOLLOL's own and the operator endpoints.
+
+Bodies are forwarded byte for byte (options, format, tools, keep_alive, images ... arrive intact); the
+gateway parses a body only to learn the model and whether the client asked for a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Optional
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse, Response
+
+from . import __version__
+from .config import STRATEGIES, normalize_host
+from .executors import UpstreamFailure
+from .hosts import UnknownHost
+from .proxy import Call, error_response
+from .metrics import CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from .service import SOLLOL
+
+log = logging.getLogger("sollol.gateway")
+META_TIMEOUT_S = 15.0
+MANAGEMENT_PATHS = {"pull", "create", "copy", "push", "delete"}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    """The body as a dict, bounded in size; BadRequest with Ollama's error shape otherwise."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"request body of {declared} bytes is over the limit of {limit} bytes "
+                              f"(max_body_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"request body is over the limit of {limit} bytes (max_body_bytes)")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadRequest(400, "request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(400, f"invalid JSON in request body: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "request body must be a JSON object")
+    request.state.raw_body = raw
+    return data
+
+
+def model_of(data: dict, required: bool = True) -> Optional[str]:
+    model = data.get("model") or data.get("name")
+    if model is None:
+        if required:
+            raise BadRequest(400, "model is required")
+        return None
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest(400, "model must be a non-empty string")
+    return model
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def create_app(sollol: "SOLLOL") -> FastAPI:
+    cfg = sollol.config
+    app = FastAPI(title="SOLLOL", version=__version__,
+                  description="One Ollama-compatible endpoint in front of many Ollama servers.")
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest) -> Response:
+        return error_response(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404:
+            detail = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"method {request.method} not allowed on {request.url.path}"
+        return error_response(exc.status_code, detail)
+
+    async def proxy(endpoint: str, path: str, data: dict, request: Request, *, timeout: float,
+                    stream_default: bool, sse: bool = False, body: Optional[bytes] = None) -> Response:
+        stream = data.get("stream", stream_default)
+        if not isinstance(stream, bool):
+            raise BadRequest(400, "stream must be true or false")
+        call = Call(endpoint=endpoint, method="POST", path=path,
+                    body=body if body is not None else request.state.raw_body,
+                    model=model_of(data), stream=stream, timeout=timeout, sse=sse)
+        return await sollol.proxy.forward(call)
+
+    # Ollama API -----------------------------------------------------------------------------------
+    @app.get("/", response_class=PlainTextResponse)
+    async def root() -> str:
+        return "Ollama is running"
+
+    @app.post("/api/chat")
+    async def chat(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        if "messages" in data and not isinstance(data["messages"], list):
+            raise BadRequest(400, "messages must be a list")
+        return await proxy("/api/chat", "/api/chat", data, request, timeout=cfg.chat_timeout, stream_default=True)
+
+    @app.post("/api/generate")
+    async def generate(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/api/generate", "/api/generate", data, request, timeout=cfg.chat_timeout,
+                           stream_default=True)
+
+    @app.post("/api/embed")
+    async def embed(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        body = None
+        if "input" not in data and "text" in data:  # the original SOLLOL's {"text": ..., "model": ...}
+            data = {k: v for k, v in data.items() if k != "text"} | {"input": data["text"]}
+            body = orjson.dumps(data)
+        if "input" not in data:
+            raise BadRequest(400, "input is required (a string or a list of strings)")
+        inp = data["input"]
+        if not (isinstance(inp, str) or (isinstance(inp, list) and all(isinstance(x, str) for x in inp))):
+            raise BadRequest(400, "input must be a string or a list of strings")
+        return await proxy("/api/embed", "/api/embed", data, request, timeout=cfg.embedding_timeout,
+                           stream_default=False, body=body)
+
+    @app.post("/api/embeddings")
+    async def embeddings(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/api/embeddings", "/api/embeddings", data, request, timeout=cfg.embedding_timeout,
+                           stream_default=False)
+
+    @app.post("/api/show")
+    async def show(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False)
+
+    @app.get("/api/version")
+    async def version() -> Response:
+        for host in sollol.router.route(None):
+            try:
+                return json_response(await sollol.executor.get_json(host.address, "/api/version", META_TIMEOUT_S))
+            except UpstreamFailure:
+                continue
+        return json_response({"version": "0.0.0", "sollol": __version__})
+
+    async def gather_hosts(path: str) -> list[tuple[str, Any]]:
+        hosts = [h.address for h in sollol.registry.hosts() if h.state.value in ("healthy", "draining")]
+
+        async def one(address: str) -> tuple[str, Any]:
+            try:
+                return address, await sollol.executor.get_json(address, path, META_TIMEOUT_S)
+            except UpstreamFailure:
+                return address, None
+
+        return list(await asyncio.gather(*(one(a) for a in hosts)))
+
+    @app.get("/api/tags")
+    async def tags() -> Response:
+        merged: dict[str, dict] = {}
+        for address, data in await gather_hosts("/api/tags"):
+            for m in (data or {}).get("models", []):
+                if isinstance(m, dict) and m.get("name"):
+                    entry = merged.setdefault(m["name"], dict(m) | {"hosts": []})
+                    entry["hosts"].append(address)
+        return json_response({"models": sorted(merged.values(), key=lambda m: m["name"])})
+
+    @app.get("/api/ps")
+    async def ps() -> Response:
+        models = []
+        for address, data in await gather_hosts("/api/ps"):
+            for m in (data or {}).get("models", []):
+                if isinstance(m, dict):
+                    models.append(dict(m) | {"host": address})
+        return json_response({"models": models})
+
+    # model management: X-SOLLOL-Host names the host, or "all" ----------------------------------------
+    async def manage(op: str, request: Request, method: str) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        target = request.headers.get("x-sollol-host", "all" if op == "pull" else "")
+        if not target:
+            raise BadRequest(400, f"/api/{op} changes a host's models: say which with the header "
+                                  f"X-SOLLOL-Host: <host:port> or X-SOLLOL-Host: all")
+        if target == "all":
+            hosts = [h.address for h in sollol.registry.hosts() if h.state.value != "disabled"]
+        else:
+            try:
+                hosts = [normalize_host(target)]
+            except ValueError as e:
+                raise BadRequest(400, f"X-SOLLOL-Host: {e}") from None
+            if hosts[0] not in sollol.registry:
+                raise BadRequest(404, f"X-SOLLOL-Host: no such host {hosts[0]}; see /api/stats")
+        if not hosts:
+            return error_response(503, "no hosts registered")
+        raw = request.state.raw_body
+        if len(hosts) == 1:
+            call = Call(endpoint=f"/api/{op}", method=method, path=f"/api/{op}", body=raw, model=None,
+                        stream=bool(data.get("stream", op in ("pull", "push", "create"))),
+                        timeout=cfg.management_timeout)
+            return await sollol.proxy.forward_to(hosts[0], call)
+        single = orjson.dumps(data | {"stream": False}) if op in ("pull", "push", "create") else raw
+
+        async def one(address: str) -> tuple[str, int, Any]:
+            try:
+                resp = await sollol.executor.open(address, method, f"/api/{op}", single, cfg.management_timeout)
+                try:
+                    body = await resp.read()
+                finally:
+                    await resp.close()
+            except UpstreamFailure as e:
+                return address, 502, {"error": str(e)}
+            try:
+                return address, resp.status, orjson.loads(body) if body.strip() else {}
+            except orjson.JSONDecodeError:
+                return address, resp.status, {"raw": body.decode(errors="replace")}
+
+        results = await asyncio.gather(*(one(a) for a in hosts))
+        ok = all(status < 400 for _, status, _ in results)
+        out = {"status": "success" if ok else "failed on some hosts",
+               "hosts": {a: {"status_code": s, "result": r} for a, s, r in results}}
+        if not ok:
+            failed = ", ".join(a for a, s, _ in results if s >= 400)
+            out["error"] = f"/api/{op} failed on {failed}"
+        return json_response(out, 200 if ok else 502)
+
+    for op in ("pull", "create", "copy", "push"):
+        app.add_api_route(f"/api/{op}", (lambda op: lambda request: manage(op, request, "POST"))(op),
+                          methods=["POST"], name=f"api_{op}")
+    app.add_api_route("/api/delete", lambda request: manage("delete", request, "DELETE"),
+                      methods=["DELETE"], name="api_delete")
+
+    # OpenAI-compatible ------------------------------------------------------------------------------
+    @app.post("/v1/chat/completions")
+    async def v1_chat(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/v1/chat/completions", "/v1/chat/completions", data, request,
+                           timeout=cfg.chat_timeout, stream_default=False, sse=True)
+
+    @app.post("/v1/completions")
+    async def v1_completions(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/v1/completions", "/v1/completions", data, request,
+                           timeout=cfg.chat_timeout, stream_default=False, sse=True)
+
+    @app.post("/v1/embeddings")
+    async def v1_embeddings(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/v1/embeddings", "/v1/embeddings", data, request,
+                           timeout=cfg.embedding_timeout, stream_default=False)
+
+    @app.get("/v1/models")
+    async def v1_models() -> Response:
+        merged: dict[str, dict] = {}
+        for _, data in await gather_hosts("/v1/models"):
+            for m in (data or {}).get("data", []):
+                if isinstance(m, dict) and m.get("id"):
+                    merged.setdefault(m["id"], m)
+        return json_response({"object": "list", "data": sorted(merged.values(), key=lambda m: m["id"])})
+
+    # SOLLOL's own -----------------------------------------------------------------------------------
+    @app.get("/api/health")
+    async def health() -> Response:
+        body = sollol.get_health()
+        return json_response(body, 200 if body["status"] != "down" else 503)
+
+    @app.get("/api/stats")
+    async def stats() -> Response:
+        return json_response(sollol.get_stats())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(sollol.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    # operator endpoints ---------------------------------------------------------------------------
+    def require_admin(request: Request) -> None:
+        if cfg.is_loopback_only():
+            return
+        if not cfg.admin_token:
+            raise BadRequest(403, "operator endpoints are off while the gateway listens beyond loopback "
+                                  "without a token: set admin_token (or SOLLOL_ADMIN_TOKEN)")
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
+            request.headers.get("x-sollol-token", "")
+        if not hmac.compare_digest(given.encode(), cfg.admin_token.encode()):
+            raise BadRequest(401, "operator endpoint: send 'Authorization: Bearer <admin_token>'")
+
+    def host_param(host: str) -> str:
+        try:
+            address = normalize_host(host)
+        except ValueError as e:
+            raise BadRequest(400, str(e)) from None
+        if address not in sollol.registry:
+            raise BadRequest(404, f"no such host {address}; see /api/stats")
+        return address
+
+    @app.post("/api/hosts")
+    async def add_host(request: Request) -> Response:
+        require_admin(request)
+        data = await read_json(request, cfg.max_body_bytes)
+        if not isinstance(data.get("host"), str):
+            raise BadRequest(400, "host is required, as host:port")
+        try:
+            address = sollol.add_host(data["host"], priority=int(data.get("priority", 0)),
+                                      weight=float(data.get("weight", 1.0)))
+        except (ValueError, TypeError) as e:
+            raise BadRequest(400 if "already" not in str(e) else 409, str(e)) from None
+        return json_response({"status": "added", "host": address}, 201)
+
+    @app.delete("/api/hosts/{host}")
+    async def remove_host(host: str, request: Request) -> Response:
+        require_admin(request)
+        address = host_param(host)
+        sollol.remove_host(address)
+        return json_response({"status": "removed", "host": address})
+
+    @app.post("/api/hosts/{host}/drain")
+    async def drain(host: str, request: Request) -> Response:
+        require_admin(request)
+        address = host_param(host)
+        sollol.drain_host(address)
+        return json_response({"status": "draining", "host": address})
+
+    @app.post("/api/hosts/{host}/undrain")
+    async def undrain(host: str, request: Request) -> Response:
+        require_admin(request)
+        address = host_param(host)
+        sollol.undrain_host(address)
+        return json_response({"status": "healthy", "host": address})
+
+    @app.patch("/api/hosts/{host}")
+    async def patch_host(host: str, request: Request) -> Response:
+        require_admin(request)
+        address = host_param(host)
+        data = await read_json(request, cfg.max_body_bytes)
+        unknown = set(data) - {"priority", "weight"}
+        if unknown:
+            raise BadRequest(400, f"unknown field(s) {', '.join(sorted(unknown))}; use priority and weight")
+        try:
+            if "priority" in data:
+                sollol.set_priority(address, int(data["priority"]))
+            if "weight" in data:
+                sollol.set_weight(address, float(data["weight"]))
+        except (ValueError, TypeError) as e:
+            raise BadRequest(400, str(e)) from None
+        h = sollol.registry.get(address)
+        return json_response({"host": address, "priority": h.priority, "weight": h.weight})
+
+    @app.put("/api/routing")
+    async def put_routing(request: Request) -> Response:
+        require_admin(request)
+        data = await read_json(request, cfg.max_body_bytes)
+        unknown = set(data) - {"strategy", "weights"}
+        if unknown:
+            raise BadRequest(400, f"unknown field(s) {', '.join(sorted(unknown))}; use strategy and weights")
+        if "strategy" in data and data["strategy"] not in STRATEGIES:
+            raise BadRequest(400, f"strategy must be one of {', '.join(STRATEGIES)}")
+        weights = data.get("weights") or {}
+        if not isinstance(weights, dict):
+            raise BadRequest(400, "weights must be an object, e.g. {\"latency\": 0.5}")
+        try:
+            if weights:
+                sollol.set_weights(**weights)
+            if "strategy" in data:
+                sollol.set_strategy(data["strategy"])
+        except ValueError as e:
+            raise BadRequest(400, f"weights: {e}") from None
+        return json_response({"strategy": sollol.router.strategy_name,
+                              "weights": sollol.router.weights.model_dump()})
+
+    app.state.started_at = time.time()
+    return app

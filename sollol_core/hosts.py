@@ -1,0 +1,350 @@
+"""Host and HostRegistry: the one source of truth for host state.
+
+The registry is read from the core loop (router, gateway), from the dashboard thread (snapshot) and from
+the Prometheus collector, so every read and write goes through one lock; all operations are O(hosts).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Callable, Iterable, Optional
+
+from .snapshot import HostView
+
+PEAK_EWMA_TAU_S = 10.0  # decay time constant of the peak-EWMA latency (Finagle uses 10 s)
+LATENCY_ALPHA = 0.3  # weight of a new sample in the display EWMA
+SUCCESS_ALPHA = 0.1  # weight of a new outcome in the success-rate EWMA
+HISTORY_LEN = 180  # seconds of sparkline history
+
+
+class HostState(str, Enum):
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+    DISABLED = "disabled"
+
+
+class UnknownHost(KeyError):
+    """The registry has no host of that address."""
+
+
+def model_key(name: str) -> str:
+    """Ollama treats 'llama3.2' and 'llama3.2:latest' as one model."""
+    name = name.strip()
+    return name if ":" in name else f"{name}:latest"
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass
+class Host:
+    """Live state of one Ollama server. Mutated only through HostRegistry (under its lock)."""
+
+    address: str
+    label: str = ""
+    priority: int = 0
+    weight: float = 1.0
+    state: HostState = HostState.HEALTHY
+    latency_ms: float = 0.0
+    peak_latency_ms: float = 0.0
+    peak_stamp: float = 0.0
+    ttft_ms: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    success_rate: float = 1.0
+    in_flight: int = 0
+    requests_total: int = 0
+    failures_total: int = 0
+    cpu_load: Optional[float] = None
+    gpu_free_mem: Optional[float] = None
+    models_available: Optional[set[str]] = None  # None: not known yet (every model possible)
+    models_loaded: set[str] = field(default_factory=set)
+    last_error: Optional[str] = None
+    last_updated: str = field(default_factory=_now_iso)
+    latency_samples: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
+    throughput_samples: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
+    completed_since_tick: int = 0
+
+    @property
+    def available(self) -> bool:
+        return self.state == HostState.HEALTHY
+
+    def has_model(self, model: str) -> Optional[bool]:
+        """True/False when the host's model list is known, None when it is not."""
+        if self.models_available is None:
+            return None
+        return model_key(model) in self.models_available
+
+    def current_peak_ms(self, now: float) -> float:
+        """Peak-EWMA latency (Finagle): a slow sample counts at once, fast ones pull it down over time."""
+        return self.peak_latency_ms
+
+
+class HostRegistry:
+    """All hosts, by address, with thread-safe mutation and snapshots."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, Host] = {}
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    # membership ---------------------------------------------------------------------------------
+    def add(self, address: str, *, label: str = "", priority: int = 0, weight: float = 1.0) -> Host:
+        with self._lock:
+            if address in self._hosts:
+                raise ValueError(f"host {address} is already registered")
+            host = Host(address=address, label=label, priority=priority, weight=weight)
+            self._hosts[address] = host
+        self._emit(address, "added")
+        return host
+
+    def remove(self, address: str) -> None:
+        with self._lock:
+            if address not in self._hosts:
+                raise UnknownHost(address)
+            del self._hosts[address]
+        self._emit(address, "removed")
+
+    def get(self, address: str) -> Host:
+        with self._lock:
+            try:
+                return self._hosts[address]
+            except KeyError:
+                raise UnknownHost(address) from None
+
+    def __contains__(self, address: str) -> bool:
+        with self._lock:
+            return address in self._hosts
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._hosts)
+
+    def addresses(self) -> list[str]:
+        with self._lock:
+            return list(self._hosts)
+
+    def hosts(self) -> list[Host]:
+        """The Host objects themselves (for the router, in the core loop). Do not mutate them."""
+        with self._lock:
+            return list(self._hosts.values())
+
+    def on_change(self, listener: Callable[[str, str], None]) -> None:
+        """listener(address, what) after a state change (added/removed/healthy/unhealthy/draining/...)."""
+        self._listeners.append(listener)
+
+    def _emit(self, address: str, what: str) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(address, what)
+            except Exception:  # a listener must never break the request path
+                pass
+
+    # operator actions ---------------------------------------------------------------------------
+    def _set_state(self, address: str, state: HostState, error: Optional[str] = None) -> bool:
+        with self._lock:
+            host = self.get(address)
+            changed = host.state != state
+            host.state = state
+            if error is not None:
+                host.last_error = error
+            host.last_updated = _now_iso()
+        if changed:
+            self._emit(address, state.value)
+        return changed
+
+    def drain(self, address: str) -> None:
+        self._set_state(address, HostState.DRAINING)
+
+    def undrain(self, address: str) -> None:
+        """Back to healthy; the next failed request or health check will say otherwise."""
+        self._set_state(address, HostState.HEALTHY)
+
+    def disable(self, address: str) -> None:
+        self._set_state(address, HostState.DISABLED)
+
+    def set_priority(self, address: str, priority: int) -> None:
+        if priority < 0:
+            raise ValueError("priority must be >= 0")
+        with self._lock:
+            self.get(address).priority = int(priority)
+        self._emit(address, "priority")
+
+    def set_weight(self, address: str, weight: float) -> None:
+        if not weight > 0:
+            raise ValueError("weight must be > 0")
+        with self._lock:
+            self.get(address).weight = float(weight)
+        self._emit(address, "weight")
+
+    # health -------------------------------------------------------------------------------------
+    def mark_unhealthy(self, address: str, error: str) -> None:
+        """Taken out of rotation now; draining/disabled hosts keep their state (the operator set it)."""
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None or host.state in (HostState.DRAINING, HostState.DISABLED):
+                if host is not None:
+                    host.last_error = error
+                return
+        self._set_state(address, HostState.UNHEALTHY, error)
+
+    def mark_healthy(self, address: str) -> None:
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None or host.state != HostState.UNHEALTHY:
+                return
+        self._set_state(address, HostState.HEALTHY)
+
+    # request accounting (core loop) -------------------------------------------------------------
+    def begin(self, address: str) -> None:
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is not None:
+                host.in_flight += 1
+
+    def end(self, address: str) -> None:
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is not None:
+                host.in_flight = max(0, host.in_flight - 1)
+
+    def record_success(
+        self,
+        address: str,
+        latency_ms: float,
+        *,
+        ttft_ms: Optional[float] = None,
+        tokens: Optional[int] = None,
+        eval_s: Optional[float] = None,
+        model: Optional[str] = None,
+    ) -> None:
+        now = time.monotonic()
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None:
+                return
+            host.requests_total += 1
+            host.completed_since_tick += 1
+            host.success_rate = host.success_rate * (1 - SUCCESS_ALPHA) + SUCCESS_ALPHA
+            self._add_latency(host, latency_ms, now)
+            if ttft_ms is not None:
+                host.ttft_ms = ttft_ms if host.ttft_ms is None else host.ttft_ms * (1 - LATENCY_ALPHA) + ttft_ms * LATENCY_ALPHA
+            if tokens and eval_s and eval_s > 0:
+                tps = tokens / eval_s
+                host.tokens_per_s = tps if host.tokens_per_s is None else host.tokens_per_s * 0.7 + tps * 0.3
+            if model:
+                key = model_key(model)
+                host.models_loaded.add(key)  # Ollama keeps a model it just served loaded
+                if host.models_available is not None:
+                    host.models_available.add(key)
+            host.last_updated = _now_iso()
+
+    @staticmethod
+    def _add_latency(host: Host, latency_ms: float, now: float) -> None:
+        if host.latency_ms == 0.0:
+            host.latency_ms = latency_ms
+        else:
+            host.latency_ms = host.latency_ms * (1 - LATENCY_ALPHA) + latency_ms * LATENCY_ALPHA
+        if latency_ms >= host.peak_latency_ms or host.peak_stamp == 0.0:
+            host.peak_latency_ms = latency_ms
+        else:
+            w = math.exp(-max(0.0, now - host.peak_stamp) / PEAK_EWMA_TAU_S)
+            host.peak_latency_ms = host.peak_latency_ms * w + latency_ms * (1 - w)
+        host.peak_stamp = now
+
+    def record_failure(self, address: str, error: str, *, latency_ms: Optional[float] = None) -> None:
+        """A failed upstream call: counts against the success rate and takes the host out at once."""
+        now = time.monotonic()
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None:
+                return
+            host.failures_total += 1
+            host.success_rate = host.success_rate * (1 - SUCCESS_ALPHA)
+            host.last_error = error
+            if latency_ms is not None:
+                self._add_latency(host, latency_ms, now)
+            host.last_updated = _now_iso()
+        self.mark_unhealthy(address, error)
+
+    def forget_model(self, address: str, model: str) -> None:
+        """The host said it does not have the model."""
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None:
+                return
+            key = model_key(model)
+            host.models_loaded.discard(key)
+            if host.models_available is not None:
+                host.models_available.discard(key)
+
+    # adaptive metrics ---------------------------------------------------------------------------
+    def update_models(self, address: str, available: Iterable[str], loaded: Iterable[str]) -> None:
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None:
+                return
+            host.models_available = {model_key(m) for m in available}
+            host.models_loaded = {model_key(m) for m in loaded}
+            host.last_updated = _now_iso()
+
+    def update_load(self, address: str, cpu_load: Optional[float], gpu_free_mem: Optional[float]) -> None:
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None:
+                return
+            host.cpu_load = cpu_load
+            host.gpu_free_mem = gpu_free_mem
+            host.last_updated = _now_iso()
+
+    def tick_history(self) -> None:
+        """Called once a second: one sparkline sample per host."""
+        with self._lock:
+            for host in self._hosts.values():
+                host.latency_samples.append(round(host.latency_ms, 2))
+                host.throughput_samples.append(float(host.completed_since_tick))
+                host.completed_since_tick = 0
+
+    # reading ------------------------------------------------------------------------------------
+    def views(self, score_fn: Callable[[Host], tuple[float, dict]]) -> list[HostView]:
+        now = time.monotonic()
+        with self._lock:
+            out = []
+            for h in self._hosts.values():
+                score, terms = score_fn(h)
+                out.append(
+                    HostView(
+                        host=h.address,
+                        label=h.label,
+                        state=h.state.value,
+                        available=h.available,
+                        priority=h.priority,
+                        weight=h.weight,
+                        latency_ms=round(h.latency_ms, 3),
+                        peak_latency_ms=round(h.current_peak_ms(now), 3),
+                        ttft_ms=None if h.ttft_ms is None else round(h.ttft_ms, 3),
+                        tokens_per_s=None if h.tokens_per_s is None else round(h.tokens_per_s, 2),
+                        success_rate=round(h.success_rate, 4),
+                        in_flight=h.in_flight,
+                        requests_total=h.requests_total,
+                        failures_total=h.failures_total,
+                        cpu_load=h.cpu_load,
+                        gpu_free_mem=h.gpu_free_mem,
+                        models_available=tuple(sorted(h.models_available or ())),
+                        models_loaded=tuple(sorted(h.models_loaded)),
+                        score=round(score, 6),
+                        score_terms={k: round(v, 6) for k, v in terms.items()},
+                        last_error=h.last_error,
+                        last_updated=h.last_updated,
+                        latency_history=tuple(h.latency_samples),
+                        throughput_history=tuple(h.throughput_samples),
+                    )
+                )
+            return out

@@ -1,0 +1,59 @@
+"""Prometheus exposition.
+
+Per-request counters and histograms are recorded by the gateway; per-host gauges are read from the host
+registry at scrape time (one source of truth), through a custom collector. Each SOLLOL instance has its
+own CollectorRegistry, so several can live in one process (tests) without clashing.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .hosts import HostRegistry
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _HostCollector:
+    def __init__(self, hosts: HostRegistry) -> None:
+        self.hosts = hosts
+
+    def collect(self) -> Iterable[Metric]:
+        latency = GaugeMetricFamily("sollol_host_latency_ms", "Latency EWMA of the host in ms", labels=["host"])
+        success = GaugeMetricFamily("sollol_host_success_rate", "Success-rate EWMA of the host", labels=["host"])
+        in_flight = GaugeMetricFamily("sollol_host_in_flight", "Requests in flight on the host", labels=["host"])
+        up = GaugeMetricFamily("sollol_host_available", "1 when the host takes new requests", labels=["host", "state"])
+        for h in self.hosts.hosts():
+            latency.add_metric([h.address], h.latency_ms)
+            success.add_metric([h.address], h.success_rate)
+            in_flight.add_metric([h.address], h.in_flight)
+            up.add_metric([h.address, h.state.value], 1.0 if h.available else 0.0)
+        return [latency, success, in_flight, up]
+
+
+class Metrics:
+    def __init__(self, hosts: HostRegistry) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests_total = Counter("sollol_requests", "Requests answered by the gateway",
+                                      ["endpoint", "status"], registry=r)
+        self.request_latency = Histogram("sollol_request_latency_seconds", "Gateway request latency",
+                                         ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("sollol_time_to_first_token_seconds", "Time to the first streamed chunk",
+                              ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.worker_failures = Counter("sollol_worker_failures", "Failed upstream calls", ["host"], registry=r)
+        self.retries = Counter("sollol_retries", "Upstream calls retried on another host", ["endpoint"], registry=r)
+        self.active_requests = Gauge("sollol_active_requests", "Requests being served by the gateway", registry=r)
+        r.register(_HostCollector(hosts))
+
+    def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        outcome = "success" if status < 400 else ("client_error" if status < 500 else "error")
+        self.requests_total.labels(endpoint, outcome).inc()
+        self.request_latency.labels(endpoint).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

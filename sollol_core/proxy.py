@@ -1,0 +1,251 @@
+"""Forwarding one client request to the best host, with retries and streaming.
+
+Rules (DESIGN.md): a request that fails before its first byte reached the client is retried on another
+host; after the first byte the stream ends with an Ollama-style error line, never silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from .config import SollolConfig
+from .executors import Executor, UpstreamFailure, UpstreamResponse
+from .hosts import HostRegistry
+from .metrics import Metrics
+from .requestlog import RequestLog
+from .routing import NoHostForModel, Router
+from .snapshot import RequestRecord
+
+log = logging.getLogger("sollol.proxy")
+
+
+def error_response(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
+
+
+@dataclass
+class Call:
+    """One client request as the proxy sees it."""
+
+    endpoint: str  # route name for metrics and the log, e.g. "/api/chat"
+    method: str
+    path: str  # upstream path
+    body: Optional[bytes]
+    model: Optional[str]
+    stream: bool
+    timeout: float
+    sse: bool = False  # OpenAI-style server-sent events instead of NDJSON
+
+
+def _usage_from(payload: bytes) -> tuple[Optional[int], Optional[float]]:
+    """eval_count and eval seconds from an Ollama answer or its last NDJSON line."""
+    line = payload.rstrip().rsplit(b"\n", 1)[-1]
+    if line.startswith(b"data:"):
+        return None, None
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    count = data.get("eval_count")
+    duration = data.get("eval_duration")
+    if isinstance(count, int):
+        return count, (duration / 1e9 if isinstance(duration, (int, float)) and duration > 0 else None)
+    usage = data.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+        return usage["completion_tokens"], None
+    return None, None
+
+
+def _is_model_not_found(status: int, body: bytes) -> bool:
+    return status == 404 and b"not found" in body
+
+
+class Proxy:
+    def __init__(self, config: SollolConfig, registry: HostRegistry, router: Router,
+                 executor: Executor, metrics: Metrics, requests: RequestLog) -> None:
+        self.config = config
+        self.registry = registry
+        self.router = router
+        self.executor = executor
+        self.metrics = metrics
+        self.requests = requests
+        self.active = 0
+
+    # bookkeeping ----------------------------------------------------------------------------------
+    def _finish(self, call: Call, started: float, status: int, host: str, retries: int,
+                tokens: Optional[int] = None, error: Optional[str] = None) -> None:
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(call.endpoint, status, elapsed)
+        self.requests.add(RequestRecord(time=time.time(), endpoint=call.endpoint, model=call.model or "",
+                                        host=host, status=status, latency_ms=round(elapsed * 1000, 2),
+                                        tokens=tokens, retries=retries, error=error))
+
+    def _fail_host(self, host: str, error: str, started: float) -> None:
+        self.registry.record_failure(host, error, latency_ms=(time.perf_counter() - started) * 1000)
+        self.metrics.worker_failures.labels(host).inc()
+        log.warning("host %s failed: %s", host, error)
+
+    def _error_line(self, call: Call, message: str) -> bytes:
+        payload = orjson.dumps({"error": message})
+        return b"data: " + payload + b"\n\n" if call.sse else payload + b"\n"
+
+    # forwarding -----------------------------------------------------------------------------------
+    async def forward_to(self, host: str, call: Call) -> Response:
+        """Forward to one named host, no other (model management with X-SOLLOL-Host)."""
+        return await self.forward(call, pinned=host)
+
+    async def forward(self, call: Call, pinned: Optional[str] = None) -> Response:
+        started = time.perf_counter()
+        self.active += 1
+        self.metrics.active_requests.inc()
+        streaming_handed_off = False
+        try:
+            response = await self._forward(call, started, pinned)
+            streaming_handed_off = isinstance(response, StreamingResponse)
+            return response
+        finally:
+            if not streaming_handed_off:
+                self.active -= 1
+                self.metrics.active_requests.dec()
+
+    def _route(self, call: Call, tried: set[str], pinned: Optional[str]) -> list:
+        if pinned is not None:
+            return [] if pinned in tried or pinned not in self.registry else [self.registry.get(pinned)]
+        return self.router.route(call.model, frozenset(tried))
+
+    async def _forward(self, call: Call, started: float, pinned: Optional[str]) -> Response:
+        tried: set[str] = set()
+        last_error = "no host available"
+        last_status = 503
+        not_found_body: Optional[bytes] = None
+        attempts = self.config.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                order = self._route(call, tried, pinned)
+            except NoHostForModel:
+                msg = f"model '{call.model}' not found on any host"
+                self._finish(call, started, 404, "", attempt, error=msg)
+                return error_response(404, msg)
+            if not order and tried and attempt < attempts - 1:
+                # every candidate failed once: wait (backoff), then give them another chance
+                await asyncio.sleep(self.config.retry_backoff_multiplier * (2 ** (attempt - 1)))
+                tried.clear()
+                order = self._route(call, tried, pinned)
+            if not order:
+                break
+            host = order[0].address
+            tried.add(host)
+            if attempt:
+                self.metrics.retries.labels(call.endpoint).inc()
+            attempt_started = time.perf_counter()
+            self.registry.begin(host)
+            ended = False
+            try:
+                resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout)
+            except UpstreamFailure as e:
+                self.registry.end(host)
+                self._fail_host(host, str(e), attempt_started)
+                last_error, last_status = f"{host}: {e}", 502
+                continue
+            try:
+                if resp.status >= 500:
+                    body = await resp.read()
+                    last_error = f"{host}: HTTP {resp.status} {body[:200].decode(errors='replace')}"
+                    last_status = 502
+                    self._fail_host(host, f"HTTP {resp.status}", attempt_started)
+                    continue
+                if call.model and resp.status == 404 and _is_model_not_found(404, await resp.read()):
+                    # the host's model list was stale: remember, and try a host that has it
+                    self.registry.forget_model(host, call.model)
+                    not_found_body = await resp.read()
+                    continue
+                if resp.status >= 400 or not call.stream:
+                    body = await resp.read()
+                    elapsed_ms = (time.perf_counter() - attempt_started) * 1000
+                    tokens, eval_s = _usage_from(body) if resp.status < 400 else (None, None)
+                    self.registry.record_success(host, elapsed_ms, tokens=tokens, eval_s=eval_s,
+                                                 model=call.model if resp.status < 400 else None)
+                    self._finish(call, started, resp.status, host, attempt, tokens)
+                    return Response(body, status_code=resp.status, media_type=resp.content_type)
+                # streaming: wait for the first chunk before answering, so a failure is still retryable
+                chunks = resp.chunks().__aiter__()
+                try:
+                    first = await chunks.__anext__()
+                except StopAsyncIteration:
+                    first = b""
+                except UpstreamFailure as e:
+                    self._fail_host(host, str(e), attempt_started)
+                    last_error, last_status = f"{host}: {e}", 502
+                    continue
+                ttft = time.perf_counter() - attempt_started
+                self.metrics.ttft.labels(call.endpoint).observe(ttft)
+                ended = True  # the stream owns the response and the in-flight count from here
+                return StreamingResponse(
+                    self._relay(call, host, resp, chunks, first, started, attempt_started, ttft, attempt),
+                    status_code=resp.status, media_type=resp.content_type,
+                )
+            except UpstreamFailure as e:
+                self._fail_host(host, str(e), attempt_started)
+                last_error, last_status = f"{host}: {e}", 502
+                continue
+            finally:
+                if not ended:
+                    await resp.close()
+                    self.registry.end(host)
+        if not_found_body is not None:
+            self._finish(call, started, 404, "", len(tried), error="model not found")
+            return Response(not_found_body, status_code=404, media_type="application/json")
+        if not tried:
+            msg = (f"no available host for model '{call.model}'" if call.model else "no available host") + \
+                "; check `curl /api/stats` and that your Ollama servers are running"
+            self._finish(call, started, 503, "", 0, error=msg)
+            return error_response(503, msg)
+        msg = f"all attempts failed ({len(tried)} host(s) tried); last error: {last_error}"
+        self._finish(call, started, last_status, "", len(tried), error=msg)
+        return error_response(last_status, msg)
+
+    async def _relay(self, call: Call, host: str, resp: UpstreamResponse, chunks: AsyncIterator[bytes],
+                     first: bytes, started: float, attempt_started: float, ttft: float,
+                     retries: int) -> AsyncIterator[bytes]:
+        tail = first
+        status, error = 200, None
+        try:
+            if first:
+                yield first
+            while True:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                tail = chunk if len(chunk) > 64 or not tail else (tail + chunk)[-4096:]
+                yield chunk
+        except UpstreamFailure as e:
+            error = f"upstream host {host} failed mid-stream: {e}"
+            self._fail_host(host, str(e), attempt_started)
+            status = 502
+            sep = b"" if tail.endswith(b"\n") else b"\n"
+            yield sep + self._error_line(call, error)
+        except (asyncio.CancelledError, GeneratorExit):
+            error, status = "client went away", 499
+            raise
+        finally:
+            await resp.close()
+            self.registry.end(host)
+            self.active -= 1
+            self.metrics.active_requests.dec()
+            tokens = None
+            if error is None:
+                tokens, eval_s = _usage_from(tail)
+                self.registry.record_success(host, (time.perf_counter() - attempt_started) * 1000,
+                                             ttft_ms=ttft * 1000, tokens=tokens, eval_s=eval_s,
+                                             model=call.model)
+            self._finish(call, started, status, host, retries, tokens, error)

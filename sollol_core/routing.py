@@ -1,0 +1,203 @@
+"""Routing: which host serves a request.
+
+First a model-aware filter (only hosts that have the model; among them those that already have it loaded
+come first, so a model is not swapped in and out), then one strategy orders the remaining hosts.
+Every strategy returns an ordered list: the gateway tries the first and retries on the next.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional, Protocol, Sequence
+
+from .config import RoutingWeights, STRATEGIES
+from .hosts import Host, HostRegistry, HostState
+
+NEUTRAL_CPU_LOAD = 0.5  # a remote host's CPU load cannot be read: a neutral middle value
+NEUTRAL_GPU_TERM = 0.5  # likewise 1/(1+free GiB) for a host whose GPU cannot be read
+
+
+class NoHostForModel(Exception):
+    """Every host's model list is known and none has the model (the gateway answers 404 like Ollama)."""
+
+
+def performance_terms(host: Host, weights: RoutingWeights) -> dict[str, float]:
+    """The original weighted score, each term first brought to a comparable scale:
+
+    cpu_load      CPU load 0..1 (psutil, local hosts); unknown -> 0.5
+    gpu_free_mem  1 / (1 + free GiB): 1.0 with none free, ~0.1 with 8 GiB; unknown -> 0.5
+    priority      priority rank / 10 (rank 0 is preferred)
+    latency       latency EWMA in seconds (the original latency_ms / 1000)
+    success_rate  1 - success-rate EWMA
+    in_flight     requests in flight × latency in seconds: the queue a new request would join, so one
+                  good host is not flooded between metric updates
+    Returned values are already multiplied by their weights.
+    """
+    cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
+    gpu = NEUTRAL_GPU_TERM if host.gpu_free_mem is None else 1.0 / (1.0 + max(host.gpu_free_mem, 0.0) / 1024.0)
+    latency_s = host.latency_ms / 1000.0
+    return {
+        "cpu_load": weights.cpu_load * cpu,
+        "gpu_free_mem": weights.gpu_free_mem * gpu,
+        "priority": weights.priority * host.priority / 10.0,
+        "latency": weights.latency * latency_s,
+        "success_rate": weights.success_rate * (1.0 - host.success_rate),
+        "in_flight": weights.in_flight * host.in_flight * max(latency_s, 0.001),
+    }
+
+
+def performance_score(host: Host, weights: RoutingWeights) -> tuple[float, dict[str, float]]:
+    """Sum of the weighted terms, divided by the host weight (a weight-2 host counts half as loaded)."""
+    terms = performance_terms(host, weights)
+    return sum(terms.values()) / host.weight, terms
+
+
+class Strategy(Protocol):
+    name: str
+
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+        """Best first. `candidates` is non-empty and already filtered."""
+
+
+class PerformanceStrategy:
+    name = "performance"
+
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+        return sorted(candidates, key=lambda h: (performance_score(h, weights)[0], h.address))
+
+
+class RoundRobinStrategy:
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+        ordered = sorted(candidates, key=lambda h: h.address)
+        start = next(self._counter) % len(ordered)
+        return ordered[start:] + ordered[:start]
+
+
+class PriorityStrategy:
+    """Lowest priority rank first; ties by fewest requests in flight, then address."""
+
+    name = "priority"
+
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+        return sorted(candidates, key=lambda h: (h.priority, h.in_flight, h.address))
+
+
+class P2CStrategy:
+    """Power of two choices on peak-EWMA latency × (in flight + 1) / weight, as Finagle and Linkerd do it.
+
+    Two hosts are drawn at random and the cheaper one goes first; the rest follow by cost, for retries.
+    """
+
+    name = "p2c"
+
+    def __init__(self, rng: Optional[random.Random] = None) -> None:
+        self._rng = rng or random.Random()
+
+    @staticmethod
+    def cost(host: Host) -> float:
+        return host.peak_latency_ms * (host.in_flight + 1) / host.weight
+
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+        by_cost = sorted(candidates, key=lambda h: (self.cost(h), h.address))
+        if len(candidates) < 2:
+            return by_cost
+        a, b = self._rng.sample(list(candidates), 2)
+        first = a if (self.cost(a), a.address) <= (self.cost(b), b.address) else b
+        return [first] + [h for h in by_cost if h is not first]
+
+
+def make_strategy(name: str, rng: Optional[random.Random] = None) -> Strategy:
+    if name == "performance":
+        return PerformanceStrategy()
+    if name == "round_robin":
+        return RoundRobinStrategy()
+    if name == "priority":
+        return PriorityStrategy()
+    if name == "p2c":
+        return P2CStrategy(rng)
+    raise ValueError(f"unknown routing strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    hosts: list[Host]  # try in this order
+    reason: str
+
+
+class Router:
+    """Owns the live strategy and weights; both can be changed at run time from any thread."""
+
+    def __init__(self, registry: HostRegistry, strategy: str = "performance",
+                 weights: Optional[RoutingWeights] = None, rng: Optional[random.Random] = None) -> None:
+        self.registry = registry
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._strategy: Strategy = make_strategy(strategy, rng)
+        self._weights = weights or RoutingWeights()
+
+    @property
+    def strategy_name(self) -> str:
+        return self._strategy.name
+
+    @property
+    def weights(self) -> RoutingWeights:
+        return self._weights
+
+    def set_strategy(self, name: str) -> None:
+        strategy = make_strategy(name, self._rng)
+        with self._lock:
+            self._strategy = strategy
+
+    def set_weights(self, **changes: float) -> RoutingWeights:
+        """Validated as a whole, then swapped in: a reader never sees half-applied weights."""
+        merged = self._weights.model_dump() | changes
+        new = RoutingWeights.model_validate(merged)
+        with self._lock:
+            self._weights = new
+        return new
+
+    def score(self, host: Host) -> tuple[float, dict[str, float]]:
+        return performance_score(host, self._weights)
+
+    def candidates(self, model: Optional[str], exclude: frozenset[str] = frozenset()) -> list[Host]:
+        """Hosts that may take a new request for `model`, preferred tier first.
+
+        Tiers: healthy hosts with the model loaded; healthy hosts that have it (or whose list is not
+        known yet); as a last resort, unhealthy hosts that have it (a host may have come back since its
+        last failure). Draining and disabled hosts take nothing new.
+        """
+        hosts = [h for h in self.registry.hosts() if h.address not in exclude]
+        if model:
+            known = [h for h in self.registry.hosts() if h.has_model(model) is not None]
+            if known and len(known) == len(self.registry) and not any(h.has_model(model) for h in known):
+                raise NoHostForModel(model)
+            hosts = [h for h in hosts if h.has_model(model) is not False]
+        healthy = [h for h in hosts if h.state == HostState.HEALTHY]
+        if model:
+            from .hosts import model_key
+
+            key = model_key(model)
+            loaded = [h for h in healthy if key in h.models_loaded]
+            if loaded:
+                return loaded
+        if healthy:
+            return healthy
+        return [h for h in hosts if h.state == HostState.UNHEALTHY]
+
+    def route(self, model: Optional[str], exclude: frozenset[str] = frozenset()) -> list[Host]:
+        """Ordered hosts to try for one request ([] when none can take it)."""
+        tier = self.candidates(model, exclude)
+        if not tier:
+            return []
+        with self._lock:
+            strategy, weights = self._strategy, self._weights
+        return strategy.order(tier, weights)

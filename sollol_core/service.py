@@ -1,0 +1,438 @@
+"""SOLLOL: owns the core thread and its event loop, and everything that runs in it.
+
+    main thread   your program, or the dashboard (sollol_tui)
+    core thread   one asyncio loop: gateway (uvicorn.Server.serve), health checks, adaptive metrics,
+                  the metrics server and a one-second ticker for sparkline history
+
+The programmatic API (start/stop/get_status/get_health/get_stats/update_config) and the operator actions
+(drain, priorities, weights, strategy, hosts) are safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Coroutine, Optional
+
+import uvicorn
+from aiohttp import web
+
+from . import __version__
+from .adaptive import adaptive_loop
+from .config import SollolConfig, normalize_host, save_config
+from .executors import AsyncExecutor
+from .gateway import create_app
+from .health import check_all, health_loop
+from .hosts import HostRegistry
+from .metrics import CONTENT_TYPE, Metrics
+from .proxy import Proxy
+from .requestlog import RequestLog
+from .routing import Router
+from .snapshot import ClusterSnapshot, ComponentState, HostView, RequestRecord
+
+log = logging.getLogger("sollol")
+
+# Settings read live on every use; the rest take effect on the next start.
+LIVE_KEYS = {
+    "routing_strategy", "routing_weights", "max_retries", "retry_backoff_multiplier", "chat_timeout",
+    "embedding_timeout", "management_timeout", "connect_timeout", "health_check_interval",
+    "unhealthy_recheck_interval", "adaptive_metrics_interval", "max_body_bytes", "hosts", "admin_token",
+    "autobatch_interval", "autobatch_min_batch_size", "autobatch_max_batch_size", "autobatch_enabled",
+    "ui_refresh_hz", "theme", "shutdown_grace",
+}
+
+
+class StartupError(RuntimeError):
+    """The gateway could not start (port in use, bad address); the message says what to do."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        hint = " (another program listens there: pick another with --port)" if e.errno == 98 else ""
+        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class SOLLOL:
+    """The load balancer. `SOLLOL(config).start()` serves until `stop()`."""
+
+    def __init__(self, config: Optional[SollolConfig] = None, *, host_labels: Optional[dict[str, str]] = None,
+                 demo: bool = False, config_path: Optional[str | Path] = None) -> None:
+        self.config = config or SollolConfig()
+        self.config_path = Path(config_path) if config_path else None
+        self.demo = demo
+        self.registry = HostRegistry()
+        labels = host_labels or {}
+        for address in self.config.all_hosts():
+            self.registry.add(address, label=labels.get(address, ""))
+        self.router = Router(self.registry, self.config.routing_strategy, self.config.routing_weights)
+        self.metrics = Metrics(self.registry)
+        self.requests = RequestLog()
+        self.executor = AsyncExecutor(self.config.connect_timeout)
+        self.proxy = Proxy(self.config, self.registry, self.router, self.executor, self.metrics, self.requests)
+        self.app = create_app(self)
+        self.components: dict[str, ComponentState] = {}
+        self.gateway_url = ""
+        self.metrics_url = ""
+        self._started_at = 0.0
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._ready = threading.Event()
+        self._stopped = threading.Event()
+        self._startup_error: Optional[BaseException] = None
+        self._stop_event: Optional[asyncio.Event] = None
+        self._server: Optional[uvicorn.Server] = None
+        self._hooks: list[Callable[["SOLLOL"], Coroutine[Any, Any, None]]] = []
+        self._stop_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.registry.on_change(self._log_host_change)
+
+    # lifecycle ------------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._ready.is_set() and not self._stopped.is_set()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("SOLLOL is not started")
+        return self._loop
+
+    def add_start_hook(self, hook: Callable[["SOLLOL"], Coroutine[Any, Any, None]]) -> None:
+        """A coroutine run in the core loop once the gateway listens (executors, batch)."""
+        self._hooks.append(hook)
+
+    def add_stop_hook(self, hook: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A coroutine run in the core loop after the gateway stopped taking requests."""
+        self._stop_hooks.append(hook)
+
+    def set_component(self, name: str, state: str, detail: str = "") -> None:
+        self.components[name] = ComponentState(name, state, detail)
+
+    def start(self, blocking: bool = False, timeout: float = 30.0) -> "SOLLOL":
+        """Start the core thread; returns once the gateway listens (or raises StartupError).
+
+        blocking=True then waits until stop() is called (from another thread or a signal handler).
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("SOLLOL is already running")
+        self._ready.clear()
+        self._stopped.clear()
+        self._startup_error = None
+        self._thread = threading.Thread(target=self._run_thread, name="sollol-core", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) and self._startup_error is None:
+            self.stop()
+            raise StartupError(f"gateway did not start within {timeout:.0f} s")
+        if self._startup_error is not None:
+            self._thread.join(5)
+            err = self._startup_error
+            raise err if isinstance(err, StartupError) else StartupError(str(err))
+        if blocking:
+            self.wait()
+        return self
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until stopped; True when it has stopped."""
+        return self._stopped.wait(timeout)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop taking requests, let those in flight finish (bounded by shutdown_grace), stop everything."""
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout if timeout is not None else self.config.shutdown_grace + 15)
+        self._stopped.set()
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, Any], timeout: Optional[float] = None) -> Any:
+        """Run a coroutine in the core loop from another thread and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _run_thread(self) -> None:
+        try:
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+        except ImportError:
+            loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # noqa: BLE001 - reported to start()
+            if not self._ready.is_set():
+                self._startup_error = e
+            else:
+                log.exception("core loop ended with an error")
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                self._stopped.set()
+                self._ready.set()
+
+    async def _main(self) -> None:
+        cfg = self.config
+        self._stop_event = asyncio.Event()
+        sock = _bind(cfg.gateway_host, cfg.gateway_port)
+        await self.executor.start()
+        tasks: list[asyncio.Task] = []
+        metrics_runner: Optional[web.AppRunner] = None
+        try:
+            server_config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
+                                           timeout_graceful_shutdown=cfg.shutdown_grace, loop="none",
+                                           server_header=False, timeout_keep_alive=30)
+            self._server = server = uvicorn.Server(server_config)
+            serve_task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                if serve_task.done():
+                    raise StartupError(f"gateway failed to start: {serve_task.exception()}")
+                await asyncio.sleep(0.005)
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            self.gateway_url = f"http://{shown}:{port}"
+            self._started_at = time.time()
+            self.set_component("gateway", "ready", self.gateway_url)
+            self.set_component("executor", "ready", "async (in the core loop)")
+            if cfg.metrics_enabled:
+                metrics_runner = await self._start_metrics_server()
+            if cfg.health_check_enabled:
+                tasks.append(asyncio.create_task(health_loop(self.executor, self.registry, cfg)))
+            if cfg.adaptive_metrics_enabled:
+                tasks.append(asyncio.create_task(adaptive_loop(self.executor, self.registry, cfg)))
+            tasks.append(asyncio.create_task(self._ticker()))
+            for hook in self._hooks:
+                await hook(self)
+            log.info("gateway listening on %s", self.gateway_url)
+            self._ready.set()
+            await self._stop_event.wait()
+            log.info("stopping: no new requests; waiting for %d in flight", self.proxy.active)
+            server.should_exit = True
+            await serve_task
+        finally:
+            for hook in reversed(self._stop_hooks):
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("stop hook failed")
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
+            await self.executor.close()
+            if not sock._closed:  # type: ignore[attr-defined]
+                sock.close()
+            self.set_component("gateway", "off")
+
+    async def _start_metrics_server(self) -> Optional[web.AppRunner]:
+        async def handle(_: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+        app = web.Application()
+        app.router.add_get("/metrics", handle)
+        app.router.add_get("/", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.gateway_host, self.config.metrics_port)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            msg = f"cannot listen on port {self.config.metrics_port}: {e.strerror}; /metrics on the gateway still works"
+            log.warning("metrics server: %s", msg)
+            self.set_component("metrics", "failed", msg)
+            return None
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.metrics_url = f"http://{self.config.gateway_host}:{port}/metrics"
+        self.set_component("metrics", "ready", self.metrics_url)
+        return runner
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.registry.tick_history()
+
+    def _log_host_change(self, address: str, what: str) -> None:
+        log.info("host %s: %s", address, what)
+
+    # reading --------------------------------------------------------------------------------------
+    def host_views(self) -> list[HostView]:
+        return self.registry.views(self.router.score)
+
+    def snapshot(self, recent: int = 200) -> ClusterSnapshot:
+        """Everything the dashboard shows, copied under the locks: safe from any thread."""
+        rps, eps = self.requests.rates()
+        return ClusterSnapshot(
+            gateway_url=self.gateway_url,
+            strategy=self.router.strategy_name,
+            weights=self.router.weights.model_dump(),
+            uptime_s=(time.time() - self._started_at) if self._started_at else 0.0,
+            requests_per_s=rps,
+            errors_per_s=eps,
+            active_requests=self.proxy.active,
+            hosts=tuple(self.host_views()),
+            recent_requests=self.requests.recent(recent),
+            components=tuple(self.components.values()),
+            demo=self.demo,
+        )
+
+    def get_status(self) -> dict[str, Any]:
+        return {
+            "running": self.running,
+            "version": __version__,
+            "gateway_url": self.gateway_url,
+            "metrics_url": self.metrics_url or None,
+            "hosts": len(self.registry),
+            "strategy": self.router.strategy_name,
+            "components": {c.name: {"state": c.state, "detail": c.detail} for c in self.components.values()},
+            "uptime_s": round((time.time() - self._started_at) if self._started_at else 0.0, 1),
+        }
+
+    def get_health(self) -> dict[str, Any]:
+        views = self.host_views()
+        healthy = sum(1 for v in views if v.available)
+        status = "ok" if views and healthy == len(views) else ("degraded" if healthy else "down")
+        return {
+            "status": status,
+            "hosts_total": len(views),
+            "hosts_available": healthy,
+            "hosts": {v.host: {"state": v.state, "last_error": v.last_error} for v in views},
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+        }
+
+    def get_stats(self) -> dict[str, Any]:
+        keys = ("host", "label", "available", "state", "latency_ms", "peak_latency_ms", "ttft_ms", "tokens_per_s",
+                "success_rate", "cpu_load", "gpu_free_mem", "priority", "weight", "in_flight", "requests_total",
+                "failures_total", "score", "score_terms", "models_available", "models_loaded", "last_error",
+                "last_updated")
+        rps, eps = self.requests.rates()
+        hosts = []
+        for v in self.host_views():
+            d = asdict(v)
+            hosts.append({k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keys})
+        return {
+            "hosts": hosts,
+            "routing": {"strategy": self.router.strategy_name, "weights": self.router.weights.model_dump()},
+            "gateway": {"url": self.gateway_url, "active_requests": self.proxy.active,
+                        "requests_total": self.requests.total, "errors_total": self.requests.errors,
+                        "requests_per_s": rps, "errors_per_s": eps},
+            "components": {c.name: {"state": c.state, "detail": c.detail} for c in self.components.values()},
+            "timestamp": datetime.now(timezone.utc).isoformat(),
+        }
+
+    def recent_requests(self, n: int = 200) -> tuple[RequestRecord, ...]:
+        return self.requests.recent(n)
+
+    def subscribe_requests(self, callback: Callable[[RequestRecord], None]) -> Callable[[], None]:
+        """callback(record) in the core thread for each finished request; returns an unsubscribe function."""
+        return self.requests.subscribe(callback)
+
+    # operator actions (any thread) -----------------------------------------------------------------
+    def add_host(self, address: str, *, priority: int = 0, weight: float = 1.0, label: str = "") -> str:
+        address = normalize_host(address)
+        self.registry.add(address, priority=priority, weight=weight, label=label)
+        if address not in self.config.hosts:
+            self.config.hosts = [*self.config.hosts, address]
+        if self._loop is not None and self.running:
+            # learn its models and health now rather than at the next round
+            asyncio.run_coroutine_threadsafe(self._refresh_new_host(address), self._loop)
+        return address
+
+    async def _refresh_new_host(self, address: str) -> None:
+        from .adaptive import refresh_host
+
+        await check_all(self.executor, self.registry)
+        await refresh_host(self.executor, self.registry, address)
+
+    def remove_host(self, address: str) -> None:
+        address = normalize_host(address)
+        self.registry.remove(address)
+        if address in self.config.hosts:
+            self.config.hosts = [h for h in self.config.hosts if h != address]
+
+    def drain_host(self, address: str) -> None:
+        self.registry.drain(normalize_host(address))
+
+    def undrain_host(self, address: str) -> None:
+        self.registry.undrain(normalize_host(address))
+
+    def toggle_drain(self, address: str) -> str:
+        """Drain a host, or undrain a draining one; returns the new state."""
+        host = self.registry.get(normalize_host(address))
+        if host.state.value == "draining":
+            self.undrain_host(address)
+        else:
+            self.drain_host(address)
+        return self.registry.get(normalize_host(address)).state.value
+
+    def set_priority(self, address: str, priority: int) -> None:
+        self.registry.set_priority(normalize_host(address), priority)
+
+    def set_weight(self, address: str, weight: float) -> None:
+        self.registry.set_weight(normalize_host(address), weight)
+
+    def set_strategy(self, name: str) -> None:
+        self.router.set_strategy(name)
+        self.config.routing_strategy = name  # type: ignore[assignment]
+
+    def set_weights(self, **weights: float) -> None:
+        new = self.router.set_weights(**weights)
+        self.config.routing_weights = new
+
+    def running_config(self) -> SollolConfig:
+        """The config as it runs now: hosts, priorities are in the registry, strategy and weights live."""
+        cfg = self.config.model_copy(deep=True)
+        cfg.routing_strategy = self.router.strategy_name  # type: ignore[assignment]
+        cfg.routing_weights = self.router.weights.model_copy()
+        if not self.demo:
+            cfg.hosts = self.registry.addresses()
+            cfg.hosts_file = None
+        return cfg
+
+    def save_config(self, path: Optional[str | Path] = None) -> tuple[Path, Optional[Path]]:
+        """Write the running config as TOML (previous file kept as .bak). Returns (path, backup)."""
+        target = Path(path) if path else (self.config_path or Path.cwd() / "sollol.toml")
+        backup = save_config(self.running_config(), target)
+        return target, backup
+
+    def update_config(self, **changes: Any) -> dict[str, list[str]]:
+        """Apply changes; returns {"applied": [...], "restart_required": [...]}. Raises ValueError when invalid."""
+        merged = self.config.model_dump() | changes
+        validated = SollolConfig.model_validate(merged)  # all or nothing
+        applied, restart = [], []
+        for key in changes:
+            value = getattr(validated, key)
+            if key == "routing_strategy":
+                self.set_strategy(value)
+            elif key == "routing_weights":
+                self.set_weights(**value.model_dump())
+            elif key == "hosts":
+                for address in value:
+                    if address not in self.registry:
+                        self.add_host(address)
+                for address in self.registry.addresses():
+                    if address not in value:
+                        self.remove_host(address)
+            else:
+                setattr(self.config, key, value)
+            (applied if key in LIVE_KEYS else restart).append(key)
+        return {"applied": applied, "restart_required": restart}

@@ -1,0 +1,101 @@
+"""Plain data the core hands to its readers (dashboard, /api/stats, examples).
+
+Everything here is an immutable copy made under the registry lock, so a reader in another thread
+(the Textual app polls ``SOLLOL.snapshot()``) never sees a half-updated host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class HostView:
+    """One host as the router sees it right now."""
+
+    host: str  # "address:port"
+    label: str  # "" for a real host, e.g. "simulated fast" for a --demo node
+    state: str  # healthy / unhealthy / draining / disabled
+    available: bool  # takes new requests (healthy and not draining/disabled)
+    priority: int  # rank, 0 is preferred first
+    weight: float  # capacity multiplier; a score is divided by it
+    latency_ms: float  # EWMA of request latency (0.0 until the first sample)
+    peak_latency_ms: float  # peak-EWMA latency used by p2c
+    ttft_ms: Optional[float]  # EWMA time to first streamed chunk, None until a stream was seen
+    tokens_per_s: Optional[float]  # EWMA generation speed, None until known
+    success_rate: float  # EWMA of successes, 1.0 at start
+    in_flight: int
+    requests_total: int
+    failures_total: int
+    cpu_load: Optional[float]  # 0..1, None when unknown (remote host)
+    gpu_free_mem: Optional[float]  # MiB, None when unknown (remote host or no GPU)
+    models_available: tuple[str, ...]
+    models_loaded: tuple[str, ...]
+    score: float  # lower is better, by the performance formula with the live weights
+    score_terms: dict  # term name -> weighted contribution (sums to score*weight)
+    last_error: Optional[str]
+    last_updated: str  # ISO-8601, last time any stat changed
+    latency_history: tuple[float, ...]  # one sample a second, oldest first (for sparklines)
+    throughput_history: tuple[float, ...]  # completed requests per second, one sample a second
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One finished request through the gateway (the request log)."""
+
+    time: float  # unix time when it finished
+    endpoint: str  # e.g. "/api/chat"
+    model: str  # "" when the request names none
+    host: str  # host that served it, "" when none could
+    status: int  # HTTP status sent to the client
+    latency_ms: float
+    tokens: Optional[int]  # eval_count when the upstream reported it
+    retries: int
+    error: Optional[str]
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    """State of a background component (Ray, Dask, executor)."""
+
+    name: str
+    state: str  # "off" / "starting" / "ready" / "failed"
+    detail: str = ""  # e.g. the failure reason or the address
+
+
+@dataclass(frozen=True)
+class BatchJobView:
+    job_id: str
+    total: int
+    done: int
+    failed: int
+    status: str  # queued / in_progress / done / failed
+    docs_per_s: float
+
+
+@dataclass(frozen=True)
+class BatchView:
+    queued: int = 0
+    in_progress: int = 0
+    done: int = 0
+    failed: int = 0
+    docs_per_s: float = 0.0
+    jobs: tuple[BatchJobView, ...] = ()
+    available: bool = False  # False until a batch queue exists
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    gateway_url: str
+    strategy: str
+    weights: dict
+    uptime_s: float
+    requests_per_s: float
+    errors_per_s: float
+    active_requests: int
+    hosts: tuple[HostView, ...]
+    recent_requests: tuple[RequestRecord, ...]  # newest last
+    components: tuple[ComponentState, ...] = ()
+    batch: BatchView = field(default_factory=BatchView)
+    demo: bool = False

@@ -1,0 +1,1 @@
+"""SOLLOL's terminal side: the `sollol` command line and the Textual dashboard."""
