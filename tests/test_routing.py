@@ -1,0 +1,146 @@
+"""Routing strategies and the model-aware filter: deterministic for given stats."""
+
+import random
+
+import pytest
+
+from sollol_core.config import RoutingWeights
+from sollol_core.hosts import HostRegistry
+from sollol_core.routing import (NoHostForModel, P2CStrategy, Router, make_strategy, performance_score,
+                                 performance_terms)
+
+
+def registry(*addresses):
+    reg = HostRegistry()
+    for a in addresses:
+        reg.add(a)
+    return reg
+
+
+def order(router, model=None, exclude=frozenset()):
+    return [h.address for h in router.route(model, exclude)]
+
+
+def test_performance_terms_normalised_and_weighted():
+    reg = registry("a:1")
+    h = reg.get("a:1")
+    h.cpu_load, h.gpu_free_mem, h.priority, h.latency_ms, h.success_rate, h.in_flight = 0.5, 3072.0, 2, 250.0, 0.9, 4
+    terms = performance_terms(h, RoutingWeights())
+    assert terms == pytest.approx({
+        "cpu_load": 0.3 * 0.5,
+        "gpu_free_mem": 0.2 * (1 / (1 + 3.0)),
+        "priority": 0.1 * 0.2,
+        "latency": 0.2 * 0.25,
+        "success_rate": 0.2 * 0.1,
+        "in_flight": 0.2 * 4 * 0.25,
+    })
+    h.weight = 2.0
+    score, _ = performance_score(h, RoutingWeights())
+    assert score == pytest.approx(sum(terms.values()) / 2)
+
+
+def test_unknown_terms_are_neutral():
+    reg = registry("a:1")
+    terms = performance_terms(reg.get("a:1"), RoutingWeights())
+    assert terms["cpu_load"] == pytest.approx(0.3 * 0.5) and terms["gpu_free_mem"] == pytest.approx(0.2 * 0.5)
+
+
+def test_performance_prefers_fast_then_spills_over_when_loaded():
+    reg = registry("fast:1", "slow:1")
+    reg.get("fast:1").latency_ms = 30.0
+    reg.get("slow:1").latency_ms = 600.0
+    router = Router(reg, "performance")
+    assert order(router) == ["fast:1", "slow:1"]
+    reg.get("fast:1").in_flight = 30  # 30 × 0.03 s of queued work is worse than an idle slow host
+    assert order(router)[0] == "slow:1"
+
+
+def test_weights_change_the_decision_live():
+    reg = registry("a:1", "b:1")
+    reg.get("a:1").latency_ms, reg.get("a:1").priority = 100.0, 0
+    reg.get("b:1").latency_ms, reg.get("b:1").priority = 10.0, 9
+    router = Router(reg, "performance")
+    assert order(router)[0] == "a:1"  # priority term 0.09 outweighs 18 ms of latency
+    router.set_weights(priority=0.0)
+    assert order(router)[0] == "b:1"
+    with pytest.raises(ValueError):
+        router.set_weights(latency=-1)
+    assert router.weights.priority == 0.0  # a rejected change leaves the weights as they were
+
+
+def test_round_robin_cycles():
+    router = Router(registry("a:1", "b:1", "c:1"), "round_robin")
+    firsts = [order(router)[0] for _ in range(6)]
+    assert firsts == ["a:1", "b:1", "c:1", "a:1", "b:1", "c:1"]
+
+
+def test_priority_strategy():
+    reg = registry("a:1", "b:1", "c:1")
+    reg.get("a:1").priority, reg.get("b:1").priority, reg.get("c:1").priority = 2, 0, 0
+    reg.get("b:1").in_flight = 3
+    assert order(Router(reg, "priority")) == ["c:1", "b:1", "a:1"]
+
+
+def test_p2c_picks_cheaper_of_two_and_is_seeded():
+    reg = registry("a:1", "b:1", "c:1")
+    for addr, lat in (("a:1", 10.0), ("b:1", 100.0), ("c:1", 1000.0)):
+        reg.get(addr).peak_latency_ms = lat
+    router = Router(reg, "p2c", rng=random.Random(7))
+    counts = {"a:1": 0, "b:1": 0, "c:1": 0}
+    for _ in range(300):
+        counts[order(router)[0]] += 1
+    assert counts["c:1"] == 0  # the most expensive host never wins a pair
+    assert counts["a:1"] > counts["b:1"] > 0  # a wins both its pairs, b only against c
+    reg.get("a:1").in_flight = 20  # 10 ms × 21 beats neither 100 ms nor 1000 ms
+    assert P2CStrategy.cost(reg.get("a:1")) == pytest.approx(210.0)
+
+
+def test_p2c_is_deterministic_for_a_seed():
+    reg = registry("a:1", "b:1", "c:1", "d:1")
+    for i, addr in enumerate(("a:1", "b:1", "c:1", "d:1")):
+        reg.get(addr).peak_latency_ms = 10.0 * (i + 1)
+    r1 = Router(reg, "p2c", rng=random.Random(3))
+    r2 = Router(reg, "p2c", rng=random.Random(3))
+    assert [order(r1) for _ in range(10)] == [order(r2) for _ in range(10)]
+
+
+def test_model_filter_and_loaded_first():
+    reg = registry("a:1", "b:1", "c:1")
+    reg.update_models("a:1", ["llama3.2"], [])
+    reg.update_models("b:1", ["llama3.2", "qwen:7b"], ["llama3.2"])
+    reg.update_models("c:1", ["qwen:7b"], ["qwen:7b"])
+    router = Router(reg, "round_robin")
+    assert order(router, "llama3.2") == ["b:1"]  # loaded beats merely available
+    assert order(router, "llama3.2", frozenset({"b:1"})) == ["a:1"]  # next tier on retry
+    assert sorted(order(router, "qwen:7b")) == ["c:1"]
+    with pytest.raises(NoHostForModel):
+        router.route("mistral")
+
+
+def test_unknown_model_lists_keep_host_eligible():
+    reg = registry("a:1", "b:1")
+    reg.update_models("a:1", ["qwen:7b"], [])
+    router = Router(reg, "round_robin")
+    assert order(router, "llama3.2") == ["b:1"]  # b's list is unknown: it may have it
+
+
+def test_draining_disabled_unhealthy():
+    reg = registry("a:1", "b:1", "c:1")
+    router = Router(reg, "round_robin")
+    reg.drain("a:1")
+    reg.disable("b:1")
+    assert order(router) == ["c:1"]
+    reg.mark_unhealthy("c:1", "down")
+    assert order(router) == ["c:1"]  # last resort: an unhealthy host may be back
+    reg.undrain("a:1")
+    assert order(router) == ["a:1"]
+
+
+def test_set_strategy_rejects_unknown():
+    router = Router(registry("a:1"))
+    router.set_strategy("p2c")
+    assert router.strategy_name == "p2c"
+    with pytest.raises(ValueError, match="unknown routing strategy"):
+        router.set_strategy("fastest")
+    with pytest.raises(ValueError):
+        make_strategy("nope")
