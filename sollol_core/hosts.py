@@ -44,6 +44,16 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _check_priority(priority: int) -> None:
+    if priority < 0:
+        raise ValueError("priority must be >= 0")
+
+
+def _check_weight(weight: float) -> None:
+    if not 0 < weight < math.inf:  # also refuses NaN: a score is divided by the weight
+        raise ValueError("weight must be a number > 0")
+
+
 @dataclass
 class Host:
     """Live state of one Ollama server. Mutated only through HostRegistry (under its lock)."""
@@ -97,6 +107,8 @@ class HostRegistry:
 
     # membership ---------------------------------------------------------------------------------
     def add(self, address: str, *, label: str = "", priority: int = 0, weight: float = 1.0) -> Host:
+        _check_priority(priority)
+        _check_weight(weight)
         with self._lock:
             if address in self._hosts:
                 raise ValueError(f"host {address} is already registered")
@@ -171,15 +183,13 @@ class HostRegistry:
         self._set_state(address, HostState.DISABLED)
 
     def set_priority(self, address: str, priority: int) -> None:
-        if priority < 0:
-            raise ValueError("priority must be >= 0")
+        _check_priority(priority)
         with self._lock:
             self.get(address).priority = int(priority)
         self._emit(address, "priority")
 
     def set_weight(self, address: str, weight: float) -> None:
-        if not weight > 0:
-            raise ValueError("weight must be > 0")
+        _check_weight(weight)
         with self._lock:
             self.get(address).weight = float(weight)
         self._emit(address, "weight")

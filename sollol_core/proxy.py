@@ -15,9 +15,10 @@ from typing import AsyncIterator, Optional
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from .adaptive import refresh_host
 from .config import SollolConfig
 from .executors import Executor, UpstreamFailure, UpstreamResponse
-from .hosts import HostRegistry
+from .hosts import HostRegistry, HostState
 from .metrics import Metrics
 from .requestlog import RequestLog
 from .routing import NoHostForModel, Router
@@ -122,24 +123,38 @@ class Proxy:
             return [] if pinned in tried or pinned not in self.registry else [self.registry.get(pinned)]
         return self.router.route(call.model, frozenset(tried))
 
+    async def _route_known(self, call: Call, tried: set[str], pinned: Optional[str]) -> Optional[list]:
+        """The hosts to try; None when no host has the model, even after re-reading every host's model
+        list (a model pulled a moment ago is not in the lists until the next adaptive round)."""
+        try:
+            return self._route(call, tried, pinned)
+        except NoHostForModel:
+            pass
+        hosts = [h.address for h in self.registry.hosts() if h.state != HostState.DISABLED]
+        await asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts))
+        try:
+            return self._route(call, tried, pinned)
+        except NoHostForModel:
+            return None
+
     async def _forward(self, call: Call, started: float, pinned: Optional[str]) -> Response:
         tried: set[str] = set()
+        no_model: set[str] = set()  # hosts that said they do not have the model: not asked again
         last_error = "no host available"
         last_status = 503
         not_found_body: Optional[bytes] = None
         attempts = self.config.max_retries + 1
         for attempt in range(attempts):
-            try:
-                order = self._route(call, tried, pinned)
-            except NoHostForModel:
+            order = await self._route_known(call, tried, pinned)
+            if order is None:
                 msg = f"model '{call.model}' not found on any host"
                 self._finish(call, started, 404, "", attempt, error=msg)
                 return error_response(404, msg)
-            if not order and tried and attempt < attempts - 1:
+            if not order and tried - no_model:
                 # every candidate failed once: wait (backoff), then give them another chance
                 await asyncio.sleep(self.config.retry_backoff_multiplier * (2 ** (attempt - 1)))
-                tried.clear()
-                order = self._route(call, tried, pinned)
+                tried = set(no_model)
+                order = await self._route_known(call, tried, pinned) or []
             if not order:
                 break
             host = order[0].address
@@ -166,6 +181,7 @@ class Proxy:
                 if call.model and resp.status == 404 and _is_model_not_found(404, await resp.read()):
                     # the host's model list was stale: remember, and try a host that has it
                     self.registry.forget_model(host, call.model)
+                    no_model.add(host)
                     not_found_body = await resp.read()
                     continue
                 if resp.status >= 400 or not call.stream:

@@ -19,6 +19,10 @@ from .hosts import Host, HostRegistry, HostState
 
 NEUTRAL_CPU_LOAD = 0.5  # a remote host's CPU load cannot be read: a neutral middle value
 NEUTRAL_GPU_TERM = 0.5  # likewise 1/(1+free GiB) for a host whose GPU cannot be read
+# A host with no latency sample yet is tried at once, but while that first request is out it counts as
+# slow: otherwise every request arriving before the first answer would pile onto it (Finagle's penalty).
+UNMEASURED_BUSY_LATENCY_S = 1.0
+UNMEASURED_BUSY_COST_MS = 1e6
 
 
 class NoHostForModel(Exception):
@@ -34,19 +38,20 @@ def performance_terms(host: Host, weights: RoutingWeights) -> dict[str, float]:
     latency       latency EWMA in seconds (the original latency_ms / 1000)
     success_rate  1 - success-rate EWMA
     in_flight     requests in flight × latency in seconds: the queue a new request would join, so one
-                  good host is not flooded between metric updates
+                  good host is not flooded between metric updates (a host not measured yet counts 1 s)
     Returned values are already multiplied by their weights.
     """
     cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
     gpu = NEUTRAL_GPU_TERM if host.gpu_free_mem is None else 1.0 / (1.0 + max(host.gpu_free_mem, 0.0) / 1024.0)
     latency_s = host.latency_ms / 1000.0
+    queue_latency_s = UNMEASURED_BUSY_LATENCY_S if host.latency_ms == 0.0 else max(latency_s, 0.001)
     return {
         "cpu_load": weights.cpu_load * cpu,
         "gpu_free_mem": weights.gpu_free_mem * gpu,
         "priority": weights.priority * host.priority / 10.0,
         "latency": weights.latency * latency_s,
         "success_rate": weights.success_rate * (1.0 - host.success_rate),
-        "in_flight": weights.in_flight * host.in_flight * max(latency_s, 0.001),
+        "in_flight": weights.in_flight * host.in_flight * queue_latency_s,
     }
 
 
@@ -104,6 +109,8 @@ class P2CStrategy:
 
     @staticmethod
     def cost(host: Host) -> float:
+        if host.peak_latency_ms == 0.0 and host.in_flight > 0:
+            return UNMEASURED_BUSY_COST_MS
         return host.peak_latency_ms * (host.in_flight + 1) / host.weight
 
     def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:

@@ -199,7 +199,8 @@ class SOLLOL:
         try:
             server_config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=cfg.shutdown_grace, loop="none",
-                                           server_header=False, timeout_keep_alive=30)
+                                           server_header=False, timeout_keep_alive=30,
+                                           proxy_headers=False, date_header=False)
             self._server = server = uvicorn.Server(server_config)
             serve_task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started:

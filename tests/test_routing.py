@@ -68,6 +68,18 @@ def test_weights_change_the_decision_live():
     assert router.weights.priority == 0.0  # a rejected change leaves the weights as they were
 
 
+def test_unmeasured_host_is_tried_once_not_flooded():
+    reg = registry("new:1", "known:1")
+    reg.get("known:1").latency_ms = reg.get("known:1").peak_latency_ms = 50.0
+    for name in ("performance", "p2c"):
+        router = Router(reg, name, rng=random.Random(1))
+        reg.get("new:1").in_flight = 0
+        assert order(router)[0] == "new:1"  # idle and unmeasured: worth a try
+        reg.get("new:1").in_flight = 1  # its first answer has not come back yet
+        assert all(order(router)[0] == "known:1" for _ in range(20))
+    assert P2CStrategy.cost(reg.get("new:1")) == 1e6
+
+
 def test_round_robin_cycles():
     router = Router(registry("a:1", "b:1", "c:1"), "round_robin")
     firsts = [order(router)[0] for _ in range(6)]

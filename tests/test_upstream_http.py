@@ -1,0 +1,162 @@
+"""The lean upstream HTTP client: keep-alive, chunked streaming, stale connections, timeouts, errors."""
+
+import asyncio
+
+import pytest
+
+from sollol_core.upstream_http import HttpPool, UpstreamFailure
+
+
+class RawServer:
+    """A tiny HTTP server on 127.0.0.1 whose replies each test scripts byte by byte."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.connections = 0
+        self.server = None
+
+    async def __aenter__(self):
+        async def on_conn(reader, writer):
+            self.connections += 1
+            try:
+                await self.handler(reader, writer, self.connections)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+        self.address = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+
+async def read_request(reader):
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    body = await reader.readexactly(length) if length else b""
+    return head, body
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def test_keep_alive_reuses_one_connection():
+    async def handler(reader, writer, n):
+        while True:
+            _, body = await read_request(reader)
+            writer.write(ok(b'{"echo": %s}' % body))
+            await writer.drain()
+
+    async with RawServer(handler) as srv:
+        pool = HttpPool()
+        for i in range(5):
+            resp = await pool.request(srv.address, "POST", "/api/chat", b"%d" % i, 5)
+            assert resp.status == 200 and resp.content_type == "application/json"
+            assert await resp.read() == b'{"echo": %d}' % i
+            await resp.close()
+        assert srv.connections == 1
+        await pool.close()
+
+
+async def test_chunked_stream_arrives_chunk_by_chunk():
+    gate = asyncio.Event()
+
+    async def handler(reader, writer, n):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"6\r\n{\"a\":1\r\n")
+        await writer.drain()
+        await gate.wait()
+        writer.write(b"2\r\n}\n\r\n0\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with RawServer(handler) as srv:
+        pool = HttpPool()
+        resp = await pool.request(srv.address, "POST", "/api/chat", b"{}", 5)
+        chunks = resp.chunks()
+        assert await chunks.__anext__() == b'{"a":1'  # before the server sent the rest
+        gate.set()
+        assert [c async for c in chunks] == [b"}\n"]
+        await resp.close()
+        await pool.close()
+
+
+async def test_stale_keep_alive_connection_is_retried_on_a_fresh_one():
+    async def handler(reader, writer, n):
+        await read_request(reader)
+        if n == 1:
+            writer.write(ok(b"first"))
+            await writer.drain()
+            await read_request(reader)  # the host drops the kept-alive connection instead of answering
+            return
+        writer.write(ok(b"second"))
+        await writer.drain()
+
+    async with RawServer(handler) as srv:
+        pool = HttpPool()
+        r1 = await pool.request(srv.address, "POST", "/x", b"1", 5)
+        assert await r1.read() == b"first"
+        await r1.close()
+        r2 = await pool.request(srv.address, "POST", "/x", b"2", 5)
+        assert await r2.read() == b"second"
+        await r2.close()
+        assert srv.connections == 2
+        await pool.close()
+
+
+async def test_hung_host_times_out():
+    async def handler(reader, writer, n):
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async with RawServer(handler) as srv:
+        pool = HttpPool()
+        with pytest.raises(UpstreamFailure, match="within 0.2 s"):
+            await pool.request(srv.address, "POST", "/x", b"{}", 0.2)
+        await pool.close()
+
+
+async def test_stream_broken_mid_way_raises():
+    async def handler(reader, writer, n):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+
+    async with RawServer(handler) as srv:
+        pool = HttpPool()
+        resp = await pool.request(srv.address, "POST", "/x", b"{}", 5)
+        got = []
+        with pytest.raises(UpstreamFailure, match="before the answer was complete"):
+            async for c in resp.chunks():
+                got.append(c)
+        assert got == [b"abc"]
+        await resp.close()
+        await pool.close()
+
+
+async def test_refused_and_garbage():
+    pool = HttpPool(connect_timeout=1)
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    with pytest.raises(UpstreamFailure, match="cannot connect"):
+        await pool.request(f"127.0.0.1:{port}", "GET", "/", None, 1)
+
+    async def handler(reader, writer, n):
+        await read_request(reader)
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(handler) as srv:
+        with pytest.raises(UpstreamFailure, match="invalid HTTP"):
+            await pool.request(srv.address, "GET", "/", None, 1)
+    await pool.close()
