@@ -13,6 +13,11 @@ import orjson
 
 from .upstream_http import HttpPool, UpstreamFailure
 
+class ExecutorFailure(UpstreamFailure):
+    """The executor could not carry the call (a Ray actor died): retried like any failure, but the host
+    is not blamed for it."""
+
+
 class UpstreamResponse(Protocol):
     status: int
     content_type: str

@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .adaptive import refresh_host
 from .config import SollolConfig
-from .executors import Executor, UpstreamFailure, UpstreamResponse
+from .executors import Executor, ExecutorFailure, UpstreamFailure, UpstreamResponse
 from .hosts import HostRegistry, HostState
 from .metrics import Metrics
 from .requestlog import RequestLog
@@ -90,7 +90,11 @@ class Proxy:
                                         host=host, status=status, latency_ms=round(elapsed * 1000, 2),
                                         tokens=tokens, retries=retries, error=error))
 
-    def _fail_host(self, host: str, error: str, started: float) -> None:
+    def _fail_host(self, host: str, error: str | UpstreamFailure, started: float) -> None:
+        if isinstance(error, ExecutorFailure):  # e.g. a Ray actor died: retry, but the host is not at fault
+            log.warning("executor failed on a call to %s: %s", host, error)
+            return
+        error = str(error)
         self.registry.record_failure(host, error, latency_ms=(time.perf_counter() - started) * 1000)
         self.metrics.worker_failures.labels(host).inc()
         log.warning("host %s failed: %s", host, error)
@@ -168,7 +172,7 @@ class Proxy:
                 resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout)
             except UpstreamFailure as e:
                 self.registry.end(host)
-                self._fail_host(host, str(e), attempt_started)
+                self._fail_host(host, e, attempt_started)
                 last_error, last_status = f"{host}: {e}", 502
                 continue
             try:
@@ -199,7 +203,7 @@ class Proxy:
                 except StopAsyncIteration:
                     first = b""
                 except UpstreamFailure as e:
-                    self._fail_host(host, str(e), attempt_started)
+                    self._fail_host(host, e, attempt_started)
                     last_error, last_status = f"{host}: {e}", 502
                     continue
                 ttft = time.perf_counter() - attempt_started
@@ -210,7 +214,7 @@ class Proxy:
                     status_code=resp.status, media_type=resp.content_type,
                 )
             except UpstreamFailure as e:
-                self._fail_host(host, str(e), attempt_started)
+                self._fail_host(host, e, attempt_started)
                 last_error, last_status = f"{host}: {e}", 502
                 continue
             finally:
@@ -246,7 +250,7 @@ class Proxy:
                 yield chunk
         except UpstreamFailure as e:
             error = f"upstream host {host} failed mid-stream: {e}"
-            self._fail_host(host, str(e), attempt_started)
+            self._fail_host(host, e, attempt_started)
             status = 502
             sep = b"" if tail.endswith(b"\n") else b"\n"
             yield sep + self._error_line(call, error)

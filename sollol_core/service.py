@@ -25,13 +25,15 @@ from aiohttp import web
 
 from . import __version__
 from .adaptive import adaptive_loop
+from .batch import BatchManager
 from .config import SollolConfig, normalize_host, save_config
-from .executors import AsyncExecutor
+from .executors import AsyncExecutor, Executor
 from .gateway import create_app
 from .health import check_all, health_loop
 from .hosts import HostRegistry
 from .metrics import CONTENT_TYPE, Metrics
 from .proxy import Proxy
+from .ray_executor import RayExecutor, RayRuntime
 from .requestlog import RequestLog
 from .routing import Router
 from .snapshot import ClusterSnapshot, ComponentState, HostView, RequestRecord
@@ -44,7 +46,8 @@ LIVE_KEYS = {
     "embedding_timeout", "management_timeout", "connect_timeout", "health_check_interval",
     "unhealthy_recheck_interval", "adaptive_metrics_interval", "max_body_bytes", "hosts", "admin_token",
     "autobatch_interval", "autobatch_min_batch_size", "autobatch_max_batch_size", "autobatch_enabled",
-    "ui_refresh_hz", "theme", "shutdown_grace",
+    "ui_refresh_hz", "theme", "shutdown_grace", "batch_max_docs_per_request", "batch_max_doc_chars",
+    "batch_chunk_size", "batch_in_flight_per_host", "batch_max_attempts",
 }
 
 
@@ -82,7 +85,12 @@ class SOLLOL:
         self.router = Router(self.registry, self.config.routing_strategy, self.config.routing_weights)
         self.metrics = Metrics(self.registry)
         self.requests = RequestLog()
-        self.executor = AsyncExecutor(self.config.connect_timeout)
+        self.in_loop_executor = AsyncExecutor(self.config.connect_timeout)
+        self.ray: Optional[RayRuntime] = None
+        self.executor: Executor = self.in_loop_executor
+        if self.config.executor == "ray":
+            self.ray = RayRuntime(self.config, lambda state, detail: self.set_component("ray", state, detail))
+            self.executor = RayExecutor(self.ray, self.in_loop_executor)
         self.proxy = Proxy(self.config, self.registry, self.router, self.executor, self.metrics, self.requests)
         self.app = create_app(self)
         self.components: dict[str, ComponentState] = {}
@@ -99,6 +107,7 @@ class SOLLOL:
         self._hooks: list[Callable[["SOLLOL"], Coroutine[Any, Any, None]]] = []
         self._stop_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.registry.on_change(self._log_host_change)
+        self.batch = BatchManager(self)  # durable queue, autobatch, Dask: started and stopped by its hooks
 
     # lifecycle ------------------------------------------------------------------------------------
     @property
@@ -212,13 +221,16 @@ class SOLLOL:
             self.gateway_url = f"http://{shown}:{port}"
             self._started_at = time.time()
             self.set_component("gateway", "ready", self.gateway_url)
-            self.set_component("executor", "ready", "async (in the core loop)")
+            self.set_component("executor", "ready", "async (in the core loop)" if self.ray is None
+                               else "ray (in the core loop until Ray is ready)")
+            if self.ray is not None:
+                self.ray.start()  # in its own thread: the gateway serves in the meantime
             if cfg.metrics_enabled:
                 metrics_runner = await self._start_metrics_server()
             if cfg.health_check_enabled:
-                tasks.append(asyncio.create_task(health_loop(self.executor, self.registry, cfg)))
+                tasks.append(asyncio.create_task(health_loop(self.in_loop_executor, self.registry, cfg)))
             if cfg.adaptive_metrics_enabled:
-                tasks.append(asyncio.create_task(adaptive_loop(self.executor, self.registry, cfg)))
+                tasks.append(asyncio.create_task(adaptive_loop(self.in_loop_executor, self.registry, cfg)))
             tasks.append(asyncio.create_task(self._ticker()))
             for hook in self._hooks:
                 await hook(self)
@@ -239,6 +251,8 @@ class SOLLOL:
             await asyncio.gather(*tasks, return_exceptions=True)
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
+            if self.ray is not None:
+                await asyncio.to_thread(self.ray.stop)  # after the gateway drained: nothing uses the actors now
             await self.executor.close()
             if not sock._closed:  # type: ignore[attr-defined]
                 sock.close()
@@ -293,6 +307,7 @@ class SOLLOL:
             hosts=tuple(self.host_views()),
             recent_requests=self.requests.recent(recent),
             components=tuple(self.components.values()),
+            batch=self.batch.view(),
             demo=self.demo,
         )
 
@@ -336,9 +351,21 @@ class SOLLOL:
             "gateway": {"url": self.gateway_url, "active_requests": self.proxy.active,
                         "requests_total": self.requests.total, "errors_total": self.requests.errors,
                         "requests_per_s": rps, "errors_per_s": eps},
+            "executor": self.executor_view(),
             "components": {c.name: {"state": c.state, "detail": c.detail} for c in self.components.values()},
             "timestamp": datetime.now(timezone.utc).isoformat(),
         }
+
+    def executor_view(self) -> dict[str, Any]:
+        """Which executor carries live requests, and its state (the /api/stats "executor" field)."""
+        if self.ray is not None:
+            return self.ray.view()
+        return {"kind": "async", "state": "ready" if self.running else "off", "actors": 0, "address": None,
+                "error": None}
+
+    def trigger_batch(self) -> dict[str, Any]:
+        """Start a batch of queued documents now (the dashboard's `b`); safe from any thread."""
+        return self.batch.trigger()
 
     def recent_requests(self, n: int = 200) -> tuple[RequestRecord, ...]:
         return self.requests.recent(n)
@@ -361,8 +388,8 @@ class SOLLOL:
     async def _refresh_new_host(self, address: str) -> None:
         from .adaptive import refresh_host
 
-        await check_all(self.executor, self.registry)
-        await refresh_host(self.executor, self.registry, address)
+        await check_all(self.in_loop_executor, self.registry)
+        await refresh_host(self.in_loop_executor, self.registry, address)
 
     def remove_host(self, address: str) -> None:
         address = normalize_host(address)
