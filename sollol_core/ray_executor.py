@@ -191,6 +191,7 @@ class _RayResponse:
         self._gen = gen
         self.status = status
         self.content_type = content_type
+        self._body: Optional[bytes] = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         ray = self._runtime._ray
@@ -206,7 +207,10 @@ class _RayResponse:
             raise ExecutorFailure(f"ray: {type(e).__name__}") from e
 
     async def read(self) -> bytes:
-        return b"".join([c async for c in self.chunks()])
+        """The whole body; kept, so a second read() returns it again."""
+        if self._body is None:
+            self._body = b"".join([c async for c in self.chunks()])
+        return self._body
 
     async def close(self) -> None:
         gen, self._gen = self._gen, None

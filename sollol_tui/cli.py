@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                    "(default performance)")
     p.add_argument("--executor", choices=["async", "ray"], help="where upstream calls run (default async)")
     p.add_argument("--workers", dest="ray_workers", type=int, metavar="N", help="Ray actors (default 2)")
+    p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (e.g. 10.0.0.1:6379) instead of "
+                                                         "starting a local one")
     p.add_argument("--dask-workers", type=int, metavar="N", help="local Dask workers (default 2)")
     p.add_argument("--dask-scheduler", metavar="ADDR", help="external Dask scheduler, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--autobatch", dest="autobatch_enabled", action=argparse.BooleanOptionalAction, default=None,
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    keys = ("gateway_host", "gateway_port", "metrics_port", "routing_strategy", "executor", "ray_workers",
+    keys = ("gateway_host", "gateway_port", "metrics_port", "routing_strategy", "executor", "ray_workers", "ray_address",
             "dask_workers", "dask_scheduler", "autobatch_enabled", "autobatch_interval", "batch_db",
             "adaptive_metrics_enabled", "adaptive_metrics_interval", "log_file")
     out = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
@@ -131,6 +133,23 @@ def run_headless(sollol: SOLLOL) -> int:
     return 0
 
 
+def run_dashboard(app_factory: Any, sollol: SOLLOL) -> int:
+    """Run the dashboard with descriptors 1 and 2 on the log file, so nothing draws over it.
+
+    The app quits gracefully on q, ctrl+q, SIGTERM and SIGHUP (it installs those handlers in its loop),
+    stopping the gateway first; the terminal is restored either way.
+    """
+    from sollol_tui.terminal import output_to_log
+
+    with output_to_log(sollol.config.log_file):
+        app = app_factory(sollol, exit_on_signals=True)
+        result = app.run()
+    if app.return_code not in (0, None):
+        print(f"sollol: the dashboard ended with an error; see {sollol.config.log_file}", file=sys.stderr)
+        return app.return_code
+    return result if isinstance(result, int) else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -159,8 +178,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"sollol: gateway on {sollol.gateway_url} ({len(sollol.registry)} hosts, "
                   f"strategy {sollol.router.strategy_name}); Ctrl-C stops", file=sys.stderr, flush=True)
             return run_headless(sollol)
-        app_factory(sollol).run()
-        return 0
+        return run_dashboard(app_factory, sollol)
     finally:
         sollol.stop()
         if sim is not None:
