@@ -37,7 +37,9 @@ class Executor(Protocol):
     async def close(self) -> None: ...
 
     async def open(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float) -> UpstreamResponse: ...
+                   timeout: float, stream: bool = True) -> UpstreamResponse:
+        """Send the call; returns once the status is known. stream=False says the caller will read the
+        whole body at once (an executor may then fetch it in one round trip)."""
 
 
 class AsyncExecutor:
@@ -58,7 +60,7 @@ class AsyncExecutor:
             self._pool = None
 
     async def open(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float) -> UpstreamResponse:
+                   timeout: float, stream: bool = True) -> UpstreamResponse:
         if self._pool is None:
             raise RuntimeError("executor not started")
         return await self._pool.request(host, method, path, body, timeout)

@@ -169,7 +169,8 @@ class Proxy:
             self.registry.begin(host)
             ended = False
             try:
-                resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout)
+                resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
+                                                stream=call.stream)
             except UpstreamFailure as e:
                 self.registry.end(host)
                 self._fail_host(host, e, attempt_started)

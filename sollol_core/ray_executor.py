@@ -64,6 +64,18 @@ class UpstreamActor:
         finally:
             await resp.close()
 
+    async def fetch(self, host: str, method: str, path: str, body: Optional[bytes],
+                    timeout: float) -> tuple[int, str, bytes]:
+        """The whole answer in one round trip (non-streaming requests)."""
+        if self.pool is None:
+            self.pool = HttpPool(self.connect_timeout)
+        self.calls += 1
+        resp = await self.pool.request(host, method, path, body, timeout)
+        try:
+            return resp.status, resp.content_type, await resp.read()
+        finally:
+            await resp.close()
+
     def stats(self) -> dict:
         return {"pid": os.getpid(), "calls": self.calls}
 
@@ -221,6 +233,25 @@ class _RayResponse:
                 pass
 
 
+class _FetchedResponse:
+    """A whole answer an actor already read."""
+
+    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+        self.status = status
+        self.content_type = content_type
+        self._body = body
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self._body:
+            yield self._body
+
+    async def close(self) -> None:
+        pass
+
+
 class RayExecutor:
     """Upstream calls on Ray actors once Ray is ready; on the in-loop executor before that or without it."""
 
@@ -242,15 +273,17 @@ class RayExecutor:
         return await self.fallback.get_json(host, path, timeout)
 
     async def open(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float) -> UpstreamResponse:
+                   timeout: float, stream: bool = True) -> UpstreamResponse:
         if self.runtime.state != "ready":
             self.calls_in_loop += 1
             return await self.fallback.open(host, method, path, body, timeout)
         ray = self.runtime._ray
         actor = self.runtime.pick()
         self.calls_on_ray += 1
-        gen = actor.call.options(num_returns="streaming").remote(host, method, path, body, timeout)
         try:
+            if not stream:
+                return _FetchedResponse(*await actor.fetch.remote(host, method, path, body, timeout))
+            gen = actor.call.options(num_returns="streaming").remote(host, method, path, body, timeout)
             status, content_type = await (await gen.__anext__())
         except UpstreamFailure as e:
             raise _plain(e) from None
