@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import orjson
 from starlette.responses import Response, StreamingResponse
@@ -210,8 +210,11 @@ class Proxy:
                 ttft = time.perf_counter() - attempt_started
                 self.metrics.ttft.labels(call.endpoint).observe(ttft)
                 ended = True  # the stream owns the response and the in-flight count from here
-                return StreamingResponse(
-                    self._relay(call, host, resp, chunks, first, started, attempt_started, ttft, attempt),
+                state = _StreamState(tail=first)
+                return RelayResponse(
+                    self._relay(call, host, chunks, first, attempt_started, state),
+                    on_close=lambda: self._stream_closed(call, host, resp, state, started, attempt_started,
+                                                         ttft, attempt),
                     status_code=resp.status, media_type=resp.content_type,
                 )
             except UpstreamFailure as e:
@@ -234,11 +237,9 @@ class Proxy:
         self._finish(call, started, last_status, "", len(tried), error=msg)
         return error_response(last_status, msg)
 
-    async def _relay(self, call: Call, host: str, resp: UpstreamResponse, chunks: AsyncIterator[bytes],
-                     first: bytes, started: float, attempt_started: float, ttft: float,
-                     retries: int) -> AsyncIterator[bytes]:
-        tail = first
-        status, error = 200, None
+    async def _relay(self, call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes,
+                     attempt_started: float, state: "_StreamState") -> AsyncIterator[bytes]:
+        """Chunks as they arrive; a failure after the first byte ends the stream with an error line."""
         try:
             if first:
                 yield first
@@ -247,26 +248,56 @@ class Proxy:
                     chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-                tail = chunk if len(chunk) > 64 or not tail else (tail + chunk)[-4096:]
+                tail = state.tail
+                state.tail = chunk if len(chunk) > 64 or not tail else (tail + chunk)[-4096:]
                 yield chunk
+            state.complete = True
         except UpstreamFailure as e:
-            error = f"upstream host {host} failed mid-stream: {e}"
+            state.error = f"upstream host {host} failed mid-stream: {e}"
+            state.status = 502
             self._fail_host(host, e, attempt_started)
-            status = 502
-            sep = b"" if tail.endswith(b"\n") else b"\n"
-            yield sep + self._error_line(call, error)
-        except (asyncio.CancelledError, GeneratorExit):
-            error, status = "client went away", 499
-            raise
+            sep = b"" if state.tail.endswith(b"\n") else b"\n"
+            yield sep + self._error_line(call, state.error)
+
+    async def _stream_closed(self, call: Call, host: str, resp: UpstreamResponse, state: "_StreamState",
+                             started: float, attempt_started: float, ttft: float, retries: int) -> None:
+        """Bookkeeping once a streamed answer ended: finished, failed, or its client went away."""
+        await resp.close()
+        self.registry.end(host)
+        self.active -= 1
+        self.metrics.active_requests.dec()
+        tokens = None
+        if state.complete:
+            tokens, eval_s = _usage_from(state.tail)
+            self.registry.record_success(host, (time.perf_counter() - attempt_started) * 1000,
+                                         ttft_ms=ttft * 1000, tokens=tokens, eval_s=eval_s, model=call.model)
+        elif state.error is None:
+            state.error, state.status = "client went away before the answer was complete", 499
+        self._finish(call, started, state.status, host, retries, tokens, state.error)
+
+
+@dataclass
+class _StreamState:
+    tail: bytes  # the end of the answer so far (for the final chunk's token counts)
+    complete: bool = False
+    error: Optional[str] = None
+    status: int = 200
+
+
+class RelayResponse(StreamingResponse):
+    """A streamed answer whose bookkeeping runs however it ends.
+
+    When a client goes away before the first chunk was sent, Starlette never starts the body generator,
+    so a `finally` inside it would never run (leaking the upstream connection and the in-flight count).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]],
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
         finally:
-            await resp.close()
-            self.registry.end(host)
-            self.active -= 1
-            self.metrics.active_requests.dec()
-            tokens = None
-            if error is None:
-                tokens, eval_s = _usage_from(tail)
-                self.registry.record_success(host, (time.perf_counter() - attempt_started) * 1000,
-                                             ttft_ms=ttft * 1000, tokens=tokens, eval_s=eval_s,
-                                             model=call.model)
-            self._finish(call, started, status, host, retries, tokens, error)
+            await self._on_close()
