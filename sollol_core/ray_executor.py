@@ -106,6 +106,9 @@ class RayRuntime:
         self.on_state(state, detail)
 
     def start(self) -> None:
+        self._stop.clear()
+        self._ready.clear()
+        self.error = None
         self._set("starting", self.config.ray_address or "local")
         self._thread = threading.Thread(target=self._run, name="sollol-ray", daemon=True)
         self._thread.start()
