@@ -444,8 +444,10 @@ class SOLLOL:
 
     def update_config(self, **changes: Any) -> dict[str, list[str]]:
         """Apply changes; returns {"applied": [...], "restart_required": [...]}. Raises ValueError when invalid."""
-        merged = self.config.model_dump() | changes
-        validated = SollolConfig.model_validate(merged)  # all or nothing
+        current = self.config.model_dump()
+        if isinstance(changes.get("routing_weights"), dict):  # a partial table changes only what it names
+            changes = changes | {"routing_weights": current["routing_weights"] | changes["routing_weights"]}
+        validated = SollolConfig.model_validate(current | changes)  # all or nothing
         applied, restart = [], []
         for key in changes:
             value = getattr(validated, key)
