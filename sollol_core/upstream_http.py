@@ -150,6 +150,7 @@ class LeanResponse:
         self.status = conn.status
         self.headers = conn.headers
         self.content_type = conn.headers.get("content-type", "application/json")
+        self._body: Optional[bytes] = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
@@ -167,8 +168,11 @@ class LeanResponse:
                 raise UpstreamFailure(f"no data from the host for {self._timeout:g} s") from None
 
     async def read(self) -> bytes:
-        parts = [chunk async for chunk in self.chunks()]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        """The whole body; kept, so a second read() returns it again."""
+        if self._body is None:
+            parts = [chunk async for chunk in self.chunks()]
+            self._body = parts[0] if len(parts) == 1 else b"".join(parts)
+        return self._body
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None  # type: ignore[assignment]
