@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import orjson
 from fastapi import FastAPI, Request
@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 
 from . import __version__
+from .batch.api import batch_router
 from .config import STRATEGIES, normalize_host
 from .executors import UpstreamFailure
 from .hosts import UnknownHost
@@ -91,7 +92,9 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
 
     @app.exception_handler(BadRequest)
     async def _bad_request(request: Request, exc: BadRequest) -> Response:
-        return error_response(exc.status, exc.message)
+        # the route's template, not the path: /api/hosts/{host} must not become one label per host
+        endpoint = getattr(request.scope.get("route"), "path", request.url.path)
+        return sollol.proxy.reject(endpoint, exc.status, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -242,7 +245,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         if not ok:
             failed = ", ".join(a for a, s, _ in results if s >= 400)
             out["error"] = f"/api/{op} failed on {failed}"
-        return json_response(out, 200 if ok else 502)
+        status = 200 if ok else (404 if all(s == 404 for _, s, _ in results) else 502)
+        return json_response(out, status)
 
     def management_route(op: str, method: str) -> None:
         async def endpoint(request: Request) -> Response:  # annotated, so FastAPI passes the Request
@@ -303,8 +307,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         if not cfg.admin_token:
             raise BadRequest(403, "operator endpoints are off while the gateway listens beyond loopback "
                                   "without a token: set admin_token (or SOLLOL_ADMIN_TOKEN)")
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
-            request.headers.get("x-sollol-token", "")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = (token.strip() if scheme.lower() == "bearer" else "") or request.headers.get("x-sollol-token", "")
         if not hmac.compare_digest(given.encode(), cfg.admin_token.encode()):
             raise BadRequest(401, "operator endpoint: send 'Authorization: Bearer <admin_token>'")
 
@@ -391,12 +395,14 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         return json_response({"strategy": sollol.router.strategy_name,
                               "weights": sollol.router.weights.model_dump()})
 
+    app.include_router(batch_router(sollol, require_admin))  # /api/embed/batch, /api/batch/..., /api/batch-status
+
     app.state.started_at = time.time()
     fast = {("POST", path): endpoint for path, endpoint in (
         ("/api/chat", chat), ("/api/generate", generate), ("/api/embed", embed), ("/api/embeddings", embeddings),
         ("/v1/chat/completions", v1_chat), ("/v1/completions", v1_completions), ("/v1/embeddings", v1_embeddings),
     )}
-    return FastPathApp(app, fast)
+    return FastPathApp(app, fast, sollol.proxy.reject)
 
 
 class FastPathApp:
@@ -407,9 +413,11 @@ class FastPathApp:
     registered on the FastAPI app, so /docs still lists them.
     """
 
-    def __init__(self, app: FastAPI, fast: dict[tuple[str, str], Any]) -> None:
+    def __init__(self, app: FastAPI, fast: dict[tuple[str, str], Any],
+                 reject: Callable[[str, int, str], Response]) -> None:
         self.app = app
         self.fast = fast
+        self.reject = reject
         self.state = app.state
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -420,7 +428,7 @@ class FastPathApp:
                 try:
                     response = await endpoint(request)
                 except BadRequest as exc:
-                    response = error_response(exc.status, exc.message)
+                    response = self.reject(scope["path"], exc.status, exc.message)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

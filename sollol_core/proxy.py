@@ -90,6 +90,13 @@ class Proxy:
                                         host=host, status=status, latency_ms=round(elapsed * 1000, 2),
                                         tokens=tokens, retries=retries, error=error))
 
+    def reject(self, endpoint: str, status: int, message: str) -> Response:
+        """Bad input answered by the gateway itself: counted and logged like any request, then answered."""
+        self.metrics.observe(endpoint, status, 0.0)
+        self.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model="", host="", status=status,
+                                        latency_ms=0.0, tokens=None, retries=0, error=message))
+        return error_response(status, message)
+
     def _fail_host(self, host: str, error: str | UpstreamFailure, started: float) -> None:
         if isinstance(error, ExecutorFailure):  # e.g. a Ray actor died: retry, but the host is not at fault
             log.warning("executor failed on a call to %s: %s", host, error)

@@ -128,3 +128,17 @@ def test_metrics_disabled_keeps_gateway_metrics(sim_cluster, gateway, client):
     sollol = gateway(cluster.addresses, metrics_enabled=False)
     assert sollol.metrics_url == "" and "metrics" not in sollol.get_status()["components"]
     assert client(sollol).get("/metrics").status_code == 200
+
+
+def test_rejected_input_is_counted_and_logged(sim_cluster, gateway, client):
+    sollol = gateway(sim_cluster(n=1).addresses)
+    http = client(sollol)
+    assert http.post("/api/chat", content=b"{not json").status_code == 400
+    assert http.patch("/api/hosts/nosuch:1", json={"priority": 1}).status_code == 404
+    record = sollol.recent_requests()[-2]
+    assert (record.endpoint, record.status, record.host) == ("/api/chat", 400, "")
+    assert "invalid JSON" in record.error
+    assert sollol.recent_requests()[-1].endpoint == "/api/hosts/{host}"  # the route, not one label per host
+    text = http.get("/metrics").text
+    assert 'sollol_requests_total{endpoint="/api/chat",status="client_error"} 1.0' in text
+    assert 'sollol_requests_total{endpoint="/api/hosts/{host}",status="client_error"} 1.0' in text

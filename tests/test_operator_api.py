@@ -245,6 +245,12 @@ async def test_beyond_loopback_operator_endpoints_need_the_token(method, path, b
     assert state_of(sollol) != before
 
 
+async def test_bearer_scheme_is_case_insensitive():
+    sollol = unbound(gateway_host="0.0.0.0", admin_token="s3cret-token")
+    r = await call(sollol, "POST", "/api/hosts/10.0.0.1:11434/drain", None, {"Authorization": "bearer s3cret-token"})
+    assert r.status_code == 200 and sollol.registry.get("10.0.0.1:11434").state.value == "draining"
+
+
 async def test_token_also_accepted_in_x_sollol_token():
     sollol = unbound(gateway_host="0.0.0.0", admin_token="s3cret-token")
     r = await call(sollol, "POST", "/api/hosts/10.0.0.1:11434/drain", None, {"X-SOLLOL-Token": "s3cret-token"})
