@@ -139,10 +139,12 @@ def run_dashboard(app_factory: Any, sollol: SOLLOL) -> int:
     The app quits gracefully on q, ctrl+q, SIGTERM and SIGHUP (it installs those handlers in its loop),
     stopping the gateway first; the terminal is restored either way.
     """
-    from sollol_tui.terminal import output_to_log
+    from sollol_tui.terminal import give_captures_descriptors, output_to_log
 
-    with output_to_log(sollol.config.log_file):
-        app = app_factory(sollol, exit_on_signals=True)
+    with output_to_log(sollol.config.log_file) as redirected:
+        app = app_factory(sollol, exit_on_signals=True, freeze_gc=True)
+        if redirected:  # ray.init() and Dask's Nanny need sys.stdout/stderr with real descriptors
+            give_captures_descriptors(app)
         result = app.run()
     if app.return_code not in (0, None):
         print(f"sollol: the dashboard ended with an error; see {sollol.config.log_file}", file=sys.stderr)

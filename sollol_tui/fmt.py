@@ -1,0 +1,93 @@
+"""Short, fixed-width renderings of numbers for table cells."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+STATE_STYLES = {
+    "healthy": "bold $success",
+    "unhealthy": "bold $error",
+    "draining": "bold $warning",
+    "disabled": "$text-muted",
+}
+
+COMPONENT_STYLES = {
+    "ready": "$success",
+    "starting": "$warning",
+    "failed": "bold $error",
+    "off": "$text-muted",
+}
+
+
+def uptime(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def ms(value: Optional[float]) -> str:
+    """Milliseconds in at most 6 characters: '4.2ms', '123ms', '1.24s', '—' when unknown."""
+    if value is None or value <= 0:
+        return "—"
+    if value < 10:
+        return f"{value:.1f}ms"
+    if value < 1000:
+        return f"{value:.0f}ms"
+    if value < 100_000:
+        return f"{value / 1000:.2f}s" if value < 10_000 else f"{value / 1000:.1f}s"
+    return f"{value / 1000:.0f}s"
+
+
+def percent(fraction: Optional[float]) -> str:
+    if fraction is None:
+        return "—"
+    return f"{fraction * 100:.0f}%" if fraction < 0.9995 else "100%"
+
+
+def mib(value: Optional[float]) -> str:
+    """GPU memory in MiB -> '7.5G' / '512M'; '—' when unknown."""
+    if value is None:
+        return "—"
+    return f"{value / 1024:.1f}G" if value >= 1024 else f"{value:.0f}M"
+
+
+def rate(value: float) -> str:
+    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+def sparkline(values: Sequence[float], width: int) -> str:
+    """`values` (oldest first) squeezed into `width` block characters, each the max of its bucket.
+
+    Scaled from 0 to the largest value shown: bar heights compare with zero, so a steady latency is a
+    level bar and a spike stands out; a host with no samples yet shows blank.
+    """
+    if width <= 0:
+        return ""
+    if not values:
+        return " " * width
+    n = len(values)
+    if n <= width:
+        buckets = [float(v) for v in values]
+    else:
+        buckets = []
+        for i in range(width):
+            start, end = i * n // width, (i + 1) * n // width
+            buckets.append(max(values[start:max(end, start + 1)]))
+    top = max(buckets)
+    if top <= 0:
+        chars = BLOCKS[0] * len(buckets)
+    else:
+        last = len(BLOCKS) - 1
+        chars = "".join(BLOCKS[min(last, int(v / top * last + 0.5))] for v in buckets)
+    return chars.rjust(width)
+
+
+def truncate(text: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

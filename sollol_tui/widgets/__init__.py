@@ -1,0 +1,1 @@
+"""The dashboard's widgets; each renders one part of a ClusterSnapshot."""

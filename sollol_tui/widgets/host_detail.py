@@ -1,0 +1,161 @@
+"""The selected host in full: every score term, so the operator sees why it ranks where it does.
+
+The score is the `performance` formula the router uses: each term is ``weight × normalised value``,
+their sum is divided by the host's weight; lower wins. Under the other strategies the score is still
+shown (it is what `performance` would do), with the strategy's own ordering rule named beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Sparkline, Static
+
+from sollol_core.snapshot import HostView
+
+from .. import fmt
+
+TERM_LABELS = {
+    "cpu_load": "CPU load",
+    "gpu_free_mem": "GPU memory",
+    "priority": "priority",
+    "latency": "latency",
+    "success_rate": "failures",
+    "in_flight": "queue",
+}
+
+SHORT_LABELS = {"cpu_load": "cpu", "gpu_free_mem": "gpu", "priority": "prio", "latency": "lat",
+                "success_rate": "fail", "in_flight": "queue"}
+
+STRATEGY_RULES = {
+    "performance": "lowest score first",
+    "p2c": "two random hosts, lower peak latency × (busy+1) ÷ weight first",
+    "round_robin": "in turn",
+    "priority": "lowest priority rank first, then least busy",
+}
+
+
+def _num(value: float) -> str:
+    """Up to 3 decimals, no trailing zeros, no leading zero: .3, .125, 1.5, 0."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    if text in ("", "-0", "0"):
+        return "0"
+    return text[1:] if text.startswith("0.") else text
+
+
+def rank_of(address: str, hosts: Sequence[HostView]) -> tuple[int, int]:
+    """1-based rank by score among the hosts that take requests (0 when this one does not), and their count."""
+    available = sorted((h for h in hosts if h.available), key=lambda h: (h.score, h.host))
+    for i, h in enumerate(available, 1):
+        if h.host == address:
+            return i, len(available)
+    return 0, len(available)
+
+
+def _title(view: HostView, hosts: Sequence[HostView], *, show_weight: bool) -> list[str | tuple[str, str]]:
+    rank, count = rank_of(view.host, hosts)
+    parts: list[str | tuple[str, str]] = []
+    if view.label:
+        parts += [(view.label, "bold $accent"), " "]
+    parts += [(view.host, "bold"), "  ", (view.state, fmt.STATE_STYLES.get(view.state, ""))]
+    if show_weight and view.weight != 1:
+        parts += ["  ", ("weight ", "$text-muted"), f"{view.weight:g}"]
+    if rank:
+        parts += ["  ", ("rank ", "$text-muted"), (f"{rank} of {count}", "bold")]
+    else:
+        parts += ["  ", ("takes no new requests", "$text-muted")]
+    return parts
+
+
+def compact_content(view: HostView, hosts: Sequence[HostView]) -> Content:
+    """Two lines (three with an error), for small terminals: every term on one line."""
+    pieces = " + ".join(f"{SHORT_LABELS.get(k, k)} {_num(v)}" for k, v in view.score_terms.items())
+    divisor = f" ÷ {view.weight:g}" if view.weight != 1 else ""
+    parts = _title(view, hosts, show_weight=True)
+    parts += ["\n", ("score ", "$text-muted"), (_num(view.score), "bold $accent"), f" = ({pieces}){divisor}"]
+    if view.last_error:
+        parts += ["\n", ("last error ", "$text-muted"), (view.last_error, "$error")]
+    return Content.assemble(*parts)
+
+
+def full_content(view: HostView, hosts: Sequence[HostView], weights: dict, strategy: str) -> Content:
+    """One line per term: weight × normalised value = part; their sum ÷ the host weight is the score."""
+    terms = view.score_terms
+    parts = _title(view, hosts, show_weight=False)
+    parts += ["\n", (f"{strategy}: {STRATEGY_RULES.get(strategy, '')}", "$text-muted"), "\n",
+              ("term        weight × value   = part", "$text-muted"), "\n"]
+    for key, label in TERM_LABELS.items():
+        part = terms.get(key, 0.0)
+        weight = float(weights.get(key, 0.0))
+        value = part / weight if weight else 0.0
+        parts += [f"{label:<11} {weight:>6.2f} × {value:>7.3f} = ", (f"{part:.4f}", "bold"), "\n"]
+    parts += [f"sum {sum(terms.values()):.4f} ÷ host weight {view.weight:g} = score ",
+              (f"{view.score:.4f}", "bold $accent"), "\n"]
+    tokens = f"{view.tokens_per_s:.1f} tok/s" if view.tokens_per_s else "— tok/s"
+    parts += [("served ", "$text-muted"), f"{view.requests_total} ok, {view.failures_total} failed, {tokens}", "\n",
+              ("models ", "$text-muted"), ", ".join(view.models_available) or "not known yet"]
+    if view.last_error:
+        parts += ["\n", ("last error ", "$text-muted"), (view.last_error, "$error")]
+    return Content.assemble(*parts)
+
+
+class HostDetail(Horizontal):
+    """Score breakdown (left) and the latency / throughput sparklines (right) of one host."""
+
+    DEFAULT_CSS = """
+    HostDetail { height: auto; }
+    HostDetail #detail-text { height: auto; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    HostDetail #sparks { height: auto; width: 1fr; padding-left: 2; }
+    HostDetail .spark-label { height: 1; color: $text-muted; }
+    HostDetail Sparkline { height: 3; }
+    HostDetail #latency-spark > .sparkline--max-color { color: $warning; }
+    HostDetail #latency-spark > .sparkline--min-color { color: $success; }
+    HostDetail #throughput-spark > .sparkline--max-color { color: $primary; }
+    HostDetail #throughput-spark > .sparkline--min-color { color: $secondary; }
+    """
+
+    def __init__(self, *, full: bool = True, id: Optional[str] = None) -> None:
+        super().__init__(id=id)
+        self.full = full
+        self._key: object = None
+        self._lines = 0
+        self._history: tuple[tuple[float, ...], tuple[float, ...]] = ((-1.0,), ())
+
+    def compose(self) -> ComposeResult:
+        yield Static("no host selected", id="detail-text")
+        with Vertical(id="sparks"):
+            yield Static("latency", classes="spark-label", id="latency-label")
+            yield Sparkline([], id="latency-spark")
+            yield Static("requests/s", classes="spark-label", id="throughput-label")
+            yield Sparkline([], id="throughput-spark")
+
+    def show(self, view: Optional[HostView], hosts: Sequence[HostView], weights: dict, strategy: str) -> None:
+        key = (view, tuple(hosts), tuple(sorted(weights.items())), strategy, self.full)
+        if key == self._key:
+            return
+        self._key = key
+        if view is None:
+            content = Content("no host selected (add one with a)")
+            latency: tuple[float, ...] = ()
+            throughput: tuple[float, ...] = ()
+        else:
+            content = full_content(view, hosts, weights, strategy) if self.full else compact_content(view, hosts)
+            latency, throughput = view.latency_history, view.throughput_history
+        lines = content.plain.count("\n") + 1
+        # lines never wrap (nowrap, ellipsis): the height changes only with the number of lines
+        self.query_one("#detail-text", Static).update(content, layout=lines != self._lines)
+        self._lines = lines
+        if (latency, throughput) == self._history:
+            return  # the sparklines move once a second, not on every poll
+        self._history = (latency, throughput)
+        peak_latency = max(latency, default=0.0)
+        peak_rps = max(throughput, default=0.0)
+        self.query_one("#latency-label", Static).update(
+            f"latency, last {len(latency)} s (peak {fmt.ms(peak_latency)})", layout=False)
+        self.query_one("#throughput-label", Static).update(
+            f"requests/s, last {len(throughput)} s (peak {peak_rps:g})", layout=False)
+        self.query_one("#latency-spark", Sparkline).data = list(latency)
+        self.query_one("#throughput-spark", Sparkline).data = list(throughput)

@@ -1,0 +1,138 @@
+"""One row per host: address, state, score, latency, TTFT, success, load, models, priority, weight, trend."""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple, Optional, Sequence
+
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+
+from sollol_core.snapshot import HostView
+
+from .. import fmt
+
+
+class Column(NamedTuple):
+    key: str
+    label: str
+    width: int
+
+
+# Fixed widths: a cell update never triggers a re-measure of the table, and rows never jump sideways.
+# The most important columns come first, so an 80-column terminal shows them without scrolling.
+# Widths include one leading space, the only gap between columns (cell padding 0): 13 columns fit in 120.
+COLUMNS: tuple[Column, ...] = (
+    Column("address", "Address", 22),
+    Column("state", "State", 10),
+    Column("score", "Score", 7),
+    Column("latency", "Latency", 8),
+    Column("trend", "Latency trend", 14),
+    Column("ttft", "TTFT", 7),
+    Column("success", "OK %", 5),
+    Column("in_flight", "Busy", 5),
+    Column("cpu", "CPU", 5),
+    Column("gpu", "GPU", 6),
+    Column("models", "Models loaded", 16),
+    Column("priority", "Prio", 5),
+    Column("weight", "Wt", 5),
+)
+TREND_WIDTH = 13  # the trend column minus its leading space
+
+
+def short_model(name: str) -> str:
+    return name[: -len(":latest")] if name.endswith(":latest") else name
+
+
+def host_cells(view: HostView) -> dict[str, str]:
+    """Plain text of each cell (styles are added by the table, which knows the theme)."""
+    return {
+        "address": view.host,
+        "state": view.state,
+        "score": f"{view.score:.3f}" if view.score < 100 else f"{view.score:.0f}",
+        "latency": fmt.ms(view.latency_ms),
+        "trend": fmt.sparkline(view.latency_history, TREND_WIDTH),
+        "ttft": fmt.ms(view.ttft_ms),
+        "success": fmt.percent(view.success_rate),
+        "in_flight": str(view.in_flight),
+        "cpu": fmt.percent(view.cpu_load),
+        "gpu": fmt.mib(view.gpu_free_mem),
+        "models": ", ".join(short_model(m) for m in view.models_loaded) or "—",
+        "priority": str(view.priority),
+        "weight": f"{view.weight:g}",
+    }
+
+
+class HostTable(DataTable[Text]):
+    """The host table. ``show(hosts)`` updates only the cells whose text changed."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | {
+        "host-table--healthy", "host-table--unhealthy", "host-table--draining", "host-table--disabled",
+        "host-table--trend", "host-table--muted",
+    }
+
+    DEFAULT_CSS = """
+    HostTable > .host-table--healthy { color: $success; text-style: bold; }
+    HostTable > .host-table--unhealthy { color: $error; text-style: bold; }
+    HostTable > .host-table--draining { color: $warning; text-style: bold; }
+    HostTable > .host-table--disabled { color: $text-muted; }
+    HostTable > .host-table--trend { color: $primary; }
+    HostTable > .host-table--muted { color: $text-muted; }
+    """
+
+    def __init__(self, *, id: Optional[str] = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=0)
+        self._cells: dict[str, dict[str, str]] = {}
+
+    def on_mount(self) -> None:
+        for column in COLUMNS:
+            self.add_column(Text(" " + column.label), width=column.width, key=column.key)
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
+
+    @property
+    def selected_address(self) -> Optional[str]:
+        """Address of the host under the cursor, None when the table is empty."""
+        if self.row_count == 0:
+            return None
+        row = min(max(self.cursor_row, 0), self.row_count - 1)
+        row_key, _ = self.coordinate_to_cell_key(Coordinate(row, 0))
+        return row_key.value
+
+    def select_address(self, address: str) -> None:
+        if address in self._cells:
+            self.move_cursor(row=self.get_row_index(address))
+
+    def show(self, hosts: Sequence[HostView]) -> None:
+        wanted = [h.host for h in hosts]
+        for address in [a for a in self._cells if a not in wanted]:
+            self.remove_row(address)
+            del self._cells[address]
+        for view in hosts:
+            cells = host_cells(view)
+            old = self._cells.get(view.host)
+            if old is None:
+                self.add_row(*(self._styled(c.key, cells[c.key]) for c in COLUMNS), key=view.host)
+            else:
+                for column in COLUMNS:
+                    text = cells[column.key]
+                    if old.get(column.key) != text:
+                        self.update_cell(view.host, column.key, self._styled(column.key, text))
+            self._cells[view.host] = cells
+
+    def restyle(self) -> None:
+        """Re-apply styles after a theme change (cells hold styled Text)."""
+        for address, cells in self._cells.items():
+            for column in COLUMNS:
+                self.update_cell(address, column.key, self._styled(column.key, cells[column.key]))
+
+    def _styled(self, key: str, text: str) -> Text:
+        cell = Text(" ")
+        if key == "state":
+            cell.append(text, style=self.get_component_rich_style(f"host-table--{text}", partial=True))
+        elif key == "trend":
+            cell.append(text, style=self.get_component_rich_style("host-table--trend", partial=True))
+        elif text == "—":
+            cell.append(text, style=self.get_component_rich_style("host-table--muted", partial=True))
+        else:
+            cell.append(text)
+        return cell

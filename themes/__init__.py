@@ -1,0 +1,1 @@
+"""Dashboard themes as TOML data files (loaded by ``sollol_tui.themes``)."""
