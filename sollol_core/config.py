@@ -39,6 +39,15 @@ class RoutingWeights(BaseModel):
     in_flight: float = Field(0.2, ge=0, description="Requests in flight × latency in seconds: the queue a new request joins.")
 
 
+class HostSettings(BaseModel):
+    """Per-host routing settings, kept in the config so that a saved file brings them back."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    priority: int = Field(0, ge=0, description="Rank: 0 is preferred first.")
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Capacity multiplier; a score is divided by it.")
+
+
 class SollolConfig(BaseModel):
     """All of SOLLOL's settings. Documented once, in sollol.toml.example."""
 
@@ -47,6 +56,8 @@ class SollolConfig(BaseModel):
     # hosts
     hosts: list[str] = Field(default_factory=list, description="Ollama servers as host:port.")
     hosts_file: Optional[str] = Field(None, description="File with one host:port a line (# comments).")
+    host_settings: dict[str, HostSettings] = Field(default_factory=dict,
+                                                   description="Priority and weight by host:port.")
     # gateway
     gateway_host: str = Field("127.0.0.1", description="Address the gateway binds.")
     gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
@@ -63,11 +74,17 @@ class SollolConfig(BaseModel):
     # batch
     dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster.")
     dask_scheduler: Optional[str] = Field(None, description="External Dask scheduler, e.g. tcp://10.0.0.1:8786.")
+    dask_threads_per_worker: int = Field(8, ge=1, description="Threads of each local Dask worker (chunks are I/O).")
     autobatch_enabled: bool = True
     autobatch_interval: float = Field(60.0, gt=0)
     autobatch_min_batch_size: int = Field(1, ge=1)
     autobatch_max_batch_size: int = Field(100, ge=1)
     batch_db: str = Field("sollol-batch.db", description="SQLite file of the durable batch queue.")
+    batch_max_docs_per_request: int = Field(10000, ge=1, description="Documents one /api/embed/batch may carry.")
+    batch_max_doc_chars: int = Field(100000, ge=1, description="Characters one batch document may have.")
+    batch_chunk_size: int = Field(32, ge=1, le=1000, description="Documents per /api/embed call to a host.")
+    batch_in_flight_per_host: int = Field(2, ge=1, description="Batch chunks one host works on at once.")
+    batch_max_attempts: int = Field(3, ge=1, description="Host errors after which a document is marked failed.")
     # metrics and loops
     metrics_enabled: bool = True
     metrics_port: int = Field(9090, ge=0, le=65535)
@@ -93,6 +110,11 @@ class SollolConfig(BaseModel):
     @classmethod
     def _check_hosts(cls, hosts: list[str]) -> list[str]:
         return [normalize_host(h) for h in hosts]
+
+    @field_validator("host_settings")
+    @classmethod
+    def _check_host_settings(cls, settings: dict[str, HostSettings]) -> dict[str, HostSettings]:
+        return {normalize_host(h): v for h, v in settings.items()}
 
     @field_validator("batch_db", "log_file", "theme")
     @classmethod

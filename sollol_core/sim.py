@@ -543,13 +543,15 @@ class SimNode:
         spec = self.spec
         assert self._slots is not None
         async with self._slots:
+            started = time.monotonic()
             waited = time.monotonic_ns() - t0
             delay = (max(0.0, spec.latency_ms) + len(texts) * max(0.0, spec.embed_ms_per_input)) / 1000.0
-            await asyncio.sleep(delay)
+            dim = spec.embed_dim
+            vectors = [list(_embedding(t, dim)) for t in texts]  # computed within the service time, not on top
+            await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
             if self.fail_mid_stream:
                 raise _Abort
-            dim = spec.embed_dim
-            return [list(_embedding(t, dim)) for t in texts], time.monotonic_ns() - t0, waited
+            return vectors, time.monotonic_ns() - t0, waited
 
     @staticmethod
     def _texts(value: Any, allow_empty: bool) -> list[str]:

@@ -1,0 +1,163 @@
+"""The batch endpoints, included by gateway.create_app.
+
+    POST /api/embed/batch    {"docs": [...], "model": "...", "ids": [...]} -> {"job_id", "queued"} once stored
+    GET  /api/batch/{job_id} status, totals and results [{"id", "embedding"}], paged (offset, limit);
+                             ?format=jsonl streams every result, one JSON object a line
+    GET  /api/batch-status   queued / in_progress / done / failed, docs/s, Dask's state, the jobs
+    POST /api/batch/trigger  start a batch now (an operator endpoint)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from ..adaptive import refresh_host
+from ..hosts import HostState
+from ..routing import NoHostForModel
+from .manager import BatchUnavailable
+
+if TYPE_CHECKING:
+    from ..service import SOLLOL
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+STREAM_PAGE = 500
+
+
+def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> APIRouter:
+    from ..gateway import BadRequest, json_response, read_json
+
+    router = APIRouter()
+
+    async def model_exists(model: str) -> bool:
+        """False only when every host's model list is known, re-read, and none has the model."""
+        try:
+            sollol.router.candidates(model)
+            return True
+        except NoHostForModel:
+            pass
+        registry = sollol.registry
+        hosts = [h.address for h in registry.hosts() if h.state != HostState.DISABLED]
+        await asyncio.gather(*(refresh_host(sollol.in_loop_executor, registry, a) for a in hosts))
+        try:
+            sollol.router.candidates(model)
+            return True
+        except NoHostForModel:
+            return False
+
+    def parse(data: dict) -> tuple[str, list[str], Optional[list[str]]]:
+        cfg = sollol.config
+        model = data.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise BadRequest(400, "model is required (the embedding model, e.g. \"nomic-embed-text\")")
+        docs = data.get("docs")
+        if docs is None:
+            raise BadRequest(400, "docs is required: a list of strings")
+        if not isinstance(docs, list):
+            raise BadRequest(400, "docs must be a list of strings")
+        if not docs:
+            raise BadRequest(400, "docs is empty: send at least one document")
+        if len(docs) > cfg.batch_max_docs_per_request:
+            raise BadRequest(413, f"{len(docs)} documents is over the limit of {cfg.batch_max_docs_per_request} "
+                                  f"per request (batch_max_docs_per_request): send them in several requests")
+        limit = cfg.batch_max_doc_chars
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, str):
+                raise BadRequest(400, f"docs[{i}] must be a string, not {type(doc).__name__}")
+            if not doc.strip():
+                raise BadRequest(400, f"docs[{i}] is empty")
+            if len(doc) > limit:
+                raise BadRequest(413, f"docs[{i}] has {len(doc)} characters, over the limit of {limit} "
+                                      f"(batch_max_doc_chars): split it")
+        ids = data.get("ids")
+        if ids is None:
+            return model, docs, None
+        if not isinstance(ids, list) or len(ids) != len(docs):
+            raise BadRequest(400, f"ids must be a list with one id per document ({len(docs)})")
+        out: list[str] = []
+        seen: set[str] = set()
+        for i, value in enumerate(ids):
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise BadRequest(400, f"ids[{i}] must be a string")
+            text = str(value)
+            if not text:
+                raise BadRequest(400, f"ids[{i}] is empty")
+            if text in seen:
+                raise BadRequest(400, f"ids must be unique: {text!r} appears twice")
+            seen.add(text)
+            out.append(text)
+        return model, docs, out
+
+    @router.post("/api/embed/batch")
+    async def submit(request: Request) -> Response:
+        data = await read_json(request, sollol.config.max_body_bytes)
+        model, docs, ids = parse(data)
+        if not await model_exists(model):
+            raise BadRequest(404, f"model '{model}' not found on any host")
+        try:
+            job = await sollol.batch.enqueue(model, docs, ids)
+        except BatchUnavailable as e:
+            raise BadRequest(503, f"batch queue unavailable: {e}") from None
+        return json_response({"job_id": job.job_id, "queued": job.total})
+
+    @router.get("/api/batch-status")
+    async def batch_status() -> Response:
+        return json_response(sollol.batch.status())
+
+    @router.post("/api/batch/trigger")
+    async def trigger(request: Request) -> Response:
+        require_admin(request)
+        return json_response(sollol.trigger_batch())
+
+    def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise BadRequest(400, f"{name} must be an integer") from None
+        if not low <= value <= high:
+            raise BadRequest(400, f"{name} must be between {low} and {high}")
+        return value
+
+    @router.get("/api/batch/{job_id}")
+    async def job(job_id: str, request: Request) -> Response:
+        fmt = request.query_params.get("format", "json")
+        if fmt not in ("json", "jsonl"):
+            raise BadRequest(400, "format must be json or jsonl")
+        offset = int_param(request, "offset", 0, 0, 2**62)
+        limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        info = sollol.batch.job(job_id)
+        if info is None:
+            raise BadRequest(404, f"no such batch job: {job_id}")
+        if fmt == "jsonl":
+            return StreamingResponse(stream_results(job_id), media_type="application/x-ndjson")
+        rows = await sollol.batch.db("results_page", job_id, offset, limit)
+        errors = await sollol.batch.db("errors", job_id, limit) if info["failed"] else []
+        body: dict[str, Any] = dict(info)
+        body["offset"] = offset
+        body["limit"] = limit
+        body["next_offset"] = offset + len(rows) if offset + len(rows) < info["done"] else None
+        body["results"] = [{"id": doc_id, "embedding": orjson.Fragment(emb)} for _, doc_id, emb in rows]
+        body["errors"] = [{"id": doc_id, "error": err} for doc_id, err in errors]
+        return json_response(body)
+
+    async def stream_results(job_id: str) -> AsyncIterator[bytes]:
+        after = -1
+        while True:
+            rows = await sollol.batch.db("results", job_id, after, STREAM_PAGE)
+            if not rows:
+                return
+            yield b"".join(orjson.dumps({"id": doc_id, "embedding": orjson.Fragment(emb)}) + b"\n"
+                           for _, doc_id, emb in rows)
+            after = rows[-1][0]
+            if len(rows) < STREAM_PAGE:
+                return
+
+    return router

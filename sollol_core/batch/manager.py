@@ -1,0 +1,190 @@
+"""BatchManager: the batch queue, the autobatch loop and Dask, started and stopped with SOLLOL.
+
+Created in SOLLOL.__init__; its start hook runs in the core loop once the gateway listens, its stop hook
+after the gateway stopped taking requests. Every database call runs in one thread of its own, never on the
+event loop. The database file is opened at start when it exists (documents a crash left behind are queued
+again and embedded), otherwise created by the first POST /api/embed/batch, so a gateway that never batches
+leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+from ..snapshot import BatchJobView, BatchView
+from .autobatch import AutoBatch
+from .runner import DaskRunner, check_not_spawned_reimport, prepare_process
+from .store import BatchStore, JobInfo
+
+if TYPE_CHECKING:
+    from ..service import SOLLOL
+
+log = logging.getLogger("sollol.batch")
+VIEW_JOBS = 20  # jobs in the dashboard's view, newest first
+
+
+class BatchUnavailable(Exception):
+    """The batch database cannot be used (the message says why)."""
+
+
+class BatchManager:
+    def __init__(self, sollol: "SOLLOL") -> None:
+        check_not_spawned_reimport()
+        self.sollol = sollol
+        self.config = sollol.config
+        self.store: Optional[BatchStore] = None
+        self.runner: Optional[DaskRunner] = None
+        self.auto: Optional[AutoBatch] = None
+        self._db_thread: Optional[ThreadPoolExecutor] = None
+        self._loop_task: Optional[asyncio.Task] = None
+        self._connect_task: Optional[asyncio.Task] = None
+        self._open_lock: Optional[asyncio.Lock] = None
+        sollol.add_start_hook(self._start)
+        sollol.add_stop_hook(self._stop)
+
+    # lifecycle (core loop) ------------------------------------------------------------------------
+    async def _start(self, _sollol: "SOLLOL") -> None:
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="sollol-batch-db")
+        self._open_lock = asyncio.Lock()
+        self.store = BatchStore(self.config.batch_db)
+        self.runner = DaskRunner(self.sollol)
+        if not self.config.dask_scheduler:
+            try:
+                await asyncio.to_thread(prepare_process)
+            except Exception as e:  # noqa: BLE001 - only a local cluster under the dashboard needs it
+                log.warning("batch: could not prepare for local Dask workers: %s", e)
+        self.runner.announce()
+        if self.store.path.exists():
+            try:
+                await self.open_store()
+            except BatchUnavailable:
+                pass  # shown as the "batch" component; tried again by the next request
+        else:
+            self.sollol.set_component("batch", "off", f"{self.store.path} is created by the first batch")
+        self.auto = AutoBatch(self)
+        self._loop_task = asyncio.create_task(self.auto.run(), name="sollol-autobatch")
+        if self.config.dask_scheduler:  # connecting is cheap: show a wrong address at once
+            self._connect_task = asyncio.create_task(self.runner.ensure_started())
+        if self.store.is_open and self.store.queued():
+            self.auto.resume()
+
+    async def _stop(self) -> None:
+        for task in (self._loop_task, self._connect_task):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._loop_task, self._connect_task) if t is not None),
+                             return_exceptions=True)
+        self._loop_task = self._connect_task = None
+        if self.auto is not None:
+            await self.auto.close()
+        if self.store is not None and self.store.is_open and self.auto is not None:
+            try:
+                released = await self.db("release_all", self.auto.token)
+                if released:
+                    log.info("batch: %d documents back in the queue for the next start", released)
+            except Exception:  # noqa: BLE001 - the next start puts them back anyway
+                log.exception("batch: could not release the documents in progress")
+        if self.runner is not None:
+            await self.runner.close()
+        if self.store is not None:
+            await self.db_raw(self.store.close)
+        if self._db_thread is not None:
+            self._db_thread.shutdown(wait=True)
+            self._db_thread = None
+        self.auto = None
+        self.sollol.set_component("batch", "off", "stopped")
+
+    # database -------------------------------------------------------------------------------------
+    async def db_raw(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._db_thread is None:
+            raise BatchUnavailable("the batch queue is not running")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_thread, functools.partial(fn, *args, **kwargs))
+
+    async def db(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """store.<method>(*args) in the database thread."""
+        if self.store is None:
+            raise BatchUnavailable("the batch queue is not running")
+        return await self.db_raw(getattr(self.store, method), *args, **kwargs)
+
+    async def open_store(self) -> BatchStore:
+        """The store, opened (and created) on first use."""
+        store = self.store
+        if store is None or self._open_lock is None:
+            raise BatchUnavailable("the batch queue is not running")
+        if store.is_open:
+            return store
+        async with self._open_lock:
+            if not store.is_open:
+                try:
+                    recovered = await self.db("open")
+                except Exception as e:  # noqa: BLE001 - a path or permission problem, shown as is
+                    msg = f"cannot open {store.path}: {e}"
+                    self.sollol.set_component("batch", "failed", msg)
+                    log.error("batch: %s", msg)
+                    raise BatchUnavailable(msg) from None
+                if recovered:
+                    log.info("batch: %d documents left in progress by the last run are queued again", recovered)
+                self.sollol.set_component("batch", "ready", str(store.path))
+        return store
+
+    # operations (core loop) -------------------------------------------------------------------------
+    async def enqueue(self, model: str, docs: Sequence[str], ids: Optional[Sequence[str]]) -> JobInfo:
+        """Store a job; returns once it is committed to the database."""
+        await self.open_store()
+        info = await self.db("add_job", model, docs, ids)
+        if self.auto is not None:
+            self.auto.wake()
+        return info
+
+    def trigger(self) -> dict:
+        """Start a batch now, whatever autobatch_min_batch_size says. Safe from any thread."""
+        auto = self.auto
+        queued = self.store.queued() if self.store is not None and self.store.is_open else 0
+        if auto is None or not self.sollol.running:
+            return {"triggered": False, "queued": queued, "reason": "SOLLOL is not running"}
+        if queued == 0:
+            return {"triggered": False, "queued": 0, "reason": "the batch queue is empty"}
+        self.sollol.loop.call_soon_threadsafe(auto.wake, True)
+        return {"triggered": True, "queued": queued}
+
+    # reading (any thread) ---------------------------------------------------------------------------
+    def status(self) -> dict:
+        """Counts and jobs, newest job first (what GET /api/batch-status answers)."""
+        store = self.store
+        is_open = store is not None and store.is_open
+        totals, rate, n_jobs, jobs = store.totals(100) if is_open else ([0, 0, 0, 0], 0.0, 0, [])
+        runner, auto, cfg = self.runner, self.auto, self.config
+        return {
+            "available": is_open,
+            "queued": totals[0], "in_progress": totals[1], "done": totals[2], "failed": totals[3],
+            "docs_per_s": round(rate, 2),
+            "dask": {"state": runner.state if runner else "off", "detail": runner.detail if runner else ""},
+            "autobatch": {"enabled": cfg.autobatch_enabled, "interval": cfg.autobatch_interval,
+                          "min_batch_size": cfg.autobatch_min_batch_size,
+                          "max_batch_size": cfg.autobatch_max_batch_size},
+            "chunks_by_host": dict(auto.chunks_done) if auto is not None else {},
+            "jobs_total": n_jobs,
+            "jobs": jobs,
+        }
+
+    def view(self) -> BatchView:
+        """For the dashboard's batch panel: no database access, safe from any thread."""
+        store = self.store
+        if store is None or not store.is_open:
+            return BatchView()
+        totals, rate, _, jobs = store.totals(VIEW_JOBS)
+        views = tuple(BatchJobView(job_id=j["job_id"], total=j["total"], done=j["done"], failed=j["failed"],
+                                   status=j["status"], docs_per_s=j["docs_per_s"]) for j in jobs)
+        return BatchView(queued=totals[0], in_progress=totals[1], done=totals[2], failed=totals[3],
+                         docs_per_s=round(rate, 2), jobs=views, available=True)
+
+    def job(self, job_id: str) -> Optional[dict]:
+        store = self.store
+        if store is None or not store.is_open:
+            return None
+        return store.job(job_id)

@@ -1,0 +1,79 @@
+"""The work one Dask task does: one Ollama /api/embed call with a list input.
+
+The function needs the standard library only (orjson, when the worker has it, parses the answer 15 times
+faster), imports it inside its body, and is sent to the workers by value (runner.portable), so a
+`dask worker` on another machine needs dask and the same Python version, not SOLLOL.
+
+The task never raises for an upstream problem; it answers (kind, status, payload):
+    ("ok", 200, [embedding as JSON array bytes, one per input, in order])
+    ("unreachable", 0, message)      no connection: the host is down; the documents wait, no attempt counted
+    ("error", status, message)       5xx, timeout, broken or wrong answer: the host is at fault, try another
+    ("model_missing", 404, message)  this host does not have the model: try another
+    ("rejected", status, message)    another 4xx: the input itself is refused
+"""
+
+from __future__ import annotations
+
+
+def embed_chunk(host: str, model: str, texts: list, timeout: float, connect_timeout: float) -> tuple:
+    import http.client
+    import json
+    import socket
+
+    try:
+        import orjson
+
+        loads, dumps = orjson.loads, orjson.dumps
+    except ImportError:
+        loads = json.loads
+
+        def dumps(vector: list) -> bytes:
+            return json.dumps(vector, separators=(",", ":")).encode()
+
+    name, _, port = host.rpartition(":")
+    body = json.dumps({"model": model, "input": texts}).encode("utf-8")
+    conn = http.client.HTTPConnection(name.strip("[]"), int(port), timeout=connect_timeout)
+    try:
+        try:
+            conn.connect()
+        except OSError as e:
+            return ("unreachable", 0, f"cannot connect: {e.strerror or e}")
+        conn.sock.settimeout(timeout)
+        try:
+            conn.request("POST", "/api/embed", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+        except socket.timeout:
+            return ("error", 0, f"no answer within {timeout:g} s")
+        except (OSError, http.client.HTTPException) as e:
+            return ("error", 0, f"connection broke: {type(e).__name__}: {e}")
+    finally:
+        conn.close()
+    status = resp.status
+    if status >= 400:
+        message = data[:500].decode("utf-8", "replace")
+        try:
+            parsed = json.loads(data)
+            if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+                message = parsed["error"]
+        except ValueError:
+            pass
+        message = f"HTTP {status}: {message}"
+        if status == 404 and "not found" in message:
+            return ("model_missing", status, message)
+        if 400 <= status < 500 and status not in (408, 429):
+            return ("rejected", status, message)
+        return ("error", status, message)
+    try:
+        embeddings = loads(data)["embeddings"]
+    except (ValueError, KeyError, TypeError):
+        return ("error", status, "the host answered something that is not an /api/embed answer")
+    if not isinstance(embeddings, list) or len(embeddings) != len(texts):
+        got = len(embeddings) if isinstance(embeddings, list) else "no"
+        return ("error", status, f"the host answered {got} embeddings for {len(texts)} inputs")
+    out = []
+    for vector in embeddings:
+        if not isinstance(vector, list) or not vector:
+            return ("error", status, "the host answered an empty or malformed embedding")
+        out.append(dumps(vector))
+    return ("ok", status, out)
