@@ -93,8 +93,12 @@ class Host:
         return model_key(model) in self.models_available
 
     def current_peak_ms(self, now: float) -> float:
-        """Peak-EWMA latency (Finagle): a slow sample counts at once, fast ones pull it down over time."""
-        return self.peak_latency_ms
+        """Peak-EWMA latency as of `now`: a slow sample counts at once; with time (and fast samples) it
+        decays towards the latency EWMA, so a host that was slow once and then idle is tried again."""
+        if self.peak_stamp == 0.0:
+            return self.peak_latency_ms
+        w = math.exp(-max(0.0, now - self.peak_stamp) / PEAK_EWMA_TAU_S)
+        return self.peak_latency_ms * w + self.latency_ms * (1 - w)
 
 
 class HostRegistry:

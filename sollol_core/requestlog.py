@@ -70,6 +70,8 @@ class RequestLog:
                 pass
 
     def recent(self, n: int = 200) -> tuple[RequestRecord, ...]:
+        if n <= 0:
+            return ()
         with self._lock:
             items = list(self._records)
         return tuple(items[-n:])

@@ -108,17 +108,20 @@ class P2CStrategy:
         self._rng = rng or random.Random()
 
     @staticmethod
-    def cost(host: Host) -> float:
+    def cost(host: Host, now: Optional[float] = None) -> float:
         if host.peak_latency_ms == 0.0 and host.in_flight > 0:
             return UNMEASURED_BUSY_COST_MS
-        return host.peak_latency_ms * (host.in_flight + 1) / host.weight
+        peak = host.current_peak_ms(time.monotonic() if now is None else now)
+        return peak * (host.in_flight + 1) / host.weight
 
     def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
-        by_cost = sorted(candidates, key=lambda h: (self.cost(h), h.address))
+        now = time.monotonic()
+        cost = {h.address: self.cost(h, now) for h in candidates}
+        by_cost = sorted(candidates, key=lambda h: (cost[h.address], h.address))
         if len(candidates) < 2:
             return by_cost
         a, b = self._rng.sample(list(candidates), 2)
-        first = a if (self.cost(a), a.address) <= (self.cost(b), b.address) else b
+        first = a if (cost[a.address], a.address) <= (cost[b.address], b.address) else b
         return [first] + [h for h in by_cost if h is not first]
 
 

@@ -26,7 +26,7 @@ from aiohttp import web
 from . import __version__
 from .adaptive import adaptive_loop
 from .batch import BatchManager
-from .config import SollolConfig, normalize_host, save_config
+from .config import HostSettings, SollolConfig, normalize_host, save_config
 from .executors import AsyncExecutor, Executor
 from .gateway import create_app
 from .health import check_all, health_loop
@@ -81,7 +81,9 @@ class SOLLOL:
         self.registry = HostRegistry()
         labels = host_labels or {}
         for address in self.config.all_hosts():
-            self.registry.add(address, label=labels.get(address, ""))
+            settings = self.config.host_settings.get(address, HostSettings())
+            self.registry.add(address, label=labels.get(address, ""), priority=settings.priority,
+                              weight=settings.weight)
         self.router = Router(self.registry, self.config.routing_strategy, self.config.routing_weights)
         self.metrics = Metrics(self.registry)
         self.requests = RequestLog()
@@ -427,13 +429,16 @@ class SOLLOL:
         self.config.routing_weights = new
 
     def running_config(self) -> SollolConfig:
-        """The config as it runs now: hosts, priorities are in the registry, strategy and weights live."""
+        """The config as it runs now: the registry's hosts with their priorities and weights, and the live
+        strategy and weights. Simulated hosts (--demo) are left out: their ports die with the process."""
         cfg = self.config.model_copy(deep=True)
         cfg.routing_strategy = self.router.strategy_name  # type: ignore[assignment]
         cfg.routing_weights = self.router.weights.model_copy()
-        if not self.demo:
-            cfg.hosts = self.registry.addresses()
-            cfg.hosts_file = None
+        real = [h for h in self.registry.hosts() if not h.label.startswith("simulated")]
+        cfg.hosts = [h.address for h in real]
+        cfg.hosts_file = None
+        cfg.host_settings = {h.address: HostSettings(priority=h.priority, weight=h.weight) for h in real
+                             if (h.priority, h.weight) != (0, 1.0)}
         return cfg
 
     def save_config(self, path: Optional[str | Path] = None) -> tuple[Path, Optional[Path]]:

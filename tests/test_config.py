@@ -19,7 +19,8 @@ def test_example_file_loads_and_documents_every_key():
     assert config == SollolConfig(hosts=["127.0.0.1:11434"])  # the example shows the defaults
     text = EXAMPLE.read_text()
     for key in SollolConfig.model_fields:
-        assert re.search(rf"^#? ?{key} = ", text, re.M) or f"[{key}]" in text, f"{key} not documented"
+        assert re.search(rf"^#? ?{key} = ", text, re.M) or re.search(rf"^#? ?\[{key}[].]", text, re.M), \
+            f"{key} not documented"
     for key in SollolConfig.model_fields["routing_weights"].annotation.model_fields:
         assert re.search(rf"^{key} = ", text, re.M), f"routing_weights.{key} not documented"
 
@@ -122,6 +123,17 @@ def test_batch_size_bounds():
     with pytest.raises(ConfigError, match="autobatch_min_batch_size"):
         load_config(environ={}, overrides={"autobatch_min_batch_size": 50, "autobatch_max_batch_size": 10},
                     search=False)
+
+
+def test_host_settings(tmp_path):
+    f = tmp_path / "sollol.toml"
+    f.write_text('hosts = ["10.0.0.2"]\n[host_settings."10.0.0.2"]\npriority = 2\nweight = 3.5\n')
+    config, _ = load_config(str(f), environ={})
+    assert config.host_settings["10.0.0.2:11434"].priority == 2
+    assert config.host_settings["10.0.0.2:11434"].weight == 3.5
+    f.write_text('[host_settings."10.0.0.2"]\nweight = 0\n')
+    with pytest.raises(ConfigError, match=r"host_settings\.10\.0\.0\.2\.weight"):
+        load_config(str(f), environ={})
 
 
 def test_save_round_trip_keeps_backup(tmp_path):

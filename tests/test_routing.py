@@ -156,3 +156,19 @@ def test_set_strategy_rejects_unknown():
         router.set_strategy("fastest")
     with pytest.raises(ValueError):
         make_strategy("nope")
+
+
+def test_p2c_cost_of_an_idle_host_decays_back(monkeypatch):
+    import sollol_core.hosts as hosts_mod
+
+    clock = [500.0]
+    monkeypatch.setattr(hosts_mod.time, "monotonic", lambda: clock[0])
+    reg = registry("a:1")
+    reg.record_success("a:1", 40.0)
+    clock[0] += 1.0
+    reg.record_success("a:1", 2000.0)  # one slow answer: the peak jumps at once
+    h = reg.get("a:1")
+    assert P2CStrategy.cost(h, now=clock[0]) == pytest.approx(2000.0)
+    # idle for a minute: the peak has decayed to the latency EWMA, so the host is tried again
+    assert P2CStrategy.cost(h, now=clock[0] + 60.0) == pytest.approx(h.latency_ms, rel=0.01)
+    assert h.latency_ms < 700
