@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Optional
 
 import psutil
@@ -61,6 +62,14 @@ class GpuProbe:
             return None
 
 
+def _model_names(listing: object) -> Optional[list[str]]:
+    """Names from an Ollama {"models": [{"name": ...}]} listing; None when it is not one."""
+    if not isinstance(listing, dict) or not isinstance(listing.get("models"), list):
+        return None
+    names = [m.get("name") or m.get("model") for m in listing["models"] if isinstance(m, dict)]
+    return [n for n in names if isinstance(n, str) and n]
+
+
 async def refresh_host(executor: AsyncExecutor, registry: HostRegistry, address: str) -> None:
     try:
         tags, ps = await asyncio.gather(executor.get_json(address, "/api/tags", FETCH_TIMEOUT_S),
@@ -68,9 +77,34 @@ async def refresh_host(executor: AsyncExecutor, registry: HostRegistry, address:
     except UpstreamFailure as e:
         log.debug("adaptive metrics: %s: %s", address, e)
         return
-    available = [m.get("name") or m.get("model") for m in (tags or {}).get("models", []) if isinstance(m, dict)]
-    loaded = [m.get("name") or m.get("model") for m in (ps or {}).get("models", []) if isinstance(m, dict)]
-    registry.update_models(address, [m for m in available if m], [m for m in loaded if m])
+    available, loaded = _model_names(tags), _model_names(ps)
+    if available is None or loaded is None:
+        log.debug("adaptive metrics: %s: /api/tags or /api/ps is not an Ollama model listing", address)
+        return
+    registry.update_models(address, available, loaded)
+
+
+class ModelListRefresher:
+    """Re-reads every host's model list on demand (a model pulled a moment ago is not in the lists until
+    the next adaptive round), at most once every `min_interval` seconds; concurrent callers share a round.
+    So a client asking again and again for a model no host has costs the hosts nothing extra."""
+
+    def __init__(self, executor: AsyncExecutor, registry: HostRegistry, min_interval: float = 5.0) -> None:
+        self.executor = executor
+        self.registry = registry
+        self.min_interval = min_interval
+        self._last = -min_interval
+        self._round: Optional[asyncio.Future] = None
+
+    async def refresh(self) -> None:
+        if self._round is None or self._round.done():
+            if time.monotonic() - self._last < self.min_interval:
+                return
+            self._last = time.monotonic()
+            hosts = [h.address for h in self.registry.hosts() if h.state != HostState.DISABLED]
+            self._round = asyncio.ensure_future(
+                asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts)))
+        await asyncio.shield(self._round)
 
 
 async def refresh_all(executor: AsyncExecutor, registry: HostRegistry, gpu: GpuProbe,

@@ -37,6 +37,7 @@ class RoutingWeights(BaseModel):
     latency: float = Field(0.2, ge=0, description="Latency EWMA in seconds.")
     success_rate: float = Field(0.2, ge=0, description="1 - success rate (EWMA).")
     in_flight: float = Field(0.2, ge=0, description="Requests in flight × latency in seconds: the queue a new request joins.")
+    cold_model: float = Field(0.2, ge=0, description="1 when the host does not have the requested model loaded.")
 
 
 class HostSettings(BaseModel):
@@ -148,7 +149,9 @@ def normalize_host(value: str) -> str:
     h = h.rstrip("/")
     if not h or " " in h or "/" in h:
         raise ValueError(f"not a host:port: {value!r}")
-    if ":" not in h:
+    if h.count(":") > 1 and not h.startswith("["):
+        raise ValueError(f"not a host:port: {value!r} (write an IPv6 address in brackets: [fe80::1]:11434)")
+    if ":" not in h or h.endswith("]"):
         h = f"{h}:11434"
     name, _, port = h.rpartition(":")
     if not name or not port.isdigit() or not 0 < int(port) < 65536:
@@ -178,6 +181,8 @@ def parse_hosts_arg(value: str) -> tuple[list[str], Optional[str]]:
     """--hosts takes a file or a comma-separated list. Returns (hosts, hosts_file)."""
     if Path(value).is_file():
         return [], value
+    if "/" in value or value.endswith((".txt", ".conf", ".list")):
+        raise ConfigError(f"--hosts {value}: no such file (give a hosts file or host:port,host:port)")
     try:
         return [normalize_host(h) for h in value.split(",") if h.strip()], None
     except ValueError as e:
@@ -245,8 +250,8 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         value: Any = raw
         if parts[0] == "hosts":
             value = [h for h in raw.split(",") if h.strip()]
-        else:
-            try:
+        elif len(parts) > 1 or not _is_text_field(parts[0]):
+            try:  # numbers, booleans, lists; a text setting (a token, a path) stays text: "123456" too
                 value = json.loads(raw)
             except ValueError:
                 value = raw
@@ -255,6 +260,11 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             target = target.setdefault(p, {})
         target[parts[-1]] = value
     return out
+
+
+def _is_text_field(name: str) -> bool:
+    annotation = SollolConfig.model_fields[name].annotation
+    return annotation is str or annotation == Optional[str]
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

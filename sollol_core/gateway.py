@@ -10,7 +10,6 @@ import asyncio
 import hmac
 import logging
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import orjson
@@ -22,7 +21,6 @@ from . import __version__
 from .batch.api import batch_router
 from .config import STRATEGIES, normalize_host
 from .executors import UpstreamFailure
-from .hosts import UnknownHost
 from .proxy import Call, error_response
 from .metrics import CONTENT_TYPE
 
@@ -81,8 +79,19 @@ def model_of(data: dict, required: bool = True) -> Optional[str]:
     return model
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def int_field(data: dict, key: str, default: int) -> int:
+    """A whole number (JSON true/false and 1.9 are refused, not truncated)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise BadRequest(400, f"{key} must be a whole number")
+    return int(value)
+
+
+def float_field(data: dict, key: str, default: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(400, f"{key} must be a number")
+    return float(value)
 
 
 def create_app(sollol: "SOLLOL") -> FastAPI:
@@ -107,7 +116,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
 
     async def proxy(endpoint: str, path: str, data: dict, request: Request, *, timeout: float,
                     stream_default: bool, sse: bool = False, body: Optional[bytes] = None) -> Response:
-        stream = data.get("stream", stream_default)
+        stream = data.get("stream")
+        stream = stream_default if stream is None else stream  # Ollama reads null as "not given"
         if not isinstance(stream, bool):
             raise BadRequest(400, "stream must be true or false")
         call = Call(endpoint=endpoint, method="POST", path=path,
@@ -116,7 +126,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         return await sollol.proxy.forward(call)
 
     # Ollama API -----------------------------------------------------------------------------------
-    @app.get("/", response_class=PlainTextResponse)
+    # HEAD too: the ollama command line checks HEAD / before list, run, pull ...
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
     async def root() -> str:
         return "Ollama is running"
 
@@ -159,7 +170,7 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False)
 
-    @app.get("/api/version")
+    @app.api_route("/api/version", methods=["GET", "HEAD"])
     async def version() -> Response:
         for host in sollol.router.route(None):
             try:
@@ -219,7 +230,7 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         raw = request.state.raw_body
         if len(hosts) == 1:
             call = Call(endpoint=f"/api/{op}", method=method, path=f"/api/{op}", body=raw, model=None,
-                        stream=bool(data.get("stream", op in ("pull", "push", "create"))),
+                        stream=data.get("stream") is not False and op in ("pull", "push", "create"),
                         timeout=cfg.management_timeout)
             return await sollol.proxy.forward_to(hosts[0], call)
         single = orjson.dumps(data | {"stream": False}) if op in ("pull", "push", "create") else raw
@@ -328,8 +339,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         if not isinstance(data.get("host"), str):
             raise BadRequest(400, "host is required, as host:port")
         try:
-            address = sollol.add_host(data["host"], priority=int(data.get("priority", 0)),
-                                      weight=float(data.get("weight", 1.0)))
+            address = sollol.add_host(data["host"], priority=int_field(data, "priority", 0),
+                                      weight=float_field(data, "weight", 1.0))
         except (ValueError, TypeError) as e:
             raise BadRequest(400 if "already" not in str(e) else 409, str(e)) from None
         return json_response({"status": "added", "host": address}, 201)
@@ -365,9 +376,9 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             raise BadRequest(400, f"unknown field(s) {', '.join(sorted(unknown))}; use priority and weight")
         try:
             if "priority" in data:
-                sollol.set_priority(address, int(data["priority"]))
+                sollol.set_priority(address, int_field(data, "priority", 0))
             if "weight" in data:
-                sollol.set_weight(address, float(data["weight"]))
+                sollol.set_weight(address, float_field(data, "weight", 1.0))
         except (ValueError, TypeError) as e:
             raise BadRequest(400, str(e)) from None
         h = sollol.registry.get(address)
@@ -382,7 +393,7 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             raise BadRequest(400, f"unknown field(s) {', '.join(sorted(unknown))}; use strategy and weights")
         if "strategy" in data and data["strategy"] not in STRATEGIES:
             raise BadRequest(400, f"strategy must be one of {', '.join(STRATEGIES)}")
-        weights = data.get("weights") or {}
+        weights = data.get("weights", {})
         if not isinstance(weights, dict):
             raise BadRequest(400, "weights must be an object, e.g. {\"latency\": 0.5}")
         try:
@@ -429,6 +440,9 @@ class FastPathApp:
                     response = await endpoint(request)
                 except BadRequest as exc:
                     response = self.reject(scope["path"], exc.status, exc.message)
+                except Exception as exc:  # a bug must still answer in Ollama's shape, and be logged
+                    log.exception("unexpected error on %s", scope["path"])
+                    response = self.reject(scope["path"], 500, f"internal error: {type(exc).__name__}: {exc}")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

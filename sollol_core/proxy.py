@@ -15,10 +15,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from .adaptive import refresh_host
+from .adaptive import ModelListRefresher
 from .config import SollolConfig
 from .executors import Executor, ExecutorFailure, UpstreamFailure, UpstreamResponse
-from .hosts import HostRegistry, HostState
+from .hosts import HostRegistry
 from .metrics import Metrics
 from .requestlog import RequestLog
 from .routing import NoHostForModel, Router
@@ -72,13 +72,15 @@ def _is_model_not_found(status: int, body: bytes) -> bool:
 
 class Proxy:
     def __init__(self, config: SollolConfig, registry: HostRegistry, router: Router,
-                 executor: Executor, metrics: Metrics, requests: RequestLog) -> None:
+                 executor: Executor, metrics: Metrics, requests: RequestLog,
+                 model_lists: ModelListRefresher) -> None:
         self.config = config
         self.registry = registry
         self.router = router
         self.executor = executor
         self.metrics = metrics
         self.requests = requests
+        self.model_lists = model_lists
         self.active = 0
 
     # bookkeeping ----------------------------------------------------------------------------------
@@ -141,8 +143,7 @@ class Proxy:
             return self._route(call, tried, pinned)
         except NoHostForModel:
             pass
-        hosts = [h.address for h in self.registry.hosts() if h.state != HostState.DISABLED]
-        await asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts))
+        await self.model_lists.refresh()
         try:
             return self._route(call, tried, pinned)
         except NoHostForModel:
@@ -183,11 +184,17 @@ class Proxy:
                 self._fail_host(host, e, attempt_started)
                 last_error, last_status = f"{host}: {e}", 502
                 continue
+            except BaseException:  # cancelled (shutdown past its grace) or a bug: never leak the count
+                self.registry.end(host)
+                raise
             try:
                 if resp.status >= 500:
                     body = await resp.read()
                     last_error = f"{host}: HTTP {resp.status} {body[:200].decode(errors='replace')}"
                     last_status = 502
+                    if pinned is not None:  # model management: the host's own answer, passed on as it is
+                        self._finish(call, started, resp.status, host, attempt, error=last_error)
+                        return Response(body, status_code=resp.status, media_type=resp.content_type)
                     self._fail_host(host, f"HTTP {resp.status}", attempt_started)
                     continue
                 if call.model and resp.status == 404 and _is_model_not_found(404, await resp.read()):
@@ -255,8 +262,7 @@ class Proxy:
                     chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-                tail = state.tail
-                state.tail = chunk if len(chunk) > 64 or not tail else (tail + chunk)[-4096:]
+                state.tail = (state.tail + chunk)[-4096:]  # the final line may be split across reads
                 yield chunk
             state.complete = True
         except UpstreamFailure as e:

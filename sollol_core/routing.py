@@ -1,7 +1,8 @@
 """Routing: which host serves a request.
 
-First a model-aware filter (only hosts that have the model; among them those that already have it loaded
-come first, so a model is not swapped in and out), then one strategy orders the remaining hosts.
+First a model-aware filter (only hosts that have the model), then one strategy orders the remaining hosts,
+preferring those that already have the model loaded, so a model is not swapped in and out, while a queue
+on the loaded hosts still spills over to the others.
 Every strategy returns an ordered list: the gateway tries the first and retries on the next.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
 from .config import RoutingWeights, STRATEGIES
-from .hosts import Host, HostRegistry, HostState
+from .hosts import Host, HostRegistry, HostState, model_key
 
 NEUTRAL_CPU_LOAD = 0.5  # a remote host's CPU load cannot be read: a neutral middle value
 NEUTRAL_GPU_TERM = 0.5  # likewise 1/(1+free GiB) for a host whose GPU cannot be read
@@ -23,13 +24,20 @@ NEUTRAL_GPU_TERM = 0.5  # likewise 1/(1+free GiB) for a host whose GPU cannot be
 # slow: otherwise every request arriving before the first answer would pile onto it (Finagle's penalty).
 UNMEASURED_BUSY_LATENCY_S = 1.0
 UNMEASURED_BUSY_COST_MS = 1e6
+# p2c: a host that would have to load the model first counts as this much slower (a load takes seconds)
+COLD_MODEL_PENALTY_MS = 1000.0
 
 
 class NoHostForModel(Exception):
     """Every host's model list is known and none has the model (the gateway answers 404 like Ollama)."""
 
 
-def performance_terms(host: Host, weights: RoutingWeights) -> dict[str, float]:
+def is_cold(host: Host, model: Optional[str]) -> bool:
+    """The host would have to load `model` (a model key) before answering."""
+    return model is not None and model not in host.models_loaded
+
+
+def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] = None) -> dict[str, float]:
     """The original weighted score, each term first brought to a comparable scale:
 
     cpu_load      CPU load 0..1 (psutil, local hosts); unknown -> 0.5
@@ -39,13 +47,15 @@ def performance_terms(host: Host, weights: RoutingWeights) -> dict[str, float]:
     success_rate  1 - success-rate EWMA
     in_flight     requests in flight × latency in seconds: the queue a new request would join, so one
                   good host is not flooded between metric updates (a host not measured yet counts 1 s)
+    cold_model    1 when the host does not have the requested model loaded (it would load it first), so
+                  models are not swapped in and out, yet a queue on the loaded hosts spills over
     Returned values are already multiplied by their weights.
     """
     cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
     gpu = NEUTRAL_GPU_TERM if host.gpu_free_mem is None else 1.0 / (1.0 + max(host.gpu_free_mem, 0.0) / 1024.0)
     latency_s = host.latency_ms / 1000.0
     queue_latency_s = UNMEASURED_BUSY_LATENCY_S if host.latency_ms == 0.0 else max(latency_s, 0.001)
-    return {
+    terms = {
         "cpu_load": weights.cpu_load * cpu,
         "gpu_free_mem": weights.gpu_free_mem * gpu,
         "priority": weights.priority * host.priority / 10.0,
@@ -53,26 +63,33 @@ def performance_terms(host: Host, weights: RoutingWeights) -> dict[str, float]:
         "success_rate": weights.success_rate * (1.0 - host.success_rate),
         "in_flight": weights.in_flight * host.in_flight * queue_latency_s,
     }
+    if model is not None:  # the live score in /api/stats and the dashboard is for a request naming no model
+        terms["cold_model"] = weights.cold_model * (1.0 if is_cold(host, model) else 0.0)
+    return terms
 
 
-def performance_score(host: Host, weights: RoutingWeights) -> tuple[float, dict[str, float]]:
+def performance_score(host: Host, weights: RoutingWeights,
+                      model: Optional[str] = None) -> tuple[float, dict[str, float]]:
     """Sum of the weighted terms, divided by the host weight (a weight-2 host counts half as loaded)."""
-    terms = performance_terms(host, weights)
+    terms = performance_terms(host, weights, model)
     return sum(terms.values()) / host.weight, terms
 
 
 class Strategy(Protocol):
     name: str
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
-        """Best first. `candidates` is non-empty and already filtered."""
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
+              model: Optional[str] = None) -> list[Host]:
+        """Best first. `candidates` is non-empty and already filtered; `model` is the requested model's
+        key (None when the request names none)."""
 
 
 class PerformanceStrategy:
     name = "performance"
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
-        return sorted(candidates, key=lambda h: (performance_score(h, weights)[0], h.address))
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
+              model: Optional[str] = None) -> list[Host]:
+        return sorted(candidates, key=lambda h: (performance_score(h, weights, model)[0], h.address))
 
 
 class RoundRobinStrategy:
@@ -81,19 +98,21 @@ class RoundRobinStrategy:
     def __init__(self) -> None:
         self._counter = itertools.count()
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
+              model: Optional[str] = None) -> list[Host]:
         ordered = sorted(candidates, key=lambda h: h.address)
         start = next(self._counter) % len(ordered)
         return ordered[start:] + ordered[:start]
 
 
 class PriorityStrategy:
-    """Lowest priority rank first; ties by fewest requests in flight, then address."""
+    """Lowest priority rank first; within a rank, hosts with the model loaded, then fewest in flight."""
 
     name = "priority"
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
-        return sorted(candidates, key=lambda h: (h.priority, h.in_flight, h.address))
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
+              model: Optional[str] = None) -> list[Host]:
+        return sorted(candidates, key=lambda h: (h.priority, is_cold(h, model), h.in_flight, h.address))
 
 
 class P2CStrategy:
@@ -108,15 +127,18 @@ class P2CStrategy:
         self._rng = rng or random.Random()
 
     @staticmethod
-    def cost(host: Host, now: Optional[float] = None) -> float:
+    def cost(host: Host, now: Optional[float] = None, model: Optional[str] = None) -> float:
         if host.peak_latency_ms == 0.0 and host.in_flight > 0:
             return UNMEASURED_BUSY_COST_MS
         peak = host.current_peak_ms(time.monotonic() if now is None else now)
+        if is_cold(host, model):
+            peak += COLD_MODEL_PENALTY_MS
         return peak * (host.in_flight + 1) / host.weight
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights) -> list[Host]:
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
+              model: Optional[str] = None) -> list[Host]:
         now = time.monotonic()
-        cost = {h.address: self.cost(h, now) for h in candidates}
+        cost = {h.address: self.cost(h, now, model) for h in candidates}
         by_cost = sorted(candidates, key=lambda h: (cost[h.address], h.address))
         if len(candidates) < 2:
             return by_cost
@@ -179,11 +201,12 @@ class Router:
         return performance_score(host, self._weights)
 
     def candidates(self, model: Optional[str], exclude: frozenset[str] = frozenset()) -> list[Host]:
-        """Hosts that may take a new request for `model`, preferred tier first.
+        """Hosts that may take a new request for `model`.
 
-        Tiers: healthy hosts with the model loaded; healthy hosts that have it (or whose list is not
-        known yet); as a last resort, unhealthy hosts that have it (a host may have come back since its
-        last failure). Draining and disabled hosts take nothing new.
+        Healthy hosts that have the model (or whose list is not known yet); as a last resort, unhealthy
+        hosts that have it (a host may have come back since its last failure). Draining and disabled
+        hosts take nothing new. Whether a host has the model loaded is the strategies' business: they
+        prefer loaded hosts without starving the others.
         """
         hosts = [h for h in self.registry.hosts() if h.address not in exclude]
         if model:
@@ -192,13 +215,6 @@ class Router:
                 raise NoHostForModel(model)
             hosts = [h for h in hosts if h.has_model(model) is not False]
         healthy = [h for h in hosts if h.state == HostState.HEALTHY]
-        if model:
-            from .hosts import model_key
-
-            key = model_key(model)
-            loaded = [h for h in healthy if key in h.models_loaded]
-            if loaded:
-                return loaded
         if healthy:
             return healthy
         return [h for h in hosts if h.state == HostState.UNHEALTHY]
@@ -210,4 +226,4 @@ class Router:
             return []
         with self._lock:
             strategy, weights = self._strategy, self._weights
-        return strategy.order(tier, weights)
+        return strategy.order(tier, weights, model_key(model) if model else None)

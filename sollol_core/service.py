@@ -24,7 +24,7 @@ import uvicorn
 from aiohttp import web
 
 from . import __version__
-from .adaptive import adaptive_loop
+from .adaptive import ModelListRefresher, adaptive_loop
 from .batch import BatchManager
 from .config import HostSettings, SollolConfig, normalize_host, save_config
 from .executors import AsyncExecutor, Executor
@@ -43,10 +43,10 @@ log = logging.getLogger("sollol")
 # Settings read live on every use; the rest take effect on the next start.
 LIVE_KEYS = {
     "routing_strategy", "routing_weights", "max_retries", "retry_backoff_multiplier", "chat_timeout",
-    "embedding_timeout", "management_timeout", "connect_timeout", "health_check_interval",
+    "embedding_timeout", "management_timeout", "health_check_interval",
     "unhealthy_recheck_interval", "adaptive_metrics_interval", "max_body_bytes", "hosts", "admin_token",
     "autobatch_interval", "autobatch_min_batch_size", "autobatch_max_batch_size", "autobatch_enabled",
-    "ui_refresh_hz", "theme", "shutdown_grace", "batch_max_docs_per_request", "batch_max_doc_chars",
+    "batch_max_docs_per_request", "batch_max_doc_chars",
     "batch_chunk_size", "batch_in_flight_per_host", "batch_max_attempts",
 }
 
@@ -93,7 +93,9 @@ class SOLLOL:
         if self.config.executor == "ray":
             self.ray = RayRuntime(self.config, lambda state, detail: self.set_component("ray", state, detail))
             self.executor = RayExecutor(self.ray, self.in_loop_executor)
-        self.proxy = Proxy(self.config, self.registry, self.router, self.executor, self.metrics, self.requests)
+        self.model_lists = ModelListRefresher(self.in_loop_executor, self.registry)
+        self.proxy = Proxy(self.config, self.registry, self.router, self.executor, self.metrics, self.requests,
+                           self.model_lists)
         self.app = create_app(self)
         self.components: dict[str, ComponentState] = {}
         self.gateway_url = ""
@@ -169,7 +171,8 @@ class SOLLOL:
             except RuntimeError:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout if timeout is not None else self.config.shutdown_grace + 15)
+            # the gateway's grace, then Ray (up to 30 s) and Dask (up to 15 s) shut down in turn
+            self._thread.join(timeout if timeout is not None else self.config.shutdown_grace + 60)
         self._stopped.set()
 
     def run_coroutine(self, coro: Coroutine[Any, Any, Any], timeout: Optional[float] = None) -> Any:
@@ -207,6 +210,8 @@ class SOLLOL:
         await self.executor.start()
         tasks: list[asyncio.Task] = []
         metrics_runner: Optional[web.AppRunner] = None
+        serve_task: Optional[asyncio.Task] = None
+        self._server = None
         try:
             server_config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
                                            timeout_graceful_shutdown=cfg.shutdown_grace, loop="none",
@@ -243,6 +248,9 @@ class SOLLOL:
             server.should_exit = True
             await serve_task
         finally:
+            if serve_task is not None and not serve_task.done():  # a start that failed half-way
+                self._server.should_exit = True  # type: ignore[union-attr]
+                await asyncio.gather(serve_task, return_exceptions=True)
             for hook in reversed(self._stop_hooks):
                 try:
                     await hook()

@@ -10,6 +10,7 @@ does the parsing in C.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from typing import AsyncIterator, Optional
 
@@ -131,7 +132,8 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return self.complete and not self.closed and self.error is None and self.keep_alive
+        # a paused transport would never hear the next answer: such a connection is closed, not reused
+        return self.complete and not self.closed and self.error is None and self.keep_alive and not self.paused
 
 
 def _expire(fut: asyncio.Future) -> None:
@@ -190,7 +192,8 @@ class HttpPool:
     def __init__(self, connect_timeout: float = 5.0) -> None:
         self.connect_timeout = connect_timeout
         self._idle: dict[str, deque[_Connection]] = {}
-        self._all: set[_Connection] = set()
+        # every open connection, for close(); weak, so one that was closed and dropped leaves by itself
+        self._all: weakref.WeakSet[_Connection] = weakref.WeakSet()
 
     async def _connect(self, host: str) -> _Connection:
         name, _, port = host.rpartition(":")

@@ -16,7 +16,7 @@ EXAMPLE = ROOT / "sollol.toml.example"
 def test_example_file_loads_and_documents_every_key():
     config, path = load_config(str(EXAMPLE), environ={})
     assert path == EXAMPLE
-    assert config == SollolConfig(hosts=["127.0.0.1:11434"])  # the example shows the defaults
+    assert config == SollolConfig()  # the example shows the defaults
     text = EXAMPLE.read_text()
     for key in SollolConfig.model_fields:
         assert re.search(rf"^#? ?{key} = ", text, re.M) or re.search(rf"^#? ?\[{key}[].]", text, re.M), \
@@ -146,3 +146,20 @@ def test_save_round_trip_keeps_backup(tmp_path):
     loaded, _ = load_config(str(f), environ={})
     assert loaded == config
     assert "admin_token" not in tomllib.loads(f.read_text())  # None values are left out
+
+
+def test_text_settings_from_the_environment_stay_text():
+    config, _ = load_config(environ={"SOLLOL_ADMIN_TOKEN": "123456", "SOLLOL_BATCH_DB": "2024",
+                                     "SOLLOL_GATEWAY_PORT": "8001"}, search=False)
+    assert config.admin_token == "123456" and config.batch_db == "2024" and config.gateway_port == 8001
+
+
+def test_missing_hosts_file_is_an_error_not_a_host():
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_hosts_arg("config/hosts.txt")
+
+
+def test_ipv6_hosts_need_brackets():
+    assert normalize_host("[::1]") == "[::1]:11434" and normalize_host("[fe80::1]:8080") == "[fe80::1]:8080"
+    with pytest.raises(ValueError, match="brackets"):
+        normalize_host("fe80::1")

@@ -121,12 +121,32 @@ def test_model_filter_and_loaded_first():
     reg.update_models("a:1", ["llama3.2"], [])
     reg.update_models("b:1", ["llama3.2", "qwen:7b"], ["llama3.2"])
     reg.update_models("c:1", ["qwen:7b"], ["qwen:7b"])
-    router = Router(reg, "round_robin")
-    assert order(router, "llama3.2") == ["b:1"]  # loaded beats merely available
-    assert order(router, "llama3.2", frozenset({"b:1"})) == ["a:1"]  # next tier on retry
-    assert sorted(order(router, "qwen:7b")) == ["c:1"]
+    for name in ("performance", "p2c", "priority"):
+        router = Router(reg, name, rng=random.Random(0))
+        assert order(router, "llama3.2") == ["b:1", "a:1"], name  # loaded first; c lacks the model
+        assert order(router, "llama3.2", frozenset({"b:1"})) == ["a:1"]  # the next one on retry
+        assert order(router, "qwen:7b")[0] == "c:1"
+    assert sorted(order(Router(reg, "round_robin"), "llama3.2")) == ["a:1", "b:1"]
     with pytest.raises(NoHostForModel):
-        router.route("mistral")
+        Router(reg).route("mistral")
+
+
+@pytest.mark.parametrize("strategy", ["performance", "p2c"])
+def test_a_queue_on_the_loaded_host_spills_over_to_a_cold_one(strategy):
+    reg = registry("loaded:1", "cold:1")
+    for addr in ("loaded:1", "cold:1"):
+        reg.get(addr).latency_ms = reg.get(addr).peak_latency_ms = 50.0
+    reg.update_models("loaded:1", ["llama3.2"], ["llama3.2"])
+    reg.update_models("cold:1", ["llama3.2"], [])
+    router = Router(reg, strategy, rng=random.Random(0))
+    assert order(router, "llama3.2")[0] == "loaded:1"
+    reg.get("loaded:1").in_flight = 40  # 40 requests queued there: loading the model elsewhere is cheaper
+    assert order(router, "llama3.2")[0] == "cold:1"
+    reg.get("loaded:1").in_flight = 2
+    assert order(router, "llama3.2")[0] == "loaded:1"
+    terms = performance_terms(reg.get("cold:1"), RoutingWeights(), "llama3.2:latest")
+    assert terms["cold_model"] == pytest.approx(0.2)
+    assert "cold_model" not in performance_terms(reg.get("cold:1"), RoutingWeights())  # no model named
 
 
 def test_unknown_model_lists_keep_host_eligible():

@@ -451,6 +451,13 @@ async def test_failure_rate_reproducible_with_seed(start_node, session):
     assert a == b and set(a) == {200, 500}
 
 
+async def until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
 async def test_hang_times_out_client_and_stop_is_prompt(start_node, session):
     node = await start_node(latency_ms=0)
     node.hang = True
@@ -458,13 +465,11 @@ async def test_hang_times_out_client_and_stop_is_prompt(start_node, session):
         async with session.post(url(node, "/api/chat"), json={"model": "llama3.2", "messages": USER},
                                 timeout=aiohttp.ClientTimeout(total=0.3)):
             pass
-    await asyncio.sleep(0.05)
-    assert node.in_flight == 0  # the handler ended when the client went away
+    await until(lambda: node.in_flight == 0)  # the handler ended when the client went away
 
     pending = asyncio.ensure_future(session.post(url(node, "/api/embed"), json={"model": "llama3.2",
                                                                                 "input": "x"}))
-    await asyncio.sleep(0.1)
-    assert node.in_flight == 1
+    await until(lambda: node.in_flight == 1)
     t0 = time.perf_counter()
     await node.stop()
     assert time.perf_counter() - t0 < 1.0

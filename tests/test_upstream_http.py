@@ -160,3 +160,54 @@ async def test_refused_and_garbage():
         with pytest.raises(UpstreamFailure, match="invalid HTTP"):
             await pool.request(srv.address, "GET", "/", None, 1)
     await pool.close()
+
+
+async def test_connection_paused_for_a_slow_reader_is_not_reused():
+    from sollol_core.upstream_http import _Connection
+
+    class Transport:
+        paused = False
+
+        def pause_reading(self):
+            self.paused = True
+
+        def resume_reading(self):
+            self.paused = False
+
+        def write(self, data):
+            pass
+
+        def close(self):
+            pass
+
+    conn = _Connection()
+    transport = Transport()
+    conn.connection_made(transport)
+    conn.send("POST", "h:1", "/x", b"{}")
+    body = b"x" * ((1 << 20) + 20000)
+    conn.data_received(ok(body))  # the whole answer in one read, over the pause threshold
+    assert conn.complete and transport.paused
+    assert not conn.reusable  # nobody would ever read the next answer on it
+    conn.take()  # a reader that drains it resumes the transport
+    assert not transport.paused and conn.reusable
+
+
+async def test_abandoned_connections_do_not_pile_up_in_the_pool():
+    import gc
+
+    async def handler(reader, writer, n):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with RawServer(handler) as srv:
+        pool = HttpPool()
+        for _ in range(20):
+            resp = await pool.request(srv.address, "POST", "/x", b"{}", 5)
+            await resp.chunks().__anext__()
+            await resp.close()  # mid-answer: the connection is closed, not pooled
+        await asyncio.sleep(0.1)
+        gc.collect()
+        assert len(pool._all) <= 1
+        await pool.close()

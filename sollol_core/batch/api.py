@@ -9,15 +9,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from ..adaptive import refresh_host
-from ..hosts import HostState
 from ..routing import NoHostForModel
 from .manager import BatchUnavailable
 
@@ -41,9 +38,7 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             return True
         except NoHostForModel:
             pass
-        registry = sollol.registry
-        hosts = [h.address for h in registry.hosts() if h.state != HostState.DISABLED]
-        await asyncio.gather(*(refresh_host(sollol.in_loop_executor, registry, a) for a in hosts))
+        await sollol.model_lists.refresh()
         try:
             sollol.router.candidates(model)
             return True

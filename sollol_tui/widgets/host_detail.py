@@ -25,16 +25,17 @@ TERM_LABELS = {
     "latency": "latency",
     "success_rate": "failures",
     "in_flight": "queue",
+    "cold_model": "model not loaded",
 }
 
 SHORT_LABELS = {"cpu_load": "cpu", "gpu_free_mem": "gpu", "priority": "prio", "latency": "lat",
-                "success_rate": "fail", "in_flight": "queue"}
+                "success_rate": "fail", "in_flight": "queue", "cold_model": "cold"}
 
 STRATEGY_RULES = {
     "performance": "lowest score first",
     "p2c": "two random hosts, lower peak latency × (busy+1) ÷ weight first",
     "round_robin": "in turn",
-    "priority": "lowest priority rank first, then least busy",
+    "priority": "lowest priority rank first, then model loaded, then least busy",
 }
 
 
@@ -88,7 +89,9 @@ def full_content(view: HostView, hosts: Sequence[HostView], weights: dict, strat
     parts += ["\n", (f"{strategy}: {STRATEGY_RULES.get(strategy, '')}", "$text-muted"), "\n",
               ("term        weight × value   = part", "$text-muted"), "\n"]
     for key, label in TERM_LABELS.items():
-        part = terms.get(key, 0.0)
+        if key not in terms:  # cold_model exists only for a request naming a model
+            continue
+        part = terms[key]
         weight = float(weights.get(key, 0.0))
         value = part / weight if weight else 0.0
         parts += [f"{label:<11} {weight:>6.2f} × {value:>7.3f} = ", (f"{part:.4f}", "bold"), "\n"]
