@@ -127,7 +127,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
 
     # Ollama API -----------------------------------------------------------------------------------
     # HEAD too: the ollama command line checks HEAD / before list, run, pull ...
-    @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+    @app.head("/", include_in_schema=False)
+    @app.get("/", response_class=PlainTextResponse)
     async def root() -> str:
         return "Ollama is running"
 
@@ -170,7 +171,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False)
 
-    @app.api_route("/api/version", methods=["GET", "HEAD"])
+    @app.head("/api/version", include_in_schema=False)
+    @app.get("/api/version")
     async def version() -> Response:
         for host in sollol.router.route(None):
             try:

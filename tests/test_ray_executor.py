@@ -164,3 +164,25 @@ def test_sigterm_leaves_no_ray_process(module_sim_cluster):
     gone, alive = psutil.wait_procs(ray_procs, timeout=15)
     assert not alive, [p.info["cmdline"][:2] for p in alive]
     assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+
+def test_sigterm_while_ray_is_still_starting_leaves_nothing_behind(module_sim_cluster):
+    sim = module_sim_cluster(SimNodeSpec(name="e", latency_ms=1))
+    proc, url = _start_cli("--executor", "ray", "--workers", "1", "--hosts", sim.addresses[0])
+    marker = f"sollol-ray-{proc.pid}-"
+    try:
+        with httpx.Client(base_url=url, timeout=10, trust_env=False) as c:
+            assert c.get("/api/stats").json()["executor"]["state"] == "starting"
+            assert c.post("/api/chat", json={"model": CHAT_MODEL, "messages": USER, "stream": False}).status_code == 200
+        # let Ray's processes appear, then stop before it is ready
+        wait_until(lambda: [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])],
+                   timeout=30, interval=0.1, what="Ray's first processes")
+        ray_procs = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    gone, alive = psutil.wait_procs(ray_procs, timeout=15)
+    assert not alive
+    assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]

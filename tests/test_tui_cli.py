@@ -52,15 +52,22 @@ class PtyRun:
                 raise AssertionError(f"{text!r} not seen; output tail: {bytes(self.output[-2000:])!r}")
             time.sleep(0.05)
 
+    def hang_up(self) -> None:
+        """The terminal goes away: the pty master is closed, yet its descriptor number stays ours (now
+        /dev/null), so neither the reader thread nor close() can touch a file a later open() got."""
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, self.master)
+        os.close(devnull)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        # the slave first: with every slave end closed the reader's read() ends (EIO); only then the master,
+        # so the reader never reads from a descriptor number that a later open() has reused
+        os.close(self.slave)
+        self._reader.join(5)
+        os.close(self.master)
 
 
 @pytest.mark.parametrize("how", ["q", "SIGTERM"])
@@ -119,7 +126,7 @@ def test_demo_exits_when_the_terminal_hangs_up_under_load(tmp_path):
         assert match, "gateway URL not on the screen"
         keep_busy(f"http://127.0.0.1:{match.group(1).decode()}", seconds=6)
         time.sleep(2)
-        os.close(run.master)  # writes to the terminal fail from now on
+        run.hang_up()  # writes to the terminal fail from now on
         time.sleep(1)  # frames keep coming meanwhile, as when the signal is late
         run.proc.send_signal(signal.SIGHUP)
         run.proc.send_signal(signal.SIGCONT)

@@ -109,6 +109,7 @@ class AutoBatch:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            enabled = self.config.autobatch_enabled  # again: it may have been switched off meanwhile
             now = loop.time()
             tick = enabled and now >= next_tick
             if tick or not enabled:
