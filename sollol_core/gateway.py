@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import orjson
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sollol.gateway")
 META_TIMEOUT_S = 15.0
-MANAGEMENT_PATHS = {"pull", "create", "copy", "push", "delete"}
 
 
 class BadRequest(Exception):
@@ -77,6 +75,12 @@ def model_of(data: dict, required: bool = True) -> Optional[str]:
     if not isinstance(model, str) or not model.strip():
         raise BadRequest(400, "model must be a non-empty string")
     return model
+
+
+def entries(data: Any, key: str) -> list[dict]:
+    """The objects listed under `key` in a host's JSON answer; none when it answered something else."""
+    items = data.get(key) if isinstance(data, dict) else None
+    return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
 
 
 def int_field(data: dict, key: str, default: int) -> int:
@@ -196,19 +200,16 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def tags() -> Response:
         merged: dict[str, dict] = {}
         for address, data in await gather_hosts("/api/tags"):
-            for m in (data or {}).get("models", []):
-                if isinstance(m, dict) and m.get("name"):
+            for m in entries(data, "models"):
+                if m.get("name"):
                     entry = merged.setdefault(m["name"], dict(m) | {"hosts": []})
                     entry["hosts"].append(address)
         return json_response({"models": sorted(merged.values(), key=lambda m: m["name"])})
 
     @app.get("/api/ps")
     async def ps() -> Response:
-        models = []
-        for address, data in await gather_hosts("/api/ps"):
-            for m in (data or {}).get("models", []):
-                if isinstance(m, dict):
-                    models.append(dict(m) | {"host": address})
+        models = [m | {"host": address} for address, data in await gather_hosts("/api/ps")
+                  for m in entries(data, "models")]
         return json_response({"models": models})
 
     # model management: X-SOLLOL-Host names the host, or "all" ----------------------------------------
@@ -294,8 +295,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def v1_models() -> Response:
         merged: dict[str, dict] = {}
         for _, data in await gather_hosts("/v1/models"):
-            for m in (data or {}).get("data", []):
-                if isinstance(m, dict) and m.get("id"):
+            for m in entries(data, "data"):
+                if m.get("id"):
                     merged.setdefault(m["id"], m)
         return json_response({"object": "list", "data": sorted(merged.values(), key=lambda m: m["id"])})
 
@@ -410,7 +411,6 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
 
     app.include_router(batch_router(sollol, require_admin))  # /api/embed/batch, /api/batch/..., /api/batch-status
 
-    app.state.started_at = time.time()
     fast = {("POST", path): endpoint for path, endpoint in (
         ("/api/chat", chat), ("/api/generate", generate), ("/api/embed", embed), ("/api/embeddings", embeddings),
         ("/v1/chat/completions", v1_chat), ("/v1/completions", v1_completions), ("/v1/embeddings", v1_embeddings),
@@ -431,7 +431,6 @@ class FastPathApp:
         self.app = app
         self.fast = fast
         self.reject = reject
-        self.state = app.state
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http":

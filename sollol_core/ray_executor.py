@@ -89,7 +89,6 @@ class RayRuntime:
         self.state = "off"
         self.error: Optional[str] = None
         self.address: Optional[str] = None
-        self.session_dir: Optional[str] = None
         self.actors: list[Any] = []
         self.replaced = 0
         self._ray: Any = None
@@ -138,7 +137,6 @@ class RayRuntime:
                               object_store_memory=OBJECT_STORE_BYTES)
             ctx = ray.init(address=address, **kwargs)
             self.address = getattr(ctx, "address_info", {}).get("gcs_address") or address
-            self.session_dir = getattr(ctx, "address_info", {}).get("session_dir")
             self._actor_cls = ray.remote(num_cpus=0, max_restarts=0)(UpstreamActor)
             actors = [self._new_actor() for _ in range(self.config.ray_workers)]
             ray.get([a.stats.remote() for a in actors], timeout=120)  # each actor answers before "ready"

@@ -12,7 +12,6 @@ import itertools
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Optional, Protocol, Sequence
 
 from .config import RoutingWeights, STRATEGIES
@@ -157,12 +156,6 @@ def make_strategy(name: str, rng: Optional[random.Random] = None) -> Strategy:
     if name == "p2c":
         return P2CStrategy(rng)
     raise ValueError(f"unknown routing strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-
-
-@dataclass(frozen=True)
-class RouteDecision:
-    hosts: list[Host]  # try in this order
-    reason: str
 
 
 class Router:

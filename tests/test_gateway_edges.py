@@ -71,3 +71,26 @@ def test_unknown_model_requests_share_one_model_list_refresh(sim_cluster, gatewa
             assert r.status_code == 404 and r.json()["error"] == "model 'no-such-model' not found on any host"
     extra = [n.requests_served - s for n, s in zip(sim.nodes, served)]
     assert all(e <= 2 for e in extra), extra  # one /api/tags + /api/ps round for ten requests, not ten
+
+
+def test_a_host_answering_an_odd_listing_is_left_out_of_the_unions(sim_cluster, gateway, client):
+    sim = sim_cluster(n=2)
+    sollol = gateway(sim.addresses)
+    http = client(sollol)
+
+    async def odd_listing(host, path, timeout):  # e.g. a proxy in front of one host answering a JSON list
+        if host == sim.addresses[0]:
+            return ["not", "a", "listing"]
+        return await real(host, path, timeout)
+
+    real = sollol.executor.get_json
+    sollol.executor.get_json = odd_listing
+    try:
+        for path, key in (("/api/tags", "models"), ("/api/ps", "models"), ("/v1/models", "data")):
+            r = http.get(path)
+            assert r.status_code == 200, (path, r.text)
+            assert r.json()[key], path  # the other host's entries are still there
+        assert {m["host"] for m in http.get("/api/ps").json()["models"]} == {sim.addresses[1]}
+        assert all(m["hosts"] == [sim.addresses[1]] for m in http.get("/api/tags").json()["models"])
+    finally:
+        sollol.executor.get_json = real

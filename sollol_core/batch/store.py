@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 QUEUED, IN_PROGRESS, DONE, FAILED = 0, 1, 2, 3
-STATE_NAMES = ("queued", "in_progress", "done", "failed")
 RATE_WINDOW_S = 10.0
 
 SCHEMA = """
