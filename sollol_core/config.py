@@ -38,6 +38,8 @@ class RoutingWeights(BaseModel):
     success_rate: float = Field(0.2, ge=0, description="1 - success rate (EWMA).")
     in_flight: float = Field(0.2, ge=0, description="Requests in flight × latency in seconds: the queue a new request joins.")
     cold_model: float = Field(0.2, ge=0, description="1 when the host does not have the requested model loaded.")
+    cache: float = Field(1.0, ge=0, description="Expected prefill seconds the host would still do: the part of the "
+                                                "prompt it has not cached × its prefill rate. 0 ignores the cache.")
 
 
 class HostSettings(BaseModel):
@@ -47,6 +49,53 @@ class HostSettings(BaseModel):
 
     priority: int = Field(0, ge=0, description="Rank: 0 is preferred first.")
     weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Capacity multiplier; a score is divided by it.")
+    num_parallel: Optional[int] = Field(None, ge=1, le=1024,
+                                        description="The host's OLLAMA_NUM_PARALLEL: requests one loaded model runs "
+                                                    "at once (its slots). Unset: default_num_parallel.")
+
+
+class CacheSettings(BaseModel):
+    """Cache-aware placement: a shadow of what each host's slots hold."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    enabled: bool = Field(True, description="Keep the shadow and place by it (the cache weight scales the term).")
+    block_chars: int = Field(128, ge=16, le=4096, description="Characters per hashed block of a canonical prompt.")
+    max_blocks_per_host: int = Field(65536, ge=64, description="Blocks the shadow keeps per host, all slots "
+                                                                "and models together (8 bytes each).")
+    displaced_per_host: int = Field(0, ge=0, le=1024, description="Displaced prompts remembered per host "
+                                                                  "(Ollama >= 0.30 keeps them in host RAM); 0: none.")
+    min_cover: float = Field(0.1, ge=0, le=1, description="A slot is reused when its common prefix covers more "
+                                                          "than this share of the prompt; else the LRU slot.")
+    active_s: float = Field(300.0, gt=0, description="A slot used within this many seconds holds a conversation "
+                                                     "that is still going: a cold request does not evict it.")
+    load_epsilon: float = Field(0.25, ge=0, description="Bounded load: no host holds more than (1 + epsilon) "
+                                                        "times its share (by slots) of the requests in flight.")
+    default_prefill_s_per_kchar: float = Field(0.5, gt=0, description="Prefill seconds per 1,000 uncached "
+                                                                      "characters before a host is measured.")
+
+
+class QueueSettings(BaseModel):
+    """The gateway queue: requests that find no free slot wait here, by class."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    high_timeout_s: float = Field(60.0, gt=0, description="Longest wait of a `high` request (503 beyond).")
+    interactive_timeout_s: float = Field(30.0, gt=0, description="Longest wait of an `interactive` request.")
+    batch_timeout_s: float = Field(600.0, gt=0, description="Longest wait of a `batch` request or chunk.")
+    max_depth: int = Field(1000, ge=1, description="Requests the queue holds; beyond, the lowest class is shed.")
+    batch_share: float = Field(0.1, ge=0, le=1, description="Starvation guard: share of the slots freed that go "
+                                                            "to waiting `batch` requests even when others wait.")
+
+
+class ApiKey(BaseModel):
+    """A client's key: its name in stats and logs, its priority class, its rate limit."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field(..., min_length=1, description="Shown in /api/stats, metrics and the dashboard.")
+    priority: Literal["high", "interactive", "batch"] = Field("interactive", description="Class of its requests.")
+    requests_per_minute: Optional[float] = Field(None, gt=0, description="Rate limit; 429 above. Unset: none.")
 
 
 class SollolConfig(BaseModel):
@@ -67,6 +116,15 @@ class SollolConfig(BaseModel):
     # routing
     routing_strategy: Literal["performance", "p2c", "round_robin", "priority"] = "performance"
     routing_weights: RoutingWeights = Field(default_factory=RoutingWeights)
+    # slots, cache, queue, clients
+    default_num_parallel: Optional[int] = Field(None, ge=1, le=1024,
+                                                description="Slots of a host without num_parallel in host_settings. "
+                                                            "Unset: such a host is not limited by SOLLOL.")
+    host_queue_depth: int = Field(0, ge=0, description="Requests allowed to wait inside a host beyond its slots.")
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    api_keys: dict[str, ApiKey] = Field(default_factory=dict, description="Client keys; when any is set, "
+                                                                          "inference endpoints require one.")
     # execution
     executor: Literal["async", "ray"] = Field("async", description="Where upstream calls run.")
     ray_workers: int = Field(2, ge=1, description="Number of Ray actors.")

@@ -20,6 +20,7 @@ from . import __version__
 from .batch.api import batch_router
 from .config import STRATEGIES, normalize_host
 from .executors import UpstreamFailure
+from .httpio import BadRequest, entries, float_field, int_field, json_response, model_of, read_json
 from .proxy import Call, error_response
 from .metrics import CONTENT_TYPE
 
@@ -28,74 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sollol.gateway")
 META_TIMEOUT_S = 15.0
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-async def read_json(request: Request, limit: int) -> dict:
-    """The body as a dict, bounded in size; BadRequest with Ollama's error shape otherwise."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"request body of {declared} bytes is over the limit of {limit} bytes "
-                              f"(max_body_bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, f"request body is over the limit of {limit} bytes (max_body_bytes)")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise BadRequest(400, "request body is empty; send a JSON object")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(400, f"invalid JSON in request body: {e}") from None
-    if not isinstance(data, dict):
-        raise BadRequest(400, "request body must be a JSON object")
-    request.state.raw_body = raw
-    return data
-
-
-def model_of(data: dict, required: bool = True) -> Optional[str]:
-    model = data.get("model") or data.get("name")
-    if model is None:
-        if required:
-            raise BadRequest(400, "model is required")
-        return None
-    if not isinstance(model, str) or not model.strip():
-        raise BadRequest(400, "model must be a non-empty string")
-    return model
-
-
-def entries(data: Any, key: str) -> list[dict]:
-    """The objects listed under `key` in a host's JSON answer; none when it answered something else."""
-    items = data.get(key) if isinstance(data, dict) else None
-    return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
-
-
-def int_field(data: dict, key: str, default: int) -> int:
-    """A whole number (JSON true/false and 1.9 are refused, not truncated)."""
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise BadRequest(400, f"{key} must be a whole number")
-    return int(value)
-
-
-def float_field(data: dict, key: str, default: float) -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest(400, f"{key} must be a number")
-    return float(value)
 
 
 def create_app(sollol: "SOLLOL") -> FastAPI:

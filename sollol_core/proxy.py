@@ -20,6 +20,7 @@ from .config import SollolConfig
 from .executors import Executor, ExecutorFailure, UpstreamFailure, UpstreamResponse
 from .hosts import HostRegistry
 from .metrics import Metrics
+from .request import Call
 from .requestlog import RequestLog
 from .routing import NoHostForModel, Router
 from .snapshot import RequestRecord
@@ -29,20 +30,6 @@ log = logging.getLogger("sollol.proxy")
 
 def error_response(status: int, message: str) -> Response:
     return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
-
-
-@dataclass
-class Call:
-    """One client request as the proxy sees it."""
-
-    endpoint: str  # route name for metrics and the log, e.g. "/api/chat"
-    method: str
-    path: str  # upstream path
-    body: Optional[bytes]
-    model: Optional[str]
-    stream: bool
-    timeout: float
-    sse: bool = False  # OpenAI-style server-sent events instead of NDJSON
 
 
 def _usage_from(payload: bytes) -> tuple[Optional[int], Optional[float]]:

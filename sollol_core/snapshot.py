@@ -38,6 +38,28 @@ class HostView:
     last_updated: str  # ISO-8601, last time any stat changed
     latency_history: tuple[float, ...]  # one sample a second, oldest first (for sparklines)
     throughput_history: tuple[float, ...]  # completed requests per second, one sample a second
+    # slots (gateway queue): requests admitted to the host now, and its slots per model (None: unlimited)
+    slots: Optional[int] = None
+    slots_in_use: int = 0
+    slots_by_model: tuple[tuple[str, int, Optional[int]], ...] = ()  # (model, in use, limit)
+    unfit_models: tuple[str, ...] = ()  # models that failed to load here lately (tried elsewhere)
+    # prompt cache (what the shadow says the host's slots hold)
+    cache: Optional["CacheView"] = None
+
+
+@dataclass(frozen=True)
+class CacheView:
+    """What SOLLOL's shadow of one host's prompt cache says, and how well placing by it went."""
+
+    hit_rate: Optional[float]  # share of placed requests that found part of their prompt cached; None: none yet
+    prefill_saved_s: float  # prefill seconds the host skipped thanks to its cache (estimated from its rate)
+    entries: int  # slots (all models) holding a prompt in the shadow
+    blocks: int  # hashed blocks kept for the host
+    bytes: int  # memory the shadow uses for the host
+    prefill_s_per_kchar: Optional[float]  # measured prefill rate; None: not measured yet
+    predicted_hits: int = 0  # placements the shadow expected to reuse the cache
+    confirmed_hits: int = 0  # of those, the host's answer confirmed the reuse
+    corrections: int = 0  # times the host's answer corrected the shadow
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,10 @@ class RequestRecord:
     tokens: Optional[int]  # eval_count when the upstream reported it
     retries: int
     error: Optional[str]
+    placement: str = ""  # why this host, in numbers, e.g. "cached 93% (8.1k of 8.7k chars), est. 0.05 s"
+    wait_ms: float = 0.0  # time spent in the gateway queue
+    priority: str = "interactive"  # class: high / interactive / batch
+    client: str = ""  # API key name or client address
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,28 @@ class BatchView:
 
 
 @dataclass(frozen=True)
+class QueueView:
+    """The gateway queue right now, and what it did since start."""
+
+    depth: dict = field(default_factory=dict)  # class -> requests waiting
+    oldest_wait_s: dict = field(default_factory=dict)  # class -> seconds the oldest has waited
+    admitted: int = 0
+    rejected: dict = field(default_factory=dict)  # reason -> count (queue_full, timeout, shed, rate_limited ...)
+    expired: int = 0  # left the queue past their class's timeout
+    cancelled: int = 0  # their client went away while they waited
+
+
+@dataclass(frozen=True)
+class ClientView:
+    name: str
+    priority: str
+    requests: int
+    waiting: int
+    in_flight: int
+    rejected: int
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     gateway_url: str
     strategy: str
@@ -99,3 +147,6 @@ class ClusterSnapshot:
     components: tuple[ComponentState, ...] = ()
     batch: BatchView = field(default_factory=BatchView)
     demo: bool = False
+    queue: QueueView = field(default_factory=QueueView)
+    clients: tuple[ClientView, ...] = ()
+    sim_clients: Optional[str] = None  # demo traffic: None when there is none, else "on: ..." / "off"

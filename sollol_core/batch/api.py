@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from ..httpio import BadRequest, json_response, read_json
 from ..routing import NoHostForModel
 from .manager import BatchUnavailable
 
@@ -27,8 +28,6 @@ STREAM_PAGE = 500
 
 
 def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> APIRouter:
-    from ..gateway import BadRequest, json_response, read_json
-
     router = APIRouter()
 
     async def model_exists(model: str) -> bool:

@@ -1,0 +1,84 @@
+"""HTTP helpers the gateway's routes share (the gateway and the batch endpoints import them from here).
+
+Reading a bounded JSON body, answering JSON, and BadRequest: bad input raised anywhere in a route and
+answered by the gateway in the shape of the route's API family (api_errors).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+
+class BadRequest(Exception):
+    """Answered as `status` with `message`, in the error shape of the route's API family."""
+
+    def __init__(self, status: int, message: str, headers: Optional[Mapping[str, str]] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers) if headers else None
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    """The body as a dict, bounded in size; BadRequest with Ollama's error shape otherwise."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"request body of {declared} bytes is over the limit of {limit} bytes "
+                              f"(max_body_bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"request body is over the limit of {limit} bytes (max_body_bytes)")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadRequest(400, "request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(400, f"invalid JSON in request body: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "request body must be a JSON object")
+    request.state.raw_body = raw
+    return data
+
+
+def model_of(data: dict, required: bool = True) -> Optional[str]:
+    model = data.get("model") or data.get("name")
+    if model is None:
+        if required:
+            raise BadRequest(400, "model is required")
+        return None
+    if not isinstance(model, str) or not model.strip():
+        raise BadRequest(400, "model must be a non-empty string")
+    return model
+
+
+def entries(data: Any, key: str) -> list[dict]:
+    """The objects listed under `key` in a host's JSON answer; none when it answered something else."""
+    items = data.get(key) if isinstance(data, dict) else None
+    return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
+
+
+def int_field(data: dict, key: str, default: int) -> int:
+    """A whole number (JSON true/false and 1.9 are refused, not truncated)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise BadRequest(400, f"{key} must be a whole number")
+    return int(value)
+
+
+def float_field(data: dict, key: str, default: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(400, f"{key} must be a number")
+    return float(value)
