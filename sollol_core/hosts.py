@@ -198,6 +198,12 @@ class HostRegistry:
             self.get(address).weight = float(weight)
         self._emit(address, "weight")
 
+    def touch(self, address: str, what: str) -> None:
+        """A setting of the host kept elsewhere changed (its slots): tell the listeners."""
+        with self._lock:
+            self.get(address).last_updated = _now_iso()
+        self._emit(address, what)
+
     # health -------------------------------------------------------------------------------------
     def mark_unhealthy(self, address: str, error: str) -> None:
         """Taken out of rotation now; draining/disabled hosts keep their state (the operator set it)."""

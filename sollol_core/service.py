@@ -111,6 +111,7 @@ class SOLLOL:
         self._hooks: list[Callable[["SOLLOL"], Coroutine[Any, Any, None]]] = []
         self._stop_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.registry.on_change(self._log_host_change)
+        self._sim_clients: Any = None
         self.batch = BatchManager(self)  # durable queue, autobatch, Dask: started and stopped by its hooks
 
     # lifecycle ------------------------------------------------------------------------------------
@@ -319,6 +320,7 @@ class SOLLOL:
             components=tuple(self.components.values()),
             batch=self.batch.view(),
             demo=self.demo,
+            sim_clients=None if self._sim_clients is None else str(self._sim_clients.describe()),
         )
 
     def get_status(self) -> dict[str, Any]:
@@ -428,6 +430,39 @@ class SOLLOL:
     def set_weight(self, address: str, weight: float) -> None:
         self.registry.set_weight(normalize_host(address), weight)
 
+    def num_parallel(self, address: str) -> Optional[int]:
+        """The host's slots per loaded model: its own num_parallel, else default_num_parallel (None: unlimited)."""
+        settings = self.config.host_settings.get(normalize_host(address))
+        if settings is not None and settings.num_parallel is not None:
+            return settings.num_parallel
+        return self.config.default_num_parallel
+
+    def set_num_parallel(self, address: str, slots: Optional[int]) -> None:
+        """Set the host's slots (its OLLAMA_NUM_PARALLEL); None goes back to default_num_parallel. Live."""
+        address = normalize_host(address)
+        self.registry.get(address)  # UnknownHost for a host that is not registered
+        settings = dict(self.config.host_settings)
+        current = settings.get(address) or HostSettings(priority=self.registry.get(address).priority,
+                                                        weight=self.registry.get(address).weight)
+        settings[address] = current.model_copy(update={"num_parallel": HostSettings(num_parallel=slots).num_parallel})
+        self.config.host_settings = settings
+        self.registry.touch(address, "slots")
+
+    def attach_sim_clients(self, clients: Any) -> None:
+        """Simulated client traffic for the demo (an object with start(), stop(), running and describe())."""
+        self._sim_clients = clients
+
+    def toggle_sim_clients(self) -> Optional[bool]:
+        """Start or stop the demo's simulated clients; their new state, or None when there are none."""
+        clients = self._sim_clients
+        if clients is None:
+            return None
+        if clients.running:
+            clients.stop()
+        else:
+            clients.start()
+        return bool(clients.running)
+
     def set_strategy(self, name: str) -> None:
         self.router.set_strategy(name)
         self.config.routing_strategy = name  # type: ignore[assignment]
@@ -445,8 +480,10 @@ class SOLLOL:
         real = [h for h in self.registry.hosts() if not h.label.startswith("simulated")]
         cfg.hosts = [h.address for h in real]
         cfg.hosts_file = None
-        cfg.host_settings = {h.address: HostSettings(priority=h.priority, weight=h.weight) for h in real
-                             if (h.priority, h.weight) != (0, 1.0)}
+        slots = {a: hs.num_parallel for a, hs in self.config.host_settings.items()}
+        cfg.host_settings = {h.address: HostSettings(priority=h.priority, weight=h.weight,
+                                                     num_parallel=slots.get(h.address))
+                             for h in real if (h.priority, h.weight, slots.get(h.address)) != (0, 1.0, None)}
         return cfg
 
     def save_config(self, path: Optional[str | Path] = None) -> tuple[Path, Optional[Path]]:
