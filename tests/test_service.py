@@ -17,7 +17,7 @@ def test_saved_config_keeps_priorities_and_weights_and_drops_simulated_hosts(tmp
     assert backup is None
     loaded, _ = load_config(str(path), environ={})
     assert loaded.hosts == ["10.0.0.2:11434", "10.0.0.3:11434"]  # no simulated port in the file
-    assert loaded.host_settings["10.0.0.2:11434"].model_dump() == {"priority": 3, "weight": 2.5}
+    assert loaded.host_settings["10.0.0.2:11434"].model_dump() == {"priority": 3, "weight": 2.5, "num_parallel": None}
     assert loaded.host_settings["10.0.0.3:11434"].priority == 1
     assert loaded.routing_strategy == "p2c" and loaded.routing_weights.latency == 0.7
     again = SOLLOL(loaded)  # and a new instance starts where the old one was
