@@ -21,7 +21,11 @@ from .batch.api import batch_router
 from .config import STRATEGIES, normalize_host
 from .executors import UpstreamFailure
 from .httpio import BadRequest, entries, float_field, int_field, json_response, model_of, read_json
-from .proxy import Call, error_response
+from .api_errors import OLLAMA, OPENAI, api_for_path
+from .canonical import prompt_key_async, session_key
+from .clients import Client, ClientKeys, ClientRefused
+from .api_errors import error_response
+from .request import Call
 from .metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
@@ -40,7 +44,7 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def _bad_request(request: Request, exc: BadRequest) -> Response:
         # the route's template, not the path: /api/hosts/{host} must not become one label per host
         endpoint = getattr(request.scope.get("route"), "path", request.url.path)
-        return sollol.proxy.reject(endpoint, exc.status, exc.message)
+        return sollol.proxy.reject(endpoint, exc.status, exc.message, api_for_path(request.url.path), exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -49,17 +53,35 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             detail = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             detail = f"method {request.method} not allowed on {request.url.path}"
-        return error_response(exc.status_code, detail)
+        return error_response(api_for_path(request.url.path), exc.status_code, detail)
+
+    keys = ClientKeys(cfg)
+
+    def identify(request: Request) -> Client:
+        address = request.client.host if request.client else ""
+        try:
+            return keys.identify(request.headers, address)
+        except ClientRefused as e:
+            raise BadRequest(e.status, e.message, e.headers) from None
 
     async def proxy(endpoint: str, path: str, data: dict, request: Request, *, timeout: float,
-                    stream_default: bool, sse: bool = False, body: Optional[bytes] = None) -> Response:
+                    stream_default: bool, sse: bool = False, body: Optional[bytes] = None, api: str = OLLAMA,
+                    embedding: bool = False, cost: float = 1.0, inference: bool = True) -> Response:
         stream = data.get("stream")
         stream = stream_default if stream is None else stream  # Ollama reads null as "not given"
         if not isinstance(stream, bool):
             raise BadRequest(400, "stream must be true or false")
+        model = model_of(data)
+        client = identify(request) if inference else Client(request.client.host if request.client else "", "high")
+        prompt = None
+        if cfg.cache.enabled and inference and not embedding:
+            prompt = await prompt_key_async(path, data, block_chars=cfg.cache.block_chars,
+                                            session=session_key(path, data, request.headers))
         call = Call(endpoint=endpoint, method="POST", path=path,
                     body=body if body is not None else request.state.raw_body,
-                    model=model_of(data), stream=stream, timeout=timeout, sse=sse)
+                    model=model, stream=stream, timeout=timeout, sse=sse, api=api, prompt=prompt,
+                    priority=client.priority, client=client.name, cost=cost, embedding=embedding,
+                    receive=request.receive, uses_slot=inference)
         return await sollol.proxy.forward(call)
 
     # Ollama API -----------------------------------------------------------------------------------
@@ -95,18 +117,20 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         if not (isinstance(inp, str) or (isinstance(inp, list) and all(isinstance(x, str) for x in inp))):
             raise BadRequest(400, "input must be a string or a list of strings")
         return await proxy("/api/embed", "/api/embed", data, request, timeout=cfg.embedding_timeout,
-                           stream_default=False, body=body)
+                           stream_default=False, body=body, embedding=True,
+                           cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
     @app.post("/api/embeddings")
     async def embeddings(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/api/embeddings", "/api/embeddings", data, request, timeout=cfg.embedding_timeout,
-                           stream_default=False)
+                           stream_default=False, embedding=True)
 
     @app.post("/api/show")
     async def show(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
-        return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False)
+        return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False,
+                           inference=False)
 
     @app.head("/api/version", include_in_schema=False)
     @app.get("/api/version")
@@ -162,7 +186,7 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             if hosts[0] not in sollol.registry:
                 raise BadRequest(404, f"X-SOLLOL-Host: no such host {hosts[0]}; see /api/stats")
         if not hosts:
-            return error_response(503, "no hosts registered")
+            return error_response(OLLAMA, 503, "no hosts registered")
         raw = request.state.raw_body
         if len(hosts) == 1:
             call = Call(endpoint=f"/api/{op}", method=method, path=f"/api/{op}", body=raw, model=None,
@@ -210,19 +234,21 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def v1_chat(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/v1/chat/completions", "/v1/chat/completions", data, request,
-                           timeout=cfg.chat_timeout, stream_default=False, sse=True)
+                           timeout=cfg.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
     @app.post("/v1/completions")
     async def v1_completions(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/v1/completions", "/v1/completions", data, request,
-                           timeout=cfg.chat_timeout, stream_default=False, sse=True)
+                           timeout=cfg.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
     @app.post("/v1/embeddings")
     async def v1_embeddings(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
+        inp = data.get("input")
         return await proxy("/v1/embeddings", "/v1/embeddings", data, request,
-                           timeout=cfg.embedding_timeout, stream_default=False)
+                           timeout=cfg.embedding_timeout, stream_default=False, api=OPENAI, embedding=True,
+                           cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
     @app.get("/v1/models")
     async def v1_models() -> Response:
@@ -360,7 +386,7 @@ class FastPathApp:
     """
 
     def __init__(self, app: FastAPI, fast: dict[tuple[str, str], Any],
-                 reject: Callable[[str, int, str], Response]) -> None:
+                 reject: Callable[..., Response]) -> None:
         self.app = app
         self.fast = fast
         self.reject = reject
@@ -373,10 +399,12 @@ class FastPathApp:
                 try:
                     response = await endpoint(request)
                 except BadRequest as exc:
-                    response = self.reject(scope["path"], exc.status, exc.message)
-                except Exception as exc:  # a bug must still answer in Ollama's shape, and be logged
+                    response = self.reject(scope["path"], exc.status, exc.message, api_for_path(scope["path"]),
+                                           exc.headers)
+                except Exception as exc:  # a bug must still answer in the API's shape, and be logged
                     log.exception("unexpected error on %s", scope["path"])
-                    response = self.reject(scope["path"], 500, f"internal error: {type(exc).__name__}: {exc}")
+                    response = self.reject(scope["path"], 500, f"internal error: {type(exc).__name__}: {exc}",
+                                           api_for_path(scope["path"]))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

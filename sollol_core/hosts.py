@@ -20,6 +20,11 @@ from .snapshot import HostView
 PEAK_EWMA_TAU_S = 10.0  # decay time constant of the peak-EWMA latency (Finagle uses 10 s)
 LATENCY_ALPHA = 0.3  # weight of a new sample in the display EWMA
 SUCCESS_ALPHA = 0.1  # weight of a new outcome in the success-rate EWMA
+# The failures a host's success rate remembers fade with this time constant (and a health check answered
+# after a failure halves them), so a host that came back is not kept last by its past: measured before,
+# a restarted node got no traffic for over a minute because its average recovered only through requests.
+SUCCESS_DECAY_TAU_S = 20.0
+SLOW_START_S = 30.0  # a host back in rotation ramps up over this many seconds (Envoy's slow start)
 HISTORY_LEN = 180  # seconds of sparkline history
 
 
@@ -81,6 +86,9 @@ class Host:
     latency_samples: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
     throughput_samples: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
     completed_since_tick: int = 0
+    last_failure_at: float = 0.0  # monotonic time of the last failure (0: none)
+    readmitted_at: float = 0.0  # monotonic time it came back from unhealthy (0: never left)
+    stream_errors_total: int = 0  # error lines inside answers that had begun well
 
     @property
     def available(self) -> bool:
@@ -91,6 +99,22 @@ class Host:
         if self.models_available is None:
             return None
         return model_key(model) in self.models_available
+
+    def effective_success_rate(self, now: float) -> float:
+        """The success-rate EWMA with its failures fading since the last one (SUCCESS_DECAY_TAU_S)."""
+        if self.success_rate >= 1.0 or self.last_failure_at == 0.0:
+            return self.success_rate
+        fade = math.exp(-max(0.0, now - self.last_failure_at) / SUCCESS_DECAY_TAU_S)
+        return 1.0 - (1.0 - self.success_rate) * fade
+
+    def slow_start_share(self, now: float) -> Optional[float]:
+        """0..1 while the host ramps up after coming back (its share of what it would take), else None."""
+        if self.readmitted_at == 0.0:
+            return None
+        elapsed = now - self.readmitted_at
+        if elapsed >= SLOW_START_S:
+            return None
+        return max(0.1, elapsed / SLOW_START_S)
 
     def current_peak_ms(self, now: float) -> float:
         """Peak-EWMA latency as of `now`: a slow sample counts at once; with time (and fast samples) it
@@ -216,11 +240,16 @@ class HostRegistry:
         self._set_state(address, HostState.UNHEALTHY, error)
 
     def mark_healthy(self, address: str) -> None:
+        """Back in rotation (a health check answered): half of its remembered failures are forgiven, and it
+        ramps up from now (slow start)."""
         with self._lock:
             host = self._hosts.get(address)
             if host is None or host.state != HostState.UNHEALTHY:
                 return
+            host.success_rate = 1.0 - (1.0 - host.success_rate) / 2
+            host.readmitted_at = time.monotonic()
         self._set_state(address, HostState.HEALTHY)
+        self._emit(address, "readmitted")  # it may have restarted: what it had cached may be gone
 
     # request accounting (core loop) -------------------------------------------------------------
     def begin(self, address: str) -> None:
@@ -252,7 +281,7 @@ class HostRegistry:
                 return
             host.requests_total += 1
             host.completed_since_tick += 1
-            host.success_rate = host.success_rate * (1 - SUCCESS_ALPHA) + SUCCESS_ALPHA
+            host.success_rate = host.effective_success_rate(now) * (1 - SUCCESS_ALPHA) + SUCCESS_ALPHA
             self._add_latency(host, latency_ms, now)
             if ttft_ms is not None:
                 host.ttft_ms = ttft_ms if host.ttft_ms is None else host.ttft_ms * (1 - LATENCY_ALPHA) + ttft_ms * LATENCY_ALPHA
@@ -279,20 +308,28 @@ class HostRegistry:
             host.peak_latency_ms = host.peak_latency_ms * w + latency_ms * (1 - w)
         host.peak_stamp = now
 
-    def record_failure(self, address: str, error: str, *, latency_ms: Optional[float] = None) -> None:
-        """A failed upstream call: counts against the success rate and takes the host out at once."""
+    def record_failure(self, address: str, error: str, *, latency_ms: Optional[float] = None,
+                       eject: bool = True) -> None:
+        """A failed upstream call: counts against the success rate and (eject) takes the host out at once.
+
+        eject=False for a failure that says nothing about the host's reachability (an error line inside an
+        answer that had begun well): it counts in the stats only."""
         now = time.monotonic()
         with self._lock:
             host = self._hosts.get(address)
             if host is None:
                 return
             host.failures_total += 1
-            host.success_rate = host.success_rate * (1 - SUCCESS_ALPHA)
+            host.success_rate = host.effective_success_rate(now) * (1 - SUCCESS_ALPHA)
+            host.last_failure_at = now
             host.last_error = error
+            if not eject:
+                host.stream_errors_total += 1
             if latency_ms is not None:
                 self._add_latency(host, latency_ms, now)
             host.last_updated = _now_iso()
-        self.mark_unhealthy(address, error)
+        if eject:
+            self.mark_unhealthy(address, error)
 
     def forget_model(self, address: str, model: str) -> None:
         """The host said it does not have the model."""
@@ -307,13 +344,18 @@ class HostRegistry:
 
     # adaptive metrics ---------------------------------------------------------------------------
     def update_models(self, address: str, available: Iterable[str], loaded: Iterable[str]) -> None:
+        """The host's model lists; a model it no longer has loaded is told as "unloaded:<model>"."""
         with self._lock:
             host = self._hosts.get(address)
             if host is None:
                 return
+            now_loaded = {model_key(m) for m in loaded}
+            gone = host.models_loaded - now_loaded
             host.models_available = {model_key(m) for m in available}
-            host.models_loaded = {model_key(m) for m in loaded}
+            host.models_loaded = now_loaded
             host.last_updated = _now_iso()
+        for model in sorted(gone):
+            self._emit(address, f"unloaded:{model}")
 
     def update_load(self, address: str, cpu_load: Optional[float], gpu_free_mem: Optional[float]) -> None:
         with self._lock:
@@ -351,7 +393,7 @@ class HostRegistry:
                         peak_latency_ms=round(h.current_peak_ms(now), 3),
                         ttft_ms=None if h.ttft_ms is None else round(h.ttft_ms, 3),
                         tokens_per_s=None if h.tokens_per_s is None else round(h.tokens_per_s, 2),
-                        success_rate=round(h.success_rate, 4),
+                        success_rate=round(h.effective_success_rate(now), 4),
                         in_flight=h.in_flight,
                         requests_total=h.requests_total,
                         failures_total=h.failures_total,

@@ -1,7 +1,17 @@
-"""Forwarding one client request to the best host, with retries and streaming.
+"""The request path: one client request through the stages DESIGN.md draws.
+
+    admission    the gateway queue (admission.GatewayQueue): a slot on a host, now or after waiting
+    placement    inside admission: which host, and why (placement.Placement)
+    attempt      the executor opens the upstream call (in-loop pool, or a Ray actor)
+    outcome      what the answer means (outcome.classify): pass on, retry elsewhere, back to the queue
+                 (busy), (host, model) unfit, host out
+    relay        stream bytes as they come (relay.relay); after the first byte a failure ends with the API's
+                 error frame
+    books        one place writes down the end (books.Books)
 
 Rules (DESIGN.md): a request that fails before its first byte reached the client is retried on another
-host; after the first byte the stream ends with an Ollama-style error line, never silently.
+host; after the first byte the stream ends with an error frame in the API's own shape, never silently.
+Busy is not broken: a busy answer requeues the request and the host keeps its place.
 """
 
 from __future__ import annotations
@@ -9,95 +19,48 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+from typing import Optional
 
-import orjson
 from starlette.responses import Response, StreamingResponse
 
 from .adaptive import ModelListRefresher
+from .admission import GatewayQueue, Lease, Rejected
+from .api_errors import error_response
+from .books import FAILED, UNTOUCHED, Books
 from .config import SollolConfig
-from .executors import Executor, ExecutorFailure, UpstreamFailure, UpstreamResponse
+from .executors import Executor, UpstreamFailure
 from .hosts import HostRegistry
 from .metrics import Metrics
+from .outcome import Verdict, classify
+from .relay import RelayResponse, StreamState, relay, usage_from
 from .request import Call
-from .requestlog import RequestLog
-from .routing import NoHostForModel, Router
-from .snapshot import RequestRecord
+from .routing import NoHostForModel
+from .slots import SlotTable
 
 log = logging.getLogger("sollol.proxy")
-
-
-def error_response(status: int, message: str) -> Response:
-    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
-
-
-def _usage_from(payload: bytes) -> tuple[Optional[int], Optional[float]]:
-    """eval_count and eval seconds from an Ollama answer or its last NDJSON line."""
-    line = payload.rstrip().rsplit(b"\n", 1)[-1]
-    if line.startswith(b"data:"):
-        return None, None
-    try:
-        data = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    count = data.get("eval_count")
-    duration = data.get("eval_duration")
-    if isinstance(count, int):
-        return count, (duration / 1e9 if isinstance(duration, (int, float)) and duration > 0 else None)
-    usage = data.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-        return usage["completion_tokens"], None
-    return None, None
-
-
-def _is_model_not_found(status: int, body: bytes) -> bool:
-    return status == 404 and b"not found" in body
+MAX_REQUEUES = 50  # busy answers one request may meet before it is answered 503 (its class timeout also bounds it)
 
 
 class Proxy:
-    def __init__(self, config: SollolConfig, registry: HostRegistry, router: Router,
-                 executor: Executor, metrics: Metrics, requests: RequestLog,
-                 model_lists: ModelListRefresher) -> None:
+    def __init__(self, config: SollolConfig, registry: HostRegistry, executor: Executor, metrics: Metrics,
+                 queue: GatewayQueue, slots: SlotTable, books: Books, model_lists: ModelListRefresher) -> None:
         self.config = config
         self.registry = registry
-        self.router = router
         self.executor = executor
         self.metrics = metrics
-        self.requests = requests
+        self.queue = queue
+        self.slots = slots
+        self.books = books
         self.model_lists = model_lists
         self.active = 0
 
-    # bookkeeping ----------------------------------------------------------------------------------
-    def _finish(self, call: Call, started: float, status: int, host: str, retries: int,
-                tokens: Optional[int] = None, error: Optional[str] = None) -> None:
-        elapsed = time.perf_counter() - started
-        self.metrics.observe(call.endpoint, status, elapsed)
-        self.requests.add(RequestRecord(time=time.time(), endpoint=call.endpoint, model=call.model or "",
-                                        host=host, status=status, latency_ms=round(elapsed * 1000, 2),
-                                        tokens=tokens, retries=retries, error=error))
-
-    def reject(self, endpoint: str, status: int, message: str) -> Response:
+    def reject(self, endpoint: str, status: int, message: str, api: str = "ollama",
+               headers: Optional[dict] = None) -> Response:
         """Bad input answered by the gateway itself: counted and logged like any request, then answered."""
-        self.metrics.observe(endpoint, status, 0.0)
-        self.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model="", host="", status=status,
-                                        latency_ms=0.0, tokens=None, retries=0, error=message))
-        return error_response(status, message)
-
-    def _fail_host(self, host: str, error: str | UpstreamFailure, started: float) -> None:
-        if isinstance(error, ExecutorFailure):  # e.g. a Ray actor died: retry, but the host is not at fault
-            log.warning("executor failed on a call to %s: %s", host, error)
-            return
-        error = str(error)
-        self.registry.record_failure(host, error, latency_ms=(time.perf_counter() - started) * 1000)
-        self.metrics.worker_failures.labels(host).inc()
-        log.warning("host %s failed: %s", host, error)
-
-    def _error_line(self, call: Call, message: str) -> bytes:
-        payload = orjson.dumps({"error": message})
-        return b"data: " + payload + b"\n\n" if call.sse else payload + b"\n"
+        call = Call(endpoint=endpoint, method="", path=endpoint, body=None, model=None, stream=False, timeout=0,
+                    api=api)
+        self.books.record(call, time.perf_counter(), status, "", 0, error=message)
+        return error_response(api, status, message, headers=headers)
 
     # forwarding -----------------------------------------------------------------------------------
     async def forward_to(self, host: str, call: Call) -> Response:
@@ -110,7 +73,8 @@ class Proxy:
         self.metrics.active_requests.inc()
         streaming_handed_off = False
         try:
-            response = await self._forward(call, started, pinned)
+            response = await (self._pinned(call, started, pinned) if pinned is not None
+                              else self._forward(call, started))
             streaming_handed_off = isinstance(response, StreamingResponse)
             return response
         finally:
@@ -118,186 +82,241 @@ class Proxy:
                 self.active -= 1
                 self.metrics.active_requests.dec()
 
-    def _route(self, call: Call, tried: set[str], pinned: Optional[str]) -> list:
-        if pinned is not None:
-            return [] if pinned in tried or pinned not in self.registry else [self.registry.get(pinned)]
-        return self.router.route(call.model, frozenset(tried))
-
-    async def _route_known(self, call: Call, tried: set[str], pinned: Optional[str]) -> Optional[list]:
-        """The hosts to try; None when no host has the model, even after re-reading every host's model
-        list (a model pulled a moment ago is not in the lists until the next adaptive round)."""
+    async def _admit(self, call: Call, tried: set[str], front: bool) -> Optional[Lease]:
+        """A lease from the queue; NoHostForModel once the model lists were re-read and still lack it."""
         try:
-            return self._route(call, tried, pinned)
+            return await self.queue.admit(call, frozenset(tried), front=front)
         except NoHostForModel:
             pass
-        await self.model_lists.refresh()
-        try:
-            return self._route(call, tried, pinned)
-        except NoHostForModel:
-            return None
+        await self.model_lists.refresh()  # a model pulled a moment ago is not in the lists until the next round
+        return await self.queue.admit(call, frozenset(tried), front=front)
 
-    async def _forward(self, call: Call, started: float, pinned: Optional[str]) -> Response:
+    async def _forward(self, call: Call, started: float) -> Response:
         tried: set[str] = set()
         no_model: set[str] = set()  # hosts that said they do not have the model: not asked again
-        last_error = "no host available"
-        last_status = 503
+        last_error, last_status = "no host available", 503
         not_found_body: Optional[bytes] = None
-        attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
-            order = await self._route_known(call, tried, pinned)
-            if order is None:
+        waited = 0.0
+        requeues = 0
+        attempt = 0
+        front = False
+        while attempt <= self.config.max_retries:
+            try:
+                lease = await self._admit(call, tried, front)
+            except NoHostForModel:
                 msg = f"model '{call.model}' not found on any host"
-                self._finish(call, started, 404, "", attempt, error=msg)
-                return error_response(404, msg)
-            if not order and tried - no_model:
-                # every candidate failed once: wait (backoff), then give them another chance
-                await asyncio.sleep(self.config.retry_backoff_multiplier * (2 ** (attempt - 1)))
-                tried = set(no_model)
-                order = await self._route_known(call, tried, pinned) or []
-            if not order:
-                break
-            host = order[0].address
+                self.books.record(call, started, 404, "", attempt, error=msg, wait_s=waited)
+                return error_response(call.api, 404, msg)
+            except Rejected as r:
+                self.books.record(call, started, r.status, "", attempt, error=r.message, wait_s=waited)
+                return error_response(call.api, r.status, r.message, headers=r.headers)
+            except asyncio.CancelledError:
+                raise
+            front = False
+            if lease is None:
+                if tried - no_model:
+                    # every candidate failed once: wait (backoff), then give them another chance
+                    await asyncio.sleep(self.config.retry_backoff_multiplier * (2 ** max(0, attempt - 1)))
+                    tried = set(no_model)
+                    lease = await self._admit_quietly(call, tried)
+                if lease is None:
+                    break
+            waited += lease.wait_s
+            host = lease.host
             tried.add(host)
             if attempt:
                 self.metrics.retries.labels(call.endpoint).inc()
+            attempt += 1
             attempt_started = time.perf_counter()
             self.registry.begin(host)
-            ended = False
+            handed_off = False
+            try:
+                try:
+                    resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
+                                                    stream=call.stream)
+                except UpstreamFailure as e:
+                    self.books.host_failed(host, e, attempt_started)
+                    self.books.settle(lease, FAILED)
+                    last_error, last_status = f"{host}: {e}", 502
+                    continue
+                try:
+                    if resp.status >= 400:
+                        body = await resp.read()
+                        outcome = classify(resp.status, body)
+                        verdict = outcome.verdict
+                        if verdict == Verdict.BUSY:
+                            self.slots.mark_busy(host, call.model)
+                            self.books.settle(lease, UNTOUCHED)
+                            tried.discard(host)
+                            attempt -= 1  # busy is not a failed attempt; the class timeout bounds the waits
+                            requeues += 1
+                            front = True
+                            last_error, last_status = f"{host}: busy: {outcome.reason}", 503
+                            if requeues > MAX_REQUEUES:
+                                break
+                            log.info("host %s is busy (%s): request back in the queue", host, outcome.reason)
+                            continue
+                        if verdict == Verdict.UNFIT:
+                            self.slots.mark_unfit(host, call.model, outcome.reason)
+                            self.books.settle(lease, FAILED)
+                            last_error, last_status = f"{host}: cannot load {call.model}: {outcome.reason}", 502
+                            log.warning("host %s cannot load %s: %s", host, call.model, outcome.reason)
+                            continue
+                        if verdict == Verdict.MODEL_MISSING and call.model:
+                            # the host's model list was stale: remember, and try a host that has it
+                            self.books.model_missing(host, call.model)
+                            self.books.settle(lease, FAILED)
+                            no_model.add(host)
+                            not_found_body = body
+                            continue
+                        if verdict == Verdict.HOST_FAILED:
+                            self.books.host_failed(host, outcome.reason, attempt_started)
+                            self.books.settle(lease, FAILED)
+                            last_error, last_status = f"{host}: {outcome.reason}", 502
+                            continue
+                        # a 4xx about the request itself: passed on, no retry, the host is not blamed
+                        self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000,
+                                          usage_from(b""), ok=False)
+                        self.books.record(call, started, resp.status, host, attempt - 1, lease=lease,
+                                          error=outcome.reason)
+                        return Response(body, status_code=resp.status, media_type=resp.content_type)
+                    if not call.stream:
+                        body = await resp.read()
+                        usage = usage_from(body)
+                        self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage)
+                        self.books.record(call, started, resp.status, host, attempt - 1, usage.eval_count,
+                                          lease=lease)
+                        return Response(body, status_code=resp.status, media_type=resp.content_type)
+                    # streaming: wait for the first chunk before answering, so a failure is still retryable
+                    chunks = resp.chunks().__aiter__()
+                    try:
+                        first = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        first = b""
+                    except UpstreamFailure as e:
+                        self.books.host_failed(host, e, attempt_started)
+                        self.books.settle(lease, FAILED)
+                        last_error, last_status = f"{host}: {e}", 502
+                        continue
+                    ttft = time.perf_counter() - attempt_started
+                    self.metrics.ttft.labels(call.endpoint).observe(ttft)
+                    handed_off = True  # the stream owns the response, the lease and the in-flight count now
+                    state = StreamState(tail=first)
+                    retries = attempt - 1
+                    return RelayResponse(
+                        relay(call, host, chunks, first, state, self._broke),
+                        on_close=lambda: self._stream_closed(call, host, resp, lease, state, started,
+                                                             attempt_started, ttft, retries),
+                        status_code=resp.status, media_type=resp.content_type,
+                    )
+                except UpstreamFailure as e:
+                    self.books.host_failed(host, e, attempt_started)
+                    self.books.settle(lease, FAILED)
+                    last_error, last_status = f"{host}: {e}", 502
+                    continue
+                finally:
+                    if not handed_off:
+                        await resp.close()
+            except BaseException:  # cancelled (client gone, shutdown past its grace) or a bug: never leak
+                if not handed_off:
+                    self.books.settle(lease, FAILED)
+                raise
+            finally:
+                if not handed_off:
+                    self.registry.end(host)
+        if not_found_body is not None:
+            self.books.record(call, started, 404, "", len(tried), error="model not found", wait_s=waited)
+            return Response(not_found_body, status_code=404, media_type="application/json")
+        if not tried and requeues == 0:
+            msg = (f"no available host for model '{call.model}'" if call.model else "no available host") + \
+                "; check `curl /api/stats` and that your Ollama servers are running"
+            self.books.record(call, started, 503, "", 0, error=msg, wait_s=waited)
+            return error_response(call.api, 503, msg)
+        msg = f"all attempts failed ({len(tried) or 1} host(s) tried); last error: {last_error}"
+        self.books.record(call, started, last_status, "", len(tried), error=msg, wait_s=waited)
+        return error_response(call.api, last_status, msg)
+
+    async def _admit_quietly(self, call: Call, tried: set[str]) -> Optional[Lease]:
+        try:
+            return await self.queue.admit(call, frozenset(tried))
+        except (NoHostForModel, Rejected):
+            return None
+
+    def _broke(self, host: str, error: UpstreamFailure) -> None:
+        self.books.host_failed(host, error, time.perf_counter())
+
+    async def _stream_closed(self, call: Call, host: str, resp, lease: Lease, state: StreamState,  # type: ignore[no-untyped-def]
+                             started: float, attempt_started: float, ttft: float, retries: int) -> None:
+        """Bookkeeping once a streamed answer ended: finished, failed, or its client went away."""
+        try:
+            await resp.close()
+        finally:
+            self.registry.end(host)
+            self.active -= 1
+            self.metrics.active_requests.dec()
+        tokens = None
+        if state.complete and state.host_error is None:
+            usage = usage_from(state.tail)
+            tokens = usage.eval_count
+            self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage, ttft_s=ttft)
+        elif state.complete:  # the host sent an error line inside its 200 stream
+            self.books.stream_error(host, state.host_error)  # type: ignore[arg-type]
+            self.books.settle(lease, FAILED)
+            state.error = f"the host answered an error inside the stream: {state.host_error}"
+            state.status = 502
+        else:
+            self.books.settle(lease, FAILED)
+            if state.error is None:
+                state.error, state.status = "client went away before the answer was complete", 499
+        self.books.record(call, started, state.status, host, retries, tokens, state.error, lease=lease)
+
+    # pinned calls: model management with X-SOLLOL-Host ---------------------------------------------
+    async def _pinned(self, call: Call, started: float, host: str) -> Response:
+        """To the named host only; its answer (even a 5xx) is passed on as it is, once."""
+        if host not in self.registry:
+            msg = f"no such host {host}; see /api/stats"
+            self.books.record(call, started, 404, "", 0, error=msg)
+            return error_response(call.api, 404, msg)
+        attempt_started = time.perf_counter()
+        self.registry.begin(host)
+        handed_off = False
+        try:
             try:
                 resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
                                                 stream=call.stream)
             except UpstreamFailure as e:
-                self.registry.end(host)
-                self._fail_host(host, e, attempt_started)
-                last_error, last_status = f"{host}: {e}", 502
-                continue
-            except BaseException:  # cancelled (shutdown past its grace) or a bug: never leak the count
-                self.registry.end(host)
-                raise
+                self.books.host_failed(host, e, attempt_started)
+                msg = f"{host}: {e}"
+                self.books.record(call, started, 502, host, 0, error=msg)
+                return error_response(call.api, 502, msg)
             try:
-                if resp.status >= 500:
-                    body = await resp.read()
-                    last_error = f"{host}: HTTP {resp.status} {body[:200].decode(errors='replace')}"
-                    last_status = 502
-                    if pinned is not None:  # model management: the host's own answer, passed on as it is
-                        self._finish(call, started, resp.status, host, attempt, error=last_error)
-                        return Response(body, status_code=resp.status, media_type=resp.content_type)
-                    self._fail_host(host, f"HTTP {resp.status}", attempt_started)
-                    continue
-                if call.model and resp.status == 404 and _is_model_not_found(404, await resp.read()):
-                    # the host's model list was stale: remember, and try a host that has it
-                    self.registry.forget_model(host, call.model)
-                    no_model.add(host)
-                    not_found_body = await resp.read()
-                    continue
                 if resp.status >= 400 or not call.stream:
                     body = await resp.read()
-                    elapsed_ms = (time.perf_counter() - attempt_started) * 1000
-                    tokens, eval_s = _usage_from(body) if resp.status < 400 else (None, None)
-                    self.registry.record_success(host, elapsed_ms, tokens=tokens, eval_s=eval_s,
-                                                 model=call.model if resp.status < 400 else None)
-                    self._finish(call, started, resp.status, host, attempt, tokens)
+                    error = None if resp.status < 400 else f"HTTP {resp.status} {body[:200].decode(errors='replace')}"
+                    if resp.status < 400:
+                        self.registry.record_success(host, (time.perf_counter() - attempt_started) * 1000)
+                    self.books.record(call, started, resp.status, host, 0, error=error)
                     return Response(body, status_code=resp.status, media_type=resp.content_type)
-                # streaming: wait for the first chunk before answering, so a failure is still retryable
                 chunks = resp.chunks().__aiter__()
                 try:
                     first = await chunks.__anext__()
                 except StopAsyncIteration:
                     first = b""
-                except UpstreamFailure as e:
-                    self._fail_host(host, e, attempt_started)
-                    last_error, last_status = f"{host}: {e}", 502
-                    continue
-                ttft = time.perf_counter() - attempt_started
-                self.metrics.ttft.labels(call.endpoint).observe(ttft)
-                ended = True  # the stream owns the response and the in-flight count from here
-                state = _StreamState(tail=first)
+                handed_off = True
+                state = StreamState(tail=first)
                 return RelayResponse(
-                    self._relay(call, host, chunks, first, attempt_started, state),
-                    on_close=lambda: self._stream_closed(call, host, resp, state, started, attempt_started,
-                                                         ttft, attempt),
-                    status_code=resp.status, media_type=resp.content_type,
-                )
+                    relay(call, host, chunks, first, state, self._broke),
+                    on_close=lambda: self._stream_closed(call, host, resp, None, state, started,  # type: ignore[arg-type]
+                                                         attempt_started, 0.0, 0),
+                    status_code=resp.status, media_type=resp.content_type)
             except UpstreamFailure as e:
-                self._fail_host(host, e, attempt_started)
-                last_error, last_status = f"{host}: {e}", 502
-                continue
+                self.books.host_failed(host, e, attempt_started)
+                msg = f"{host}: {e}"
+                self.books.record(call, started, 502, host, 0, error=msg)
+                return error_response(call.api, 502, msg)
             finally:
-                if not ended:
+                if not handed_off:
                     await resp.close()
-                    self.registry.end(host)
-        if not_found_body is not None:
-            self._finish(call, started, 404, "", len(tried), error="model not found")
-            return Response(not_found_body, status_code=404, media_type="application/json")
-        if not tried:
-            msg = (f"no available host for model '{call.model}'" if call.model else "no available host") + \
-                "; check `curl /api/stats` and that your Ollama servers are running"
-            self._finish(call, started, 503, "", 0, error=msg)
-            return error_response(503, msg)
-        msg = f"all attempts failed ({len(tried)} host(s) tried); last error: {last_error}"
-        self._finish(call, started, last_status, "", len(tried), error=msg)
-        return error_response(last_status, msg)
-
-    async def _relay(self, call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes,
-                     attempt_started: float, state: "_StreamState") -> AsyncIterator[bytes]:
-        """Chunks as they arrive; a failure after the first byte ends the stream with an error line."""
-        try:
-            if first:
-                yield first
-            while True:
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                state.tail = (state.tail + chunk)[-4096:]  # the final line may be split across reads
-                yield chunk
-            state.complete = True
-        except UpstreamFailure as e:
-            state.error = f"upstream host {host} failed mid-stream: {e}"
-            state.status = 502
-            self._fail_host(host, e, attempt_started)
-            sep = b"" if state.tail.endswith(b"\n") else b"\n"
-            yield sep + self._error_line(call, state.error)
-
-    async def _stream_closed(self, call: Call, host: str, resp: UpstreamResponse, state: "_StreamState",
-                             started: float, attempt_started: float, ttft: float, retries: int) -> None:
-        """Bookkeeping once a streamed answer ended: finished, failed, or its client went away."""
-        await resp.close()
-        self.registry.end(host)
-        self.active -= 1
-        self.metrics.active_requests.dec()
-        tokens = None
-        if state.complete:
-            tokens, eval_s = _usage_from(state.tail)
-            self.registry.record_success(host, (time.perf_counter() - attempt_started) * 1000,
-                                         ttft_ms=ttft * 1000, tokens=tokens, eval_s=eval_s, model=call.model)
-        elif state.error is None:
-            state.error, state.status = "client went away before the answer was complete", 499
-        self._finish(call, started, state.status, host, retries, tokens, state.error)
-
-
-@dataclass
-class _StreamState:
-    tail: bytes  # the end of the answer so far (for the final chunk's token counts)
-    complete: bool = False
-    error: Optional[str] = None
-    status: int = 200
-
-
-class RelayResponse(StreamingResponse):
-    """A streamed answer whose bookkeeping runs however it ends.
-
-    When a client goes away before the first chunk was sent, Starlette never starts the body generator,
-    so a `finally` inside it would never run (leaking the upstream connection and the in-flight count).
-    """
-
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]],
-                 **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
         finally:
-            await self._on_close()
+            if not handed_off:
+                self.registry.end(host)

@@ -33,4 +33,7 @@ class Call:
     cost: float = 1.0  # what it is charged in the fair share between clients (an embed call: its inputs)
     embedding: bool = False  # an embedding request (embedding models run one request at a time)
     content_type: Optional[str] = None  # sent upstream as is when set (multipart bodies)
+    receive: Any = None  # the client's ASGI receive channel: a request waiting in the queue leaves when it closes
+    host_filter: Any = None  # Optional[Callable[[str], bool]]: hosts this request may use (batch: its per-host cap)
+    uses_slot: bool = True  # inference takes one of the model's slots; /api/show and management do not
     extra: dict = field(default_factory=dict)  # per-stage notes (placement reasons, wait) for the books

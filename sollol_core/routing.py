@@ -12,7 +12,7 @@ import itertools
 import random
 import threading
 import time
-from typing import Optional, Protocol, Sequence
+from typing import Mapping, Optional, Protocol, Sequence
 
 from .config import RoutingWeights, STRATEGIES
 from .hosts import Host, HostRegistry, HostState, model_key
@@ -36,7 +36,8 @@ def is_cold(host: Host, model: Optional[str]) -> bool:
     return model is not None and model not in host.models_loaded
 
 
-def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] = None) -> dict[str, float]:
+def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] = None,
+                      prefill_s: Optional[float] = None) -> dict[str, float]:
     """The original weighted score, each term first brought to a comparable scale:
 
     cpu_load      CPU load 0..1 (psutil, local hosts); unknown -> 0.5
@@ -48,6 +49,9 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
                   good host is not flooded between metric updates (a host not measured yet counts 1 s)
     cold_model    1 when the host does not have the requested model loaded (it would load it first), so
                   models are not swapped in and out, yet a queue on the loaded hosts spills over
+    cache         expected prefill seconds: the part of the prompt the host has not cached × its prefill
+                  rate (only for a request with a prompt, when cache-aware placement is on)
+    success_rate decays with time since the last failure, so a host that came back is tried again.
     Returned values are already multiplied by their weights.
     """
     cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
@@ -59,36 +63,44 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
         "gpu_free_mem": weights.gpu_free_mem * gpu,
         "priority": weights.priority * host.priority / 10.0,
         "latency": weights.latency * latency_s,
-        "success_rate": weights.success_rate * (1.0 - host.success_rate),
+        "success_rate": weights.success_rate * (1.0 - host.effective_success_rate(time.monotonic())),
         "in_flight": weights.in_flight * host.in_flight * queue_latency_s,
     }
     if model is not None:  # the live score in /api/stats and the dashboard is for a request naming no model
         terms["cold_model"] = weights.cold_model * (1.0 if is_cold(host, model) else 0.0)
+    if prefill_s is not None:
+        terms["cache"] = weights.cache * prefill_s
     return terms
 
 
-def performance_score(host: Host, weights: RoutingWeights,
-                      model: Optional[str] = None) -> tuple[float, dict[str, float]]:
+def performance_score(host: Host, weights: RoutingWeights, model: Optional[str] = None,
+                      prefill_s: Optional[float] = None) -> tuple[float, dict[str, float]]:
     """Sum of the weighted terms, divided by the host weight (a weight-2 host counts half as loaded)."""
-    terms = performance_terms(host, weights, model)
+    terms = performance_terms(host, weights, model, prefill_s)
     return sum(terms.values()) / host.weight, terms
 
 
 class Strategy(Protocol):
     name: str
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
-              model: Optional[str] = None) -> list[Host]:
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
+              prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
         """Best first. `candidates` is non-empty and already filtered; `model` is the requested model's
-        key (None when the request names none)."""
+        key (None when the request names none); `prefill` the expected prefill seconds per host address
+        (cache-aware placement; None when the request has no prompt or the cache is off)."""
 
 
 class PerformanceStrategy:
     name = "performance"
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
-              model: Optional[str] = None) -> list[Host]:
-        return sorted(candidates, key=lambda h: (performance_score(h, weights, model)[0], h.address))
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
+              prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
+        return sorted(candidates, key=lambda h: (self.score(h, weights, model, prefill), h.address))
+
+    @staticmethod
+    def score(host: Host, weights: RoutingWeights, model: Optional[str] = None,
+              prefill: Optional[Mapping[str, float]] = None) -> float:
+        return performance_score(host, weights, model, None if prefill is None else prefill.get(host.address, 0.0))[0]
 
 
 class RoundRobinStrategy:
@@ -97,8 +109,8 @@ class RoundRobinStrategy:
     def __init__(self) -> None:
         self._counter = itertools.count()
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
-              model: Optional[str] = None) -> list[Host]:
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
+              prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
         ordered = sorted(candidates, key=lambda h: h.address)
         start = next(self._counter) % len(ordered)
         return ordered[start:] + ordered[:start]
@@ -109,8 +121,8 @@ class PriorityStrategy:
 
     name = "priority"
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
-              model: Optional[str] = None) -> list[Host]:
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
+              prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
         return sorted(candidates, key=lambda h: (h.priority, is_cold(h, model), h.in_flight, h.address))
 
 
@@ -118,6 +130,9 @@ class P2CStrategy:
     """Power of two choices on peak-EWMA latency × (in flight + 1) / weight, as Finagle and Linkerd do it.
 
     Two hosts are drawn at random and the cheaper one goes first; the rest follow by cost, for retries.
+    With cache-aware placement the expected prefill counts in the cost (× the cache weight), and the host
+    with the least prefill to do is always one of the two, so a cached prompt's home is never left out by
+    the draw.
     """
 
     name = "p2c"
@@ -126,22 +141,29 @@ class P2CStrategy:
         self._rng = rng or random.Random()
 
     @staticmethod
-    def cost(host: Host, now: Optional[float] = None, model: Optional[str] = None) -> float:
+    def cost(host: Host, now: Optional[float] = None, model: Optional[str] = None,
+             prefill_s: float = 0.0) -> float:
         if host.peak_latency_ms == 0.0 and host.in_flight > 0:
             return UNMEASURED_BUSY_COST_MS
         peak = host.current_peak_ms(time.monotonic() if now is None else now)
         if is_cold(host, model):
             peak += COLD_MODEL_PENALTY_MS
-        return peak * (host.in_flight + 1) / host.weight
+        return (peak + prefill_s * 1000.0) * (host.in_flight + 1) / host.weight
 
-    def order(self, candidates: Sequence[Host], weights: RoutingWeights,
-              model: Optional[str] = None) -> list[Host]:
+    def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
+              prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
         now = time.monotonic()
-        cost = {h.address: self.cost(h, now, model) for h in candidates}
+        use = prefill is not None and weights.cache > 0
+        cost = {h.address: self.cost(h, now, model, weights.cache * prefill.get(h.address, 0.0) if use else 0.0)
+                for h in candidates}  # type: ignore[union-attr]
         by_cost = sorted(candidates, key=lambda h: (cost[h.address], h.address))
         if len(candidates) < 2:
             return by_cost
-        a, b = self._rng.sample(list(candidates), 2)
+        if use and len(set(prefill.values())) > 1:  # type: ignore[union-attr]
+            home = min(candidates, key=lambda h: (prefill.get(h.address, 0.0), h.address))  # type: ignore[union-attr]
+            a, b = home, self._rng.choice([h for h in candidates if h is not home])
+        else:
+            a, b = self._rng.sample(list(candidates), 2)
         first = a if (cost[a.address], a.address) <= (cost[b.address], b.address) else b
         return [first] + [h for h in by_cost if h is not first]
 
@@ -212,11 +234,15 @@ class Router:
             return healthy
         return [h for h in hosts if h.state == HostState.UNHEALTHY]
 
+    def current(self) -> tuple[Strategy, RoutingWeights]:
+        """The live strategy and weights, read together."""
+        with self._lock:
+            return self._strategy, self._weights
+
     def route(self, model: Optional[str], exclude: frozenset[str] = frozenset()) -> list[Host]:
         """Ordered hosts to try for one request ([] when none can take it)."""
         tier = self.candidates(model, exclude)
         if not tier:
             return []
-        with self._lock:
-            strategy, weights = self._strategy, self._weights
+        strategy, weights = self.current()
         return strategy.order(tier, weights, model_key(model) if model else None)

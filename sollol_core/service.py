@@ -15,13 +15,14 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Optional
 
 import uvicorn
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from .adaptive import ModelListRefresher, adaptive_loop
@@ -32,11 +33,17 @@ from .gateway import create_app
 from .health import check_all, health_loop
 from .hosts import HostRegistry
 from .metrics import CONTENT_TYPE, Metrics
+from .admission import GatewayQueue
+from .books import Books
+from .cache import CacheShadow
+from .placement import Placement
 from .proxy import Proxy
+from .slots import SlotTable
 from .ray_executor import RayExecutor, RayRuntime
 from .requestlog import RequestLog
 from .routing import Router
-from .snapshot import ClusterSnapshot, ComponentState, HostView, RequestRecord
+from .snapshot import (CacheView, ClientView, ClusterSnapshot, ComponentState, HostView, QueueView,
+                       RequestRecord)
 
 log = logging.getLogger("sollol")
 
@@ -94,8 +101,17 @@ class SOLLOL:
             self.ray = RayRuntime(self.config, lambda state, detail: self.set_component("ray", state, detail))
             self.executor = RayExecutor(self.ray, self.in_loop_executor)
         self.model_lists = ModelListRefresher(self.in_loop_executor, self.registry)
-        self.proxy = Proxy(self.config, self.registry, self.router, self.executor, self.metrics, self.requests,
-                           self.model_lists)
+        # the request path's stages (proxy.py): slots, prompt-cache shadow, placement, the gateway queue, books
+        self.slots = SlotTable(self.num_parallel, lambda: self.config.host_queue_depth)
+        self.shadow = CacheShadow(self.config.cache)
+        self.placement = Placement(self.config, self.registry, self.router, self.slots, self.shadow,
+                                   self.num_parallel)
+        self.queue = GatewayQueue(self.config, self.placement, self.slots, self.shadow, self.metrics)
+        self.books = Books(self.registry, self.metrics, self.requests, self.shadow)
+        self.proxy = Proxy(self.config, self.registry, self.executor, self.metrics, self.queue, self.slots,
+                           self.books, self.model_lists)
+        self.metrics.add_collector(self._collect_metrics)
+        self.registry.on_change(self._forget_on_change)
         self.app = create_app(self)
         self.components: dict[str, ComponentState] = {}
         self.gateway_url = ""
@@ -298,11 +314,80 @@ class SOLLOL:
             self.registry.tick_history()
 
     def _log_host_change(self, address: str, what: str) -> None:
-        log.info("host %s: %s", address, what)
+        if what != "readmitted":
+            log.info("host %s: %s", address, what)
 
     # reading --------------------------------------------------------------------------------------
     def host_views(self) -> list[HostView]:
-        return self.registry.views(self.router.score)
+        """Every host as the registry has it, with its slots (admission) and cache figures (the shadow)."""
+        views = []
+        for v in self.registry.views(self.router.score):
+            in_use, by_model, unfit = self.slots.view(v.host)
+            views.append(replace(v, slots=self.num_parallel(v.host), slots_in_use=in_use, slots_by_model=by_model,
+                                 unfit_models=unfit, cache=self._cache_view(v.host)))
+        return views
+
+    def _cache_view(self, host: str) -> Optional[CacheView]:
+        if not self.config.cache.enabled:
+            return None
+        c = self.shadow.host_view(host)
+        return CacheView(hit_rate=c.get("hit_rate"), prefill_saved_s=round(c.get("prefill_saved_s", 0.0), 3),
+                         entries=c.get("entries", 0), blocks=c.get("blocks", 0), bytes=c.get("bytes", 0),
+                         prefill_s_per_kchar=self.shadow.prefill_rate(host),
+                         predicted_hits=c.get("predicted_hits", 0), confirmed_hits=c.get("confirmed_hits", 0),
+                         corrections=c.get("corrections", 0))
+
+    def queue_view(self) -> QueueView:
+        q = self.queue
+        return QueueView(depth=q.depth(), oldest_wait_s=q.oldest_wait_s(), admitted=q.stats.admitted,
+                         rejected=dict(q.stats.rejected), expired=q.stats.expired, cancelled=q.stats.cancelled)
+
+    def client_views(self) -> tuple[ClientView, ...]:
+        q = self.queue
+        waiting = q.waiting_by_client()
+        names = set(q.requests_by_client) | set(waiting)
+        classes = {k.name: k.priority for k in self.config.api_keys.values()}
+        return tuple(ClientView(name=n, priority=classes.get(n, "interactive"), requests=q.requests_by_client.get(n, 0),
+                                waiting=waiting.get(n, 0), in_flight=q.in_flight_by_client.get(n, 0),
+                                rejected=q.rejected_by_client.get(n, 0))
+                     for n in sorted(names))
+
+    def _forget_on_change(self, address: str, what: str) -> None:
+        """What a host's prompt cache held is gone when it leaves, comes back (it may have restarted) or
+        unloads a model; its slot corrections go when it leaves."""
+        if what in ("removed", "readmitted"):
+            self.shadow.drop_host(address)
+        if what == "removed":
+            self.slots.forget_host(address)
+        elif what.startswith("unloaded:"):
+            self.shadow.drop_model(address, what.split(":", 1)[1])
+
+    def _collect_metrics(self):  # type: ignore[no-untyped-def]
+        depth = GaugeMetricFamily("sollol_queue_depth", "Requests waiting in the gateway queue", labels=["priority"])
+        for cls, n in self.queue.depth().items():
+            depth.add_metric([cls], n)
+        stats = self.queue.stats
+        outcomes = CounterMetricFamily("sollol_queue_requests", "Requests through the gateway queue, by outcome",
+                                       labels=["outcome"])
+        outcomes.add_metric(["admitted"], stats.admitted)
+        outcomes.add_metric(["expired"], stats.expired)
+        outcomes.add_metric(["cancelled"], stats.cancelled)
+        slots = GaugeMetricFamily("sollol_slots_in_use", "Requests admitted per host and model",
+                                  labels=["host", "model"])
+        limit = GaugeMetricFamily("sollol_slots_limit", "Requests allowed in flight per host and model",
+                                  labels=["host", "model"])
+        hit = GaugeMetricFamily("sollol_cache_hit_rate", "Share of placements that found their prompt cached",
+                                labels=["host"])
+        for host in self.registry.addresses():
+            _, by_model, _ = self.slots.view(host)
+            for model, in_use, lim in by_model:
+                slots.add_metric([host, model], in_use)
+                if lim is not None:
+                    limit.add_metric([host, model], lim)
+            c = self.shadow.host_view(host)
+            if c.get("hit_rate") is not None:
+                hit.add_metric([host], c["hit_rate"])
+        return [depth, outcomes, slots, limit, hit]
 
     def snapshot(self, recent: int = 200) -> ClusterSnapshot:
         """Everything the dashboard shows, copied under the locks: safe from any thread."""
@@ -321,6 +406,8 @@ class SOLLOL:
             batch=self.batch.view(),
             demo=self.demo,
             sim_clients=None if self._sim_clients is None else str(self._sim_clients.describe()),
+            queue=self.queue_view(),
+            clients=self.client_views(),
         )
 
     def get_status(self) -> dict[str, Any]:
@@ -351,14 +438,23 @@ class SOLLOL:
         keys = ("host", "label", "available", "state", "latency_ms", "peak_latency_ms", "ttft_ms", "tokens_per_s",
                 "success_rate", "cpu_load", "gpu_free_mem", "priority", "weight", "in_flight", "requests_total",
                 "failures_total", "score", "score_terms", "models_available", "models_loaded", "last_error",
-                "last_updated")
+                "last_updated", "slots", "slots_in_use", "unfit_models", "cache")
         rps, eps = self.requests.rates()
         hosts = []
         for v in self.host_views():
             d = asdict(v)
-            hosts.append({k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keys})
+            row = {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in keys}
+            row["slots_by_model"] = [{"model": m, "in_use": n, "limit": lim} for m, n, lim in v.slots_by_model]
+            hosts.append(row)
+        queue = asdict(self.queue_view())
         return {
             "hosts": hosts,
+            "queue": queue,
+            "clients": [asdict(c) for c in self.client_views()],
+            "recent_placements": [
+                {"time": r.time, "endpoint": r.endpoint, "model": r.model, "host": r.host, "status": r.status,
+                 "placement": r.placement, "wait_ms": r.wait_ms, "priority": r.priority, "client": r.client}
+                for r in self.requests.recent(20)],
             "routing": {"strategy": self.router.strategy_name, "weights": self.router.weights.model_dump()},
             "gateway": {"url": self.gateway_url, "active_requests": self.proxy.active,
                         "requests_total": self.requests.total, "errors_total": self.requests.errors,

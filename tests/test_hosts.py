@@ -43,7 +43,8 @@ def test_state_transitions():
     assert reg.get("a:1").state == HostState.DRAINING
     reg.undrain("a:1")
     assert reg.get("a:1").state == HostState.HEALTHY
-    assert events == [("a:1", "unhealthy"), ("a:1", "healthy"), ("a:1", "draining"), ("a:1", "healthy")]
+    assert events == [("a:1", "unhealthy"), ("a:1", "healthy"), ("a:1", "readmitted"), ("a:1", "draining"),
+                      ("a:1", "healthy")]  # readmitted only when a health check brings it back
 
 
 def test_accounting_and_ewmas():

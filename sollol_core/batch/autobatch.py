@@ -27,8 +27,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
+import orjson
+
 from ..adaptive import refresh_host
+from ..admission import Lease, Rejected
 from ..hosts import HostState
+from ..outcome import Verdict, classify
+from ..request import BATCH, Call
 from ..routing import NoHostForModel
 from .runner import DaskUnavailable, portable
 from .store import ClaimedDoc
@@ -72,6 +77,7 @@ class AutoBatch:
         self.pending: deque[Chunk] = deque()
         self.host_load: dict[str, int] = {}
         self.in_flight = 0
+        self.acquiring = 0  # chunks waiting for a slot in the gateway queue
         self.slots = 0
         self.chunks_done: dict[str, int] = {}  # host -> chunks it embedded (this session)
         self._wake = asyncio.Event()
@@ -183,7 +189,10 @@ class AutoBatch:
 
     # dispatch ---------------------------------------------------------------------------------------
     def _pump(self) -> None:
-        """Send waiting chunks to hosts while there are free slots (never blocks)."""
+        """Ask the gateway queue for a slot for each waiting chunk while there is capacity (never blocks).
+
+        Chunks take their slots through the same admission as live requests, in the `batch` class, so an
+        interactive request waiting for a slot goes first and a chunk holds a slot for one chunk at most."""
         if self._closing or not self.pending:
             return
         if not self.runner.ready:
@@ -195,34 +204,15 @@ class AutoBatch:
         earliest: Optional[float] = None
         scanned = 0
         for chunk in list(self.pending):
-            if self.in_flight >= capacity or scanned >= SCAN_LIMIT:
+            if self.in_flight + self.acquiring >= capacity or scanned >= SCAN_LIMIT:
                 break
             scanned += 1
             if chunk.not_before > now:
                 earliest = chunk.not_before if earliest is None else min(earliest, chunk.not_before)
                 continue
-            host, verdict = self._pick(chunk)
-            if host is not None:
-                self.pending.remove(chunk)
-                self._launch(chunk, host)
-            elif verdict == "exhausted":
-                if chunk.rounds + 1 < ROUNDS:
-                    chunk.rounds += 1
-                    chunk.tried.clear()
-                    chunk.not_before = now + max(0.2, self.config.retry_backoff_multiplier * 2 ** chunk.rounds)
-                    earliest = chunk.not_before if earliest is None else min(earliest, chunk.not_before)
-                else:
-                    self.pending.remove(chunk)
-                    self._stalled = True
-                    self._spawn(self._give_back(chunk))
-            elif verdict == "none":
-                self.pending.remove(chunk)
-                self._stalled = True
-                chunk.last_error = "no host available"
-                self._spawn(self._give_back(chunk))
-            elif verdict == "no_model":
-                self.pending.remove(chunk)
-                self._spawn(self._no_model(chunk))
+            self.pending.remove(chunk)
+            self.acquiring += 1
+            self._spawn(self._acquire(chunk))
         if earliest is not None and self._timer is None:
             self._timer = loop.call_at(earliest, self._on_timer)
 
@@ -230,33 +220,64 @@ class AutoBatch:
         self._timer = None
         self._pump()
 
-    def _pick(self, chunk: Chunk) -> tuple[Optional[str], str]:
-        try:
-            order = self.sollol.router.route(chunk.model, frozenset(chunk.tried))
-        except NoHostForModel:
-            return None, "no_model"
-        if not order:
-            return None, "exhausted" if chunk.tried else "none"
+    def _chunk_call(self, chunk: Chunk) -> Call:
         limit = self.config.batch_in_flight_per_host
-        for host in order:
-            if self.host_load.get(host.address, 0) < limit:
-                return host.address, "ok"
-        return None, "busy"
+        return Call(endpoint="/api/embed (batch)", method="POST", path="/api/embed", body=None, model=chunk.model,
+                    stream=False, timeout=self.config.embedding_timeout, priority=BATCH, client="batch",
+                    cost=float(len(chunk.docs)), embedding=True,
+                    host_filter=lambda host: self.host_load.get(host, 0) < limit)
+
+    async def _acquire(self, chunk: Chunk) -> None:
+        """A slot for the chunk (waiting in the queue as long as it must), then its Dask task."""
+        lease: Optional[Lease] = None
+        try:
+            try:
+                lease = await self.sollol.queue.admit(self._chunk_call(chunk), frozenset(chunk.tried))
+            except NoHostForModel:
+                self._spawn(self._no_model(chunk))
+                return
+            except Rejected as e:
+                chunk.last_error = e.message
+                self._spawn(self._give_back(chunk, count=False))
+                return
+        finally:
+            self.acquiring -= 1
+        if lease is None:
+            now = asyncio.get_running_loop().time()
+            if chunk.tried and chunk.rounds + 1 < ROUNDS:
+                chunk.rounds += 1
+                chunk.tried.clear()
+                chunk.not_before = now + max(0.2, self.config.retry_backoff_multiplier * 2 ** chunk.rounds)
+                self.pending.append(chunk)
+            else:
+                self._stalled = True
+                if not chunk.tried:
+                    chunk.last_error = "no host available"
+                self._spawn(self._give_back(chunk))
+            self._pump()
+            return
+        if self._closing:
+            lease.release(ok=True)
+            return
+        self._launch(chunk, lease)
+        self._pump()
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _launch(self, chunk: Chunk, host: str) -> None:
+    def _launch(self, chunk: Chunk, lease: Lease) -> None:
+        host = lease.host
         self.in_flight += 1
         self.host_load[host] = self.host_load.get(host, 0) + 1
         self.sollol.registry.begin(host)
-        self._spawn(self._run_chunk(chunk, host))
+        self._spawn(self._run_chunk(chunk, lease))
 
-    async def _run_chunk(self, chunk: Chunk, host: str) -> None:
+    async def _run_chunk(self, chunk: Chunk, lease: Lease) -> None:
         cfg = self.config
         registry = self.sollol.registry
+        host = lease.host
         started = time.perf_counter()
         outcome: Optional[tuple] = None
         lost: Optional[str] = None
@@ -270,6 +291,7 @@ class AutoBatch:
             registry.end(host)
             self.in_flight -= 1
             self.host_load[host] = max(0, self.host_load.get(host, 0) - 1)
+            lease.release(ok=True)  # after the per-host count: the queue may give this host its next chunk
         latency_ms = (time.perf_counter() - started) * 1000
         if lost is not None:
             # not the host's fault: the chunk waits for Dask (a lost worker's task, or Dask gone)
@@ -301,6 +323,12 @@ class AutoBatch:
                 await self._give_back(chunk, count=False)
             return
         chunk.last_error = f"{host}: {payload}"
+        if kind == "error" and classify(status, orjson.dumps({"error": str(payload)})).verdict == Verdict.BUSY:
+            # busy is not broken: the chunk goes back to the head of the line, the host keeps its place
+            self.sollol.slots.mark_busy(host, chunk.model)
+            self.pending.appendleft(chunk)
+            self._pump()
+            return
         if kind == "rejected":
             if len(chunk.docs) > 1:  # find the document the host refuses: one by one
                 for doc in reversed(chunk.docs):

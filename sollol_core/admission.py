@@ -1,0 +1,442 @@
+"""Admission: the gateway queue. A request that finds no free slot waits here, and is placed the moment a
+slot frees, on the best host at that moment (late binding), so it can still go anywhere.
+
+    classes      high, interactive, batch: a higher class goes first; a starvation guard gives `batch` at
+                 least `queue.batch_share` of the slots freed while batch requests wait
+    fair shares  within a class, clients (API key name, else address) take turns by deficit round robin,
+                 each charged its request's cost (an embed call: its inputs); first come first served
+                 within a client
+    bounds       a class's timeout (queue.*_timeout_s) and queue.max_depth: a request that would wait
+                 longer, or finds the queue full, is refused at once (503 with Retry-After, the expected
+                 wait); a full queue sheds its newest lowest-class request before refusing a higher one
+    leaving      a request whose client goes away while it waits leaves at once and costs no host anything
+
+`admit` returns a Lease on one slot of one (host, model) (released exactly once by whoever ends the
+request), None when no host can take the request at all, or raises Rejected / NoHostForModel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from .config import SollolConfig
+from .placement import Decision, Placement, Wait
+from .request import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call
+from .slots import SlotTable
+
+if TYPE_CHECKING:
+    from .cache import CacheShadow
+
+QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
+SHARE_WINDOW = 50  # dispatches the starvation guard looks back on
+RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)
+
+
+class Rejected(Exception):
+    """The gateway queue refuses the request: answered with `status` and, when known, Retry-After."""
+
+    def __init__(self, status: int, message: str, reason: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason  # queue_full / timeout / shed / wait_too_long
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+class ClientGone(Exception):
+    """The client went away while its request waited."""
+
+
+@dataclass(eq=False)
+class Lease:
+    """One slot of one (host, model), held from placement until the request ends."""
+
+    host: str
+    model: Optional[str]
+    reason: str  # why this host (placement), for the request log
+    wait_s: float
+    placed: Any = None  # the cache shadow's placement (cache.Placed), None without a prompt
+    prompt: Any = None
+    cached_chars: int = 0
+    client: str = ""
+    uses_slot: bool = True
+    _queue: Optional["GatewayQueue"] = None
+    released: bool = False
+
+    def release(self, *, ok: bool = True) -> None:
+        """Give the slot back (idempotent); ok=False also forgets what the shadow thought the slot holds."""
+        if self.released:
+            return
+        self.released = True
+        if self._queue is not None:
+            self._queue._release(self, ok)
+
+
+@dataclass(eq=False)
+class _Ticket:
+    call: Call
+    cls: str
+    client: str
+    cost: float
+    exclude: frozenset
+    enqueued: float
+    future: asyncio.Future
+    seq: int
+
+
+@dataclass
+class _ClassQueue:
+    clients: OrderedDict = field(default_factory=OrderedDict)  # client -> deque[_Ticket], in round-robin order
+    deficit: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self.clients.values())
+
+
+@dataclass
+class QueueStats:
+    admitted: int = 0
+    rejected: dict = field(default_factory=dict)  # reason -> count
+    expired: int = 0
+    cancelled: int = 0
+    waits: dict = field(default_factory=dict)  # class -> list of recent wait seconds (for the view)
+
+
+class GatewayQueue:
+    def __init__(self, config: SollolConfig, placement: Placement, slots: SlotTable,
+                 shadow: Optional["CacheShadow"] = None, metrics: Any = None) -> None:
+        self.config = config
+        self.placement = placement
+        self.slots = slots
+        self.shadow = shadow
+        self.metrics = metrics
+        self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
+        self._seq = 0
+        self._recent: deque = deque(maxlen=SHARE_WINDOW)  # class of each recent dispatch
+        self._dispatching = False
+        self._again = False
+        self._retick: Optional[asyncio.TimerHandle] = None
+        self.stats = QueueStats()
+        self.in_flight_by_client: dict[str, int] = {}
+        self.requests_by_client: dict[str, int] = {}
+        self.rejected_by_client: dict[str, int] = {}
+        slots.on_release(self.dispatch)
+
+    # reading --------------------------------------------------------------------------------------
+    def depth(self) -> dict[str, int]:
+        return {c: len(q) for c, q in self._classes.items()}
+
+    def oldest_wait_s(self) -> dict[str, float]:
+        now = time.monotonic()
+        out = {}
+        for c, q in self._classes.items():
+            oldest = min((t.enqueued for d in q.clients.values() for t in d), default=None)
+            out[c] = 0.0 if oldest is None else round(now - oldest, 3)
+        return out
+
+    def waiting_by_client(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for q in self._classes.values():
+            for client, d in q.clients.items():
+                out[client] = out.get(client, 0) + len(d)
+        return out
+
+    @property
+    def total(self) -> int:
+        return sum(len(q) for q in self._classes.values())
+
+    # admission ------------------------------------------------------------------------------------
+    def timeout_of(self, cls: str) -> float:
+        q = self.config.queue
+        return {HIGH: q.high_timeout_s, INTERACTIVE: q.interactive_timeout_s, BATCH: q.batch_timeout_s}[cls]
+
+    async def admit(self, call: Call, exclude: frozenset = frozenset(), *, front: bool = False) -> Optional[Lease]:
+        """A slot for the call now, or after waiting; None when no host can take it at all."""
+        cls = call.priority if call.priority in self._classes else INTERACTIVE
+        client = call.client or "anonymous"
+        self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
+        started = time.monotonic()
+        decision = self.placement.decide(call, exclude)  # raises NoHostForModel
+        if decision is None:
+            return None
+        if isinstance(decision, Decision) and (front or not self._others_wait(call, cls)):
+            return self._grant(call, decision, 0.0, client)
+        ahead = self._ahead(cls, call.model)
+        expected = self.placement.estimate_wait_s(call, ahead)
+        timeout = self.timeout_of(cls)
+        if expected > timeout:
+            self._count_reject("wait_too_long", client)
+            raise Rejected(503, f"the gateway queue is too long: about {expected:.0f} s to wait for a slot, over "
+                                f"the {timeout:g} s limit of class {cls}; retry later", "wait_too_long", expected)
+        if self.total >= self.config.queue.max_depth and not self._shed_for(cls):
+            self._count_reject("queue_full", client)
+            raise Rejected(503, f"the gateway queue is full ({self.config.queue.max_depth} waiting); retry later",
+                           "queue_full", expected)
+        ticket = self._enqueue(call, cls, client, exclude, front)
+        self.dispatch()  # a slot may have freed between the decision and now
+        waiter = asyncio.ensure_future(self._client_gone(call.receive)) if call.receive is not None else None
+        try:
+            if waiter is None:
+                lease = await asyncio.wait_for(asyncio.shield(ticket.future), timeout)
+            else:
+                done, _ = await asyncio.wait({ticket.future, waiter}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if ticket.future in done:
+                    lease = ticket.future.result()
+                elif waiter in done:
+                    raise ClientGone()
+                else:
+                    raise asyncio.TimeoutError()
+        except asyncio.TimeoutError:
+            if self._withdraw(ticket):
+                self.stats.expired += 1
+                self._count_reject("timeout", client)
+                waited = time.monotonic() - started
+                raise Rejected(503, f"no slot became free within {waited:.0f} s (class {cls} waits at most "
+                                    f"{timeout:g} s); retry later", "timeout",
+                               self.placement.estimate_wait_s(call, ahead)) from None
+            lease = ticket.future.result()  # granted at the very moment the wait ended
+        except _NoHostNow:
+            return None
+        except ClientGone:
+            if self._withdraw(ticket):
+                self.stats.cancelled += 1
+                raise
+            lease = ticket.future.result()
+            lease.release(ok=True)
+            raise
+        except asyncio.CancelledError:
+            if not self._withdraw(ticket) and ticket.future.done() and not ticket.future.cancelled() \
+                    and ticket.future.exception() is None:
+                ticket.future.result().release(ok=True)  # granted as its request was cancelled
+            raise
+        finally:
+            if waiter is not None and not waiter.done():
+                waiter.cancel()
+        lease.wait_s = time.monotonic() - started
+        return lease
+
+    @staticmethod
+    async def _client_gone(receive: Any) -> None:
+        while True:
+            message = await receive()
+            if message.get("type") == "http.disconnect":
+                return
+
+    # internals ------------------------------------------------------------------------------------
+    def _others_wait(self, call: Call, cls: str) -> bool:
+        """Requests of this class or a higher one wait for the same model: a newcomer queues behind them."""
+        rank = PRIORITY_CLASSES.index(cls)
+        for c in PRIORITY_CLASSES[: rank + 1]:
+            for d in self._classes[c].clients.values():
+                if any(t.call.model == call.model for t in d):
+                    return True
+        return False
+
+    def _ahead(self, cls: str, model: Optional[str]) -> int:
+        rank = PRIORITY_CLASSES.index(cls)
+        return sum(1 for c in PRIORITY_CLASSES[: rank + 1] for d in self._classes[c].clients.values()
+                   for t in d if t.call.model == model)
+
+    def _enqueue(self, call: Call, cls: str, client: str, exclude: frozenset, front: bool) -> _Ticket:
+        self._seq += 1
+        ticket = _Ticket(call, cls, client, max(call.cost, 0.001), exclude, time.monotonic(),
+                         asyncio.get_running_loop().create_future(), self._seq)
+        q = self._classes[cls]
+        d = q.clients.get(client)
+        if d is None:
+            d = q.clients[client] = deque()
+            q.deficit.setdefault(client, 0.0)
+        if front:
+            d.appendleft(ticket)
+        else:
+            d.append(ticket)
+        self._observe_depth()
+        self._arm_retick()
+        return ticket
+
+    def _withdraw(self, ticket: _Ticket, error: Optional[BaseException] = None) -> bool:
+        """Take a ticket out of the queue (its waiter gets `error`, if any); False when it had already been
+        granted or answered."""
+        if ticket.future.done():
+            return False
+        self._withdraw_quietly(ticket)
+        if error is not None:
+            ticket.future.set_exception(error)
+        else:
+            ticket.future.cancel()
+        self._observe_depth()
+        return True
+
+    def _shed_for(self, cls: str) -> bool:
+        """Queue full: drop the newest ticket of a class lower than `cls`; False when there is none."""
+        rank = PRIORITY_CLASSES.index(cls)
+        for lower in reversed(PRIORITY_CLASSES[rank + 1:]):
+            q = self._classes[lower]
+            newest = max((t for d in q.clients.values() for t in d), key=lambda t: t.seq, default=None)
+            if newest is not None:
+                self._count_reject("shed", newest.client)
+                self._withdraw(newest, Rejected(
+                    503, f"the gateway queue is full and a {cls} request needed the place of this {lower} one; "
+                         f"retry later", "shed", self.placement.estimate_wait_s(newest.call, self.total)))
+                return True
+        return False
+
+    def _grant(self, call: Call, decision: Decision, wait_s: float, client: str) -> Lease:
+        host = decision.host
+        placed = None
+        cached = 0
+        if call.prompt is not None and self.shadow is not None and self.config.cache.enabled:
+            est = decision.estimates.get(host)
+            cached = est.cached_chars if est is not None else 0
+            placed = self.shadow.place(host, call.prompt, self.placement.shadow_slots(host, call.embedding))
+        if call.uses_slot:
+            self.slots.acquire(host, call.model, call.embedding)
+        self.stats.admitted += 1
+        self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
+        return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, placed=placed,
+                     prompt=call.prompt, cached_chars=cached, client=client, uses_slot=call.uses_slot, _queue=self)
+
+    def _release(self, lease: Lease, ok: bool) -> None:
+        client = lease.client
+        self.in_flight_by_client[client] = max(0, self.in_flight_by_client.get(client, 1) - 1)
+        if lease.placed is not None and self.shadow is not None and not ok:
+            self.shadow.release(lease.placed, failed=True)
+        if lease.uses_slot:
+            self.slots.release(lease.host, lease.model)  # wakes dispatch
+        else:
+            self.dispatch()
+
+    def dispatch(self) -> None:
+        """Place waiting requests on hosts with free slots, best class first, fairly within a class."""
+        if self._dispatching:
+            self._again = True
+            return
+        self._dispatching = True
+        try:
+            while True:
+                self._again = False
+                progress = True
+                while progress and self.total:
+                    progress = False
+                    placed_models: dict[Optional[str], int] = {}
+                    for cls in self._class_order():
+                        ticket, decision = self._next(cls, placed_models)
+                        if ticket is not None and decision is not None:
+                            self._serve(ticket, decision)
+                            progress = True
+                            break
+                if not self._again:
+                    break
+        finally:
+            self._dispatching = False
+        self._observe_depth()
+
+    def _class_order(self) -> list[str]:
+        """Strict priority, except that waiting batch requests get at least batch_share of the dispatches."""
+        order = list(PRIORITY_CLASSES)
+        if len(self._classes[BATCH]) and self._recent:
+            share = sum(1 for c in self._recent if c == BATCH) / len(self._recent)
+            if share < self.config.queue.batch_share:
+                order = [BATCH] + [c for c in order if c != BATCH]
+        return order
+
+    def _next(self, cls: str, placed_models: dict) -> tuple[Optional[_Ticket], Optional[Decision]]:
+        """Deficit round robin over the class's clients; each client's first placeable ticket competes."""
+        q = self._classes[cls]
+        if not q.clients:
+            return None, None
+        heads: list[tuple[str, _Ticket, Decision]] = []
+        for client, d in q.clients.items():
+            seen_models: set = set()
+            for t in d:  # first come first served within a client, per model
+                if t.call.model in seen_models:
+                    continue
+                seen_models.add(t.call.model)
+                try:
+                    decision = self.placement.decide(t.call, t.exclude)
+                except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
+                    self._fail(t, e)
+                    return self._next(cls, placed_models)
+                if decision is None:
+                    self._fail(t, None)
+                    return self._next(cls, placed_models)
+                if isinstance(decision, Decision):
+                    heads.append((client, t, decision))
+                    break
+        if not heads:
+            return None, None
+        need = {c: max(0.0, math.ceil((t.cost - q.deficit.get(c, 0.0)) / QUANTUM)) for c, t, _ in heads}
+        rounds = min(need.values())
+        if rounds:
+            for c, _, _ in heads:
+                q.deficit[c] = q.deficit.get(c, 0.0) + rounds * QUANTUM
+        client, ticket, decision = next((c, t, dec) for c, t, dec in heads if need[c] == rounds)
+        q.deficit[client] = q.deficit.get(client, 0.0) - ticket.cost
+        return ticket, decision
+
+    def _serve(self, ticket: _Ticket, decision: Decision) -> None:
+        q = self._classes[ticket.cls]
+        d = q.clients[ticket.client]
+        d.remove(ticket)
+        q.clients.move_to_end(ticket.client)  # round robin: the next turn starts after this client
+        if not d:
+            del q.clients[ticket.client]
+            q.deficit.pop(ticket.client, None)
+        self._recent.append(ticket.cls)
+        wait = time.monotonic() - ticket.enqueued
+        lease = self._grant(ticket.call, decision, wait, ticket.client)
+        if self.metrics is not None:
+            self.metrics.queue_wait.labels(ticket.cls).observe(wait)
+        if ticket.future.done():  # its waiter left at this very moment
+            lease.release(ok=True)
+            return
+        ticket.future.set_result(lease)
+
+    def _fail(self, ticket: _Ticket, error: Optional[BaseException]) -> None:
+        self._withdraw(ticket, error if error is not None else _NoHostNow())
+
+    def _withdraw_quietly(self, ticket: _Ticket) -> None:
+        q = self._classes[ticket.cls]
+        d = q.clients.get(ticket.client)
+        if d is not None and ticket in d:
+            d.remove(ticket)
+            if not d:
+                del q.clients[ticket.client]
+                q.deficit.pop(ticket.client, None)
+
+    def _count_reject(self, reason: str, client: str) -> None:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        self.rejected_by_client[client] = self.rejected_by_client.get(client, 0) + 1
+        if self.metrics is not None:
+            self.metrics.queue_rejected.labels(reason).inc()
+
+    def _observe_depth(self) -> None:
+        if not self.total and self._retick is not None:
+            self._retick.cancel()
+            self._retick = None
+
+    def _arm_retick(self) -> None:
+        if self._retick is None:
+            self._retick = asyncio.get_running_loop().call_later(RETICK_S, self._on_retick)
+
+    def _on_retick(self) -> None:
+        self._retick = None
+        self.dispatch()
+        if self.total:
+            self._arm_retick()
+
+
+class _NoHostNow(Exception):
+    """Every host that could take a waiting request left (removed, drained, down)."""

@@ -1,0 +1,280 @@
+"""Placement: which host serves a request now, and why, in numbers.
+
+    candidates   the model filter, health and drain (Router.candidates), minus (host, model) pairs that
+                 could not load the model lately, minus hosts the request may not use (its host_filter)
+    room         hosts with a free slot for the model (slots.SlotTable); none: the request waits
+    estimates    per host, what its prompt cache holds of this prompt (cache.CacheShadow) and the prefill it
+                 would still do (uncached characters × the host's prefill rate)
+    bounded load no host takes more than (1 + epsilon) × its share (by slots) of the requests in flight,
+                 so a hot prefix's home that is full sends the request to a second host, which caches it too
+    scorers      the live strategy orders the hosts with room; performance and p2c add the expected prefill
+                 (× the `cache` weight), round_robin and priority ignore it
+    picker       a request that matches no host's cache goes where it displaces the least: not where it
+                 would evict a conversation still going, among near-equal hosts by rendezvous hash on the
+                 conversation (or session key), so two gateways agree and a restarted one sends it home;
+                 a slow host with room takes it only when it would finish sooner than waiting for a full
+                 faster host; a host ramping up after coming back gets its probe share (slow start)
+
+`decide` returns a Decision (hosts to try, best first, with the reason), a Wait (candidates exist but
+none should take it now) or None (no host can take it at all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Optional, Union
+
+from .config import SollolConfig
+from .hosts import Host, HostRegistry, model_key
+from .request import Call
+from .routing import PerformanceStrategy, Router
+from .slots import SlotTable
+
+if TYPE_CHECKING:
+    from .cache import CacheShadow
+
+COLD_BAND = 0.05  # performance score units: hosts this close to the best count as equal for a cold prompt
+COLD_BAND_P2C_MS = 50.0  # likewise for p2c's cost
+UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What placing this request on one host would cost, as far as SOLLOL can tell."""
+
+    host: str
+    cached_chars: int = 0
+    prompt_chars: int = 0
+    prefill_s: float = 0.0
+    evicts_active: bool = False
+    victim_idle_s: float = math.inf
+    displaced: bool = False
+    over_bound: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return self.cached_chars / self.prompt_chars if self.prompt_chars else 0.0
+
+
+@dataclass
+class Decision:
+    order: list[Host]  # hosts to try, best first; all had room when decided
+    reason: str  # why order[0], in words and numbers
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return self.order[0].address
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str  # why nothing is placed now (all slots taken; a faster host frees first)
+
+
+def _kchars(n: int) -> str:
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+
+
+def rendezvous(key: str, host: str) -> int:
+    """Highest-random-weight hash: the same key ranks the same hosts alike in every process."""
+    return int.from_bytes(hashlib.blake2b(f"{key}|{host}".encode(), digest_size=8).digest(), "big")
+
+
+class Placement:
+    def __init__(self, config: SollolConfig, registry: HostRegistry, router: Router, slots: SlotTable,
+                 shadow: Optional["CacheShadow"], num_parallel: Callable[[str], Optional[int]]) -> None:
+        self.config = config
+        self.registry = registry
+        self.router = router
+        self.slots = slots
+        self.shadow = shadow
+        self.num_parallel = num_parallel
+        self._probes: dict[str, int] = {}  # slow start: placements seen per ramping host
+
+    # what a host's cache is shadowed with: its slots, or 1 (Ollama's default) when nobody said
+    def shadow_slots(self, host: str, embedding: bool = False) -> int:
+        if embedding:
+            return 1
+        return self.num_parallel(host) or 1
+
+    def service_s(self, host: Host) -> float:
+        return host.latency_ms / 1000.0 if host.latency_ms > 0 else UNMEASURED_SERVICE_S
+
+    # the stages ------------------------------------------------------------------------------------
+    def candidates(self, call: Call, exclude: frozenset[str] = frozenset()) -> list[Host]:
+        """Router.candidates (raises NoHostForModel) minus unfit (host, model) pairs and filtered hosts."""
+        hosts = self.router.candidates(call.model, exclude)
+        if call.host_filter is not None:
+            hosts = [h for h in hosts if call.host_filter(h.address)]
+        if call.model:
+            fit = [h for h in hosts if not self.slots.is_unfit(h.address, call.model)]
+            hosts = fit
+        return hosts
+
+    def decide(self, call: Call, exclude: frozenset[str] = frozenset(),
+               ahead: int = 0) -> Union[Decision, Wait, None]:
+        """`ahead`: requests for the same model placed before this one in this dispatch round (they take
+        the slots that free first)."""
+        hosts = self.candidates(call, exclude)
+        if not hosts:
+            return None
+        if not call.uses_slot:
+            room, full = hosts, []
+        else:
+            room = [h for h in hosts if self.slots.has_room(h.address, call.model, call.embedding)]
+            full = [h for h in hosts if h not in room]
+        if not room:
+            return Wait(f"all {len(hosts)} host(s) busy: every slot for {call.model or 'this request'} is taken")
+        strategy, weights = self.router.current()
+        key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
+        model = model_key(call.model) if call.model else None
+        estimates = self._estimates(call, room + full, key)
+        prefill = {a: e.prefill_s for a, e in estimates.items()} if key is not None else None
+        bounded = self._bounded(room, estimates, call)
+        ranked = strategy.order(room, weights, model, prefill)  # once: round_robin counts its calls
+        order = [h for h in ranked if h in bounded] + [h for h in ranked if h not in bounded]
+        reason = self._reason(order[0], estimates, key, bounded, room)
+        if key is not None and strategy.name in ("performance", "p2c") and weights.cache > 0:
+            order, reason = self._cold_pick(order, bounded, estimates, key, strategy.name, weights, model,
+                                            prefill, reason)
+        order, reason = self._slow_start(order, reason)
+        if full and call.uses_slot:
+            better = self._faster_when_free(order[0], full, estimates, call, ahead)
+            if better is not None:
+                return Wait(better)
+        return Decision(order, reason, estimates)
+
+    def estimate_wait_s(self, call: Call, ahead: int) -> float:
+        """Expected wait for a request with `ahead` requests before it: they drain at the candidates'
+        summed slot rate (slots ÷ service time)."""
+        try:
+            hosts = self.candidates(call)
+        except Exception:  # noqa: BLE001 - no model anywhere: nothing to wait for
+            return 0.0
+        rate = 0.0
+        for h in hosts:
+            slots = self.slots.slots(h.address, call.model, call.embedding) or 1
+            rate += slots / self.service_s(h)
+        return (ahead + 1) / rate if rate > 0 else UNMEASURED_SERVICE_S * (ahead + 1)
+
+    # pieces ----------------------------------------------------------------------------------------
+    def _estimates(self, call: Call, hosts: list[Host], key) -> dict[str, Estimate]:  # type: ignore[no-untyped-def]
+        if key is None or self.shadow is None:
+            return {}
+        out = {}
+        model = model_key(call.model) if call.model else ""
+        for h in hosts:
+            m = self.shadow.match(h.address, key, self.shadow_slots(h.address, call.embedding))
+            uncached = max(0, key.chars - m.cached_chars)
+            out[h.address] = Estimate(host=h.address, cached_chars=m.cached_chars, prompt_chars=key.chars,
+                                      prefill_s=self.shadow.prefill_s(h.address, model, uncached),
+                                      evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
+                                      displaced=m.displaced)
+        return out
+
+    def _bounded(self, room: list[Host], estimates: dict[str, Estimate], call: Call) -> list[Host]:
+        """Hosts within their bounded-load cap; the others go last (a full home sends a hot prefix on)."""
+        if len(room) < 2:
+            return list(room)
+        eps = self.config.cache.load_epsilon
+        everyone = [h for h in self.registry.hosts() if h.available]
+        total_slots = sum(self.shadow_slots(h.address) for h in everyone) or 1
+        in_flight = sum(h.in_flight for h in everyone)
+        out = []
+        for h in room:
+            share = self.shadow_slots(h.address) / total_slots
+            cap = max(1.0, (1 + eps) * (in_flight + 1) * share)
+            if h.in_flight + 1 <= math.ceil(cap):
+                out.append(h)
+            elif h.address in estimates:
+                estimates[h.address] = _replace(estimates[h.address], over_bound=True)
+        return out or list(room)
+
+    def _reason(self, host: Host, estimates: dict[str, Estimate], key, bounded: list[Host],  # type: ignore[no-untyped-def]
+                room: list[Host]) -> str:
+        e = estimates.get(host.address)
+        if key is None or e is None:
+            return "no prompt cache term" if key is None and self.config.cache.enabled else "scored"
+        if e.cached_chars:
+            where = "displaced, in host RAM" if e.displaced else "cached"
+            text = (f"{where} {e.fraction:.0%} ({_kchars(e.cached_chars)} of {_kchars(e.prompt_chars)} chars), "
+                    f"est. {e.prefill_s:.2f} s")
+        else:
+            text = f"cold; est. {e.prefill_s:.2f} s prefill"
+        homes = [a for a, x in estimates.items() if x.over_bound and x.cached_chars > e.cached_chars]
+        if homes:
+            text += f"; home {homes[0]} over its load bound"
+        return text
+
+    def _cold_pick(self, order: list[Host], bounded: list[Host], estimates: dict[str, Estimate], key,  # type: ignore[no-untyped-def]
+                   strategy: str, weights, model, prefill, reason: str) -> tuple[list[Host], str]:
+        """No host has any of this prompt: among near-equal hosts, do not evict a conversation still going,
+        and let the conversation's rendezvous hash choose, so its home is the same for every gateway."""
+        if any(estimates[h.address].cached_chars for h in order if h.address in estimates):
+            return order, reason
+        pool = [h for h in order if h in bounded] or order
+        if strategy == "performance":
+            scores = {h.address: PerformanceStrategy.score(h, weights, model, prefill) for h in pool}
+            band = COLD_BAND
+        else:
+            from .routing import P2CStrategy
+
+            scores = {h.address: P2CStrategy.cost(h, None, model, weights.cache * prefill.get(h.address, 0.0))
+                      for h in pool}
+            band = COLD_BAND_P2C_MS
+        best = min(scores.values())
+        near = [h for h in pool if scores[h.address] <= best + band]
+        quiet = [h for h in near if not estimates[h.address].evicts_active] or near
+        ident = key.session or str(key.anchor)
+        pick = max(quiet, key=lambda h: rendezvous(ident, h.address))
+        why = "cold; rendezvous" if len(quiet) > 1 else "cold; balanced"
+        if len(quiet) < len(near):
+            why += f", {len(near) - len(quiet)} host(s) keep a conversation still going"
+        e = estimates[pick.address]
+        return [pick] + [h for h in order if h is not pick], f"{why}; est. {e.prefill_s:.2f} s prefill"
+
+    def _slow_start(self, order: list[Host], reason: str) -> tuple[list[Host], str]:
+        """A host back in rotation gets every n-th request first, n shrinking as it ramps up."""
+        now = time.monotonic()
+        for h in order[1:]:
+            share = h.slow_start_share(now)
+            if share is None:
+                self._probes.pop(h.address, None)
+                continue
+            seen = self._probes.get(h.address, 0) + 1
+            self._probes[h.address] = seen
+            every = max(1, round(1 / share))
+            if seen % every == 0:
+                return [h] + [x for x in order if x is not h], f"slow start: back in rotation, 1 in {every}"
+        return order, reason
+
+    def _faster_when_free(self, chosen: Host, full: list[Host], estimates: dict[str, Estimate],
+                          call: Call, ahead: int) -> Optional[str]:
+        """A reason to wait when a full host would finish this request sooner than `chosen` would."""
+        if chosen.latency_ms <= 0:
+            return None  # not measured: no grounds to hold the request back
+        mine = self.service_s(chosen) + estimates.get(chosen.address, Estimate(chosen.address)).prefill_s
+        best: Optional[tuple[float, Host]] = None
+        for f in full:
+            if f.latency_ms <= 0 or not f.available:
+                continue
+            service = self.service_s(f)
+            slots = self.slots.slots(f.address, call.model, call.embedding) or 1
+            theirs = self.slots.next_free_in(f.address, call.model, service) + (ahead / slots) * service + \
+                service + estimates.get(f.address, Estimate(f.address)).prefill_s
+            if theirs < mine and (best is None or theirs < best[0]):
+                best = (theirs, f)
+        if best is None:
+            return None
+        return (f"waiting for {best[1].address}: est. done in {best[0]:.2f} s there against {mine:.2f} s on "
+                f"{chosen.address}")
+
+
+def _replace(e: Estimate, **changes: object) -> Estimate:
+    from dataclasses import replace
+
+    return replace(e, **changes)

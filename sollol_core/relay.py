@@ -1,0 +1,140 @@
+"""Relay: a streamed answer, byte for byte as it arrives, and what its last frames say.
+
+After the first byte reached the client a failure cannot be retried: the stream ends with an error frame in
+the API's own shape (api_errors.stream_error_frame). An `{"error": ...}` line the host itself sends inside a
+200 stream is passed on and counted as that host's failure. The end of the stream is kept (bounded) to read
+its usage: token counts and, on native Ollama answers, prompt_eval_* and load_duration (cache feedback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from .api_errors import stream_error_frame
+from .executors import UpstreamFailure
+from .outcome import stream_error
+from .request import Call
+
+TAIL_BYTES = 8192
+
+
+@dataclass
+class Usage:
+    """What an answer reports about its own cost (None: not reported)."""
+
+    eval_count: Optional[int] = None
+    eval_s: Optional[float] = None
+    prompt_eval_count: Optional[int] = None
+    prompt_eval_s: Optional[float] = None
+    load_s: Optional[float] = None
+
+
+def _seconds(ns: Any) -> Optional[float]:
+    return ns / 1e9 if isinstance(ns, (int, float)) and not isinstance(ns, bool) and ns >= 0 else None
+
+
+def _count(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_from(payload: bytes) -> Usage:
+    """Usage from an answer, or the last frames of a stream (Ollama NDJSON, OpenAI / Anthropic SSE)."""
+    for line in reversed(payload.rstrip().split(b"\n")[-12:]):
+        line = line.strip()
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+        if not line.startswith(b"{"):
+            continue
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        if "eval_count" in data or "prompt_eval_count" in data:
+            eval_s = _seconds(data.get("eval_duration"))
+            return Usage(eval_count=_count(data.get("eval_count")), eval_s=eval_s if eval_s else None,
+                         prompt_eval_count=_count(data.get("prompt_eval_count")),
+                         prompt_eval_s=_seconds(data.get("prompt_eval_duration")),
+                         load_s=_seconds(data.get("load_duration")))
+        usage = data.get("usage")
+        if not isinstance(usage, dict) and isinstance(data.get("response"), dict):
+            usage = data["response"].get("usage")  # OpenAI Responses: response.completed
+        if isinstance(usage, dict):
+            out = _count(usage.get("completion_tokens"))
+            if out is None:
+                out = _count(usage.get("output_tokens"))  # Anthropic, Responses
+            if out is not None:
+                return Usage(eval_count=out)
+    return Usage()
+
+
+@dataclass
+class StreamState:
+    tail: bytes  # the end of the answer so far (for the final frames' usage)
+    complete: bool = False
+    error: Optional[str] = None  # a failure after the first byte (ours: the host broke off)
+    status: int = 200
+    host_error: Optional[str] = None  # an error line the host sent inside its 200 stream
+
+
+def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, state: StreamState,
+          on_break: Callable[[str, UpstreamFailure], None]) -> AsyncIterator[bytes]:
+    """Chunks as they arrive; a failure after the first byte ends the stream with an error frame."""
+
+    async def gen() -> AsyncIterator[bytes]:
+        try:
+            if first:
+                _look_for_error(first, state)
+                yield first
+            while True:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                state.tail = (state.tail + chunk)[-TAIL_BYTES:]  # the final line may be split across reads
+                if state.host_error is None:
+                    _look_for_error(chunk, state)
+                yield chunk
+            state.complete = True
+        except UpstreamFailure as e:
+            state.error = f"upstream host {host} failed mid-stream: {e}"
+            state.status = 502
+            on_break(host, e)
+            sep = b"" if state.tail.endswith(b"\n") else b"\n"
+            yield sep + stream_error_frame(call.api, call.sse, state.error)
+
+    return gen()
+
+
+def _look_for_error(chunk: bytes, state: StreamState) -> None:
+    if b'"error"' not in chunk:
+        return
+    for line in chunk.split(b"\n"):
+        err = stream_error(line)
+        if err is not None:
+            state.host_error = err
+            return
+
+
+class RelayResponse(StreamingResponse):
+    """A streamed answer whose bookkeeping runs however it ends.
+
+    When a client goes away before the first chunk was sent, Starlette never starts the body generator,
+    so a `finally` inside it would never run (leaking the upstream connection and the in-flight count).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]],
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()

@@ -1,0 +1,170 @@
+"""Slots: how many requests each (host, model) may have in flight, and how many it has.
+
+An Ollama host runs OLLAMA_NUM_PARALLEL requests per loaded model at once (embedding models one) and queues
+the rest inside, out of anyone's reach. SOLLOL keeps no more in flight on a (host, model) than its slots plus
+`host_queue_depth`; the rest wait in the gateway queue (admission) where they can still go anywhere.
+
+A host whose slots nobody configured (no num_parallel for it, no default_num_parallel) is not limited: it
+behaves as before the queue existed. Two temporary corrections come from the host's own answers:
+
+* busy ("server busy" 503, "no slots available" 500): its limit drops to what it holds now, for a while, so
+  the next request waits in the gateway instead of bouncing off the host again (it is not blamed);
+* cannot load the model (500 "unable to load", out of memory): that (host, model) is unfit for a while; the
+  host stays healthy for its other models.
+
+Everything here runs in the core loop; the dashboard reads copies through `view`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .hosts import model_key
+
+BUSY_BACKOFF_S = 10.0  # how long a host that answered "busy" keeps its lowered limit
+UNFIT_FOR_S = 120.0  # how long a (host, model) that could not load the model is left out
+
+
+@dataclass
+class _Pair:
+    """One (host, model): requests admitted now, and when each started (oldest first)."""
+
+    in_use: int = 0
+    started: deque = field(default_factory=deque)  # monotonic start times of the requests in flight
+    busy_limit: Optional[int] = None  # lowered limit after a busy answer
+    busy_until: float = 0.0
+    unfit_until: float = 0.0
+    unfit_reason: str = ""
+    embedding: bool = False  # an embedding model: one slot
+
+
+class SlotTable:
+    """Slot accounting per (host, model).
+
+    `limit_of(host) -> Optional[int]` gives a host's configured slots per model (None: unlimited); it is read
+    on every decision, so a change (the dashboard's `n`, update_config) applies at once.
+    """
+
+    def __init__(self, limit_of: Callable[[str], Optional[int]], queue_depth: Callable[[], int],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit_of = limit_of
+        self._queue_depth = queue_depth
+        self._clock = clock
+        self._pairs: dict[tuple[str, str], _Pair] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    # limits -------------------------------------------------------------------------------------------
+    def slots(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
+        """The host's slots for this model: configured num_parallel (embedding models 1), None when unlimited."""
+        configured = self._limit_of(host)
+        if configured is None:
+            return None
+        pair = self._pairs.get(self._key(host, model))
+        return 1 if embedding or (pair is not None and pair.embedding) else configured
+
+    def limit(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
+        """Requests SOLLOL lets be in flight on (host, model): slots + host_queue_depth, lowered while busy."""
+        slots = self.slots(host, model, embedding)
+        limit = None if slots is None else slots + self._queue_depth()
+        pair = self._pairs.get(self._key(host, model))
+        if pair is not None and pair.busy_limit is not None:
+            if self._clock() < pair.busy_until:
+                limit = pair.busy_limit if limit is None else min(limit, pair.busy_limit)
+            else:
+                pair.busy_limit = None
+        return limit
+
+    def free(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
+        """Slots free now (None: unlimited)."""
+        limit = self.limit(host, model, embedding)
+        if limit is None:
+            return None
+        return max(0, limit - self.in_use(host, model))
+
+    def has_room(self, host: str, model: Optional[str], embedding: bool = False) -> bool:
+        free = self.free(host, model, embedding)
+        return free is None or free > 0
+
+    def in_use(self, host: str, model: Optional[str]) -> int:
+        pair = self._pairs.get(self._key(host, model))
+        return pair.in_use if pair is not None else 0
+
+    # accounting ---------------------------------------------------------------------------------------
+    def acquire(self, host: str, model: Optional[str], embedding: bool = False) -> None:
+        pair = self._pair(host, model)
+        pair.embedding = pair.embedding or embedding
+        pair.in_use += 1
+        pair.started.append(self._clock())
+
+    def release(self, host: str, model: Optional[str]) -> None:
+        pair = self._pairs.get(self._key(host, model))
+        if pair is not None and pair.in_use > 0:
+            pair.in_use -= 1
+            if pair.started:
+                pair.started.popleft()
+        for listener in list(self._listeners):
+            listener()
+
+    def on_release(self, listener: Callable[[], None]) -> None:
+        """listener() after every release (the gateway queue places what waits)."""
+        self._listeners.append(listener)
+
+    def next_free_in(self, host: str, model: Optional[str], service_s: float) -> float:
+        """Seconds until the (host, model)'s oldest request is expected to end (0 when it is overdue)."""
+        pair = self._pairs.get(self._key(host, model))
+        if pair is None or not pair.started:
+            return 0.0
+        return max(0.0, pair.started[0] + service_s - self._clock())
+
+    # corrections from the host's answers ----------------------------------------------------------------
+    def mark_busy(self, host: str, model: Optional[str], seconds: float = BUSY_BACKOFF_S) -> int:
+        """The host said it is busy: hold it to what it has in flight now (at least 1) for a while."""
+        pair = self._pair(host, model)
+        pair.busy_limit = max(1, pair.in_use)
+        pair.busy_until = self._clock() + seconds
+        return pair.busy_limit
+
+    def mark_unfit(self, host: str, model: Optional[str], reason: str, seconds: float = UNFIT_FOR_S) -> None:
+        pair = self._pair(host, model)
+        pair.unfit_until = self._clock() + seconds
+        pair.unfit_reason = reason
+
+    def is_unfit(self, host: str, model: Optional[str]) -> bool:
+        pair = self._pairs.get(self._key(host, model))
+        return pair is not None and self._clock() < pair.unfit_until
+
+    def forget_host(self, host: str) -> None:
+        """A removed host: its corrections go (requests still in flight release into nothing)."""
+        for key in [k for k in self._pairs if k[0] == host]:
+            pair = self._pairs[key]
+            pair.busy_limit, pair.unfit_until = None, 0.0
+
+    # reading ------------------------------------------------------------------------------------------
+    def view(self, host: str) -> tuple[int, tuple[tuple[str, int, Optional[int]], ...], tuple[str, ...]]:
+        """(requests in flight over all models, (model, in use, limit) per model, unfit models)."""
+        now = self._clock()
+        total, by_model, unfit = 0, [], []
+        for (h, model), pair in sorted(self._pairs.items()):
+            if h != host:
+                continue
+            total += pair.in_use
+            if pair.in_use or model:
+                by_model.append((model, pair.in_use, self.limit(host, model or None)))
+            if now < pair.unfit_until:
+                unfit.append(model)
+        return total, tuple(m for m in by_model if m[1] or m[2] is not None), tuple(unfit)
+
+    # helpers ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _key(host: str, model: Optional[str]) -> tuple[str, str]:
+        return host, model_key(model) if model else ""
+
+    def _pair(self, host: str, model: Optional[str]) -> _Pair:
+        key = self._key(host, model)
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = _Pair()
+        return pair
