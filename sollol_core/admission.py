@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from .cache import CacheShadow
 
 QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
-SHARE_WINDOW = 50  # dispatches the starvation guard looks back on
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)
 
 
@@ -123,7 +122,7 @@ class GatewayQueue:
         self.metrics = metrics
         self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
         self._seq = 0
-        self._recent: deque = deque(maxlen=SHARE_WINDOW)  # class of each recent dispatch
+        self._since_batch = 0  # dispatches since the last batch one (the starvation guard)
         self._dispatching = False
         self._again = False
         self._retick: Optional[asyncio.TimerHandle] = None
@@ -304,6 +303,8 @@ class GatewayQueue:
         if call.uses_slot:
             self.slots.acquire(host, call.model, call.embedding)
         self.stats.admitted += 1
+        if self.metrics is not None:
+            self.metrics.queue_wait.labels(call.priority).observe(wait_s)
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, placed=placed,
                      prompt=call.prompt, cached_chars=cached, client=client, uses_slot=call.uses_slot, _queue=self)
@@ -344,11 +345,12 @@ class GatewayQueue:
         self._observe_depth()
 
     def _class_order(self) -> list[str]:
-        """Strict priority, except that waiting batch requests get at least batch_share of the dispatches."""
+        """Strict priority, except that waiting batch requests get one in every 1/batch_share dispatches."""
         order = list(PRIORITY_CLASSES)
-        if len(self._classes[BATCH]) and self._recent:
-            share = sum(1 for c in self._recent if c == BATCH) / len(self._recent)
-            if share < self.config.queue.batch_share:
+        share = self.config.queue.batch_share
+        if share > 0 and len(self._classes[BATCH]):
+            every = max(1, math.ceil(1 / share))
+            if self._since_batch >= every - 1:
                 order = [BATCH] + [c for c in order if c != BATCH]
         return order
 
@@ -394,11 +396,9 @@ class GatewayQueue:
         if not d:
             del q.clients[ticket.client]
             q.deficit.pop(ticket.client, None)
-        self._recent.append(ticket.cls)
+        self._since_batch = 0 if ticket.cls == BATCH else self._since_batch + 1
         wait = time.monotonic() - ticket.enqueued
         lease = self._grant(ticket.call, decision, wait, ticket.client)
-        if self.metrics is not None:
-            self.metrics.queue_wait.labels(ticket.cls).observe(wait)
         if ticket.future.done():  # its waiter left at this very moment
             lease.release(ok=True)
             return
