@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -39,6 +40,8 @@ else:
     _Base = object
 
 log = logging.getLogger("sollol.tui")
+
+_SIM_TOGGLE = threading.Lock()
 
 
 class OperatorActions(_Base):
@@ -141,11 +144,13 @@ class OperatorActions(_Base):
     def action_toggle_sim_clients(self) -> None:
         self._run_toggle_sim_clients()
 
-    @work(thread=True, exclusive=True, group="sim-clients")
+    @work(thread=True, group="sim-clients")
     def _run_toggle_sim_clients(self) -> None:
-        """In a thread: stopping the clients may wait for the requests they have in flight."""
+        """In a thread: stopping the clients may wait for the requests they have in flight. One toggle at a
+        time, so two quick presses start and then stop them rather than racing."""
         try:
-            running = self.sollol.toggle_sim_clients()
+            with _SIM_TOGGLE:
+                running = self.sollol.toggle_sim_clients()
         except Exception as e:  # noqa: BLE001 - shown to the operator
             self.call_from_thread(self._fail, "simulated clients", e)
             return

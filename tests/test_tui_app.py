@@ -224,6 +224,41 @@ async def test_c_starts_and_stops_the_simulated_clients(sollol, make_app):
         assert "sim clients off" in header._last.plain
 
 
+async def test_c_twice_quickly_starts_then_stops(sollol, make_app):
+    clients = TinyClients()
+    sollol.attach_sim_clients(clients)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c", "c")
+        await wait_for(pilot, lambda: len(clients.calls) == 2)
+        assert clients.calls == ["start", "stop"] and not clients.running
+
+
+class BrokenClients(TinyClients):
+    def start(self) -> None:
+        raise RuntimeError("the demo clients cannot start")
+
+
+async def test_c_shows_a_failure_to_start(sollol, make_app):
+    sollol.attach_sim_clients(BrokenClients())
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await wait_for(pilot, lambda: "simulated clients: the demo clients cannot start" in notes(app))
+        assert app.is_running  # the app goes on
+
+
+async def test_n_on_a_host_removed_meanwhile_says_so(sollol, make_app):
+    app = make_app()
+    first = sollol.registry.addresses()[0]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "4")
+        sollol.remove_host(first)  # gone while the dialog was open
+        await pilot.press("enter")
+        assert any(n.startswith(f"slots of {first}:") for n in notes(app))
+        assert first not in sollol.config.host_settings or sollol.config.host_settings[first].num_parallel is None
+
+
 async def test_c_without_simulated_clients_says_so(sollol, make_app):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
