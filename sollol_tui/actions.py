@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -19,6 +20,7 @@ from sollol_core.config import STRATEGIES
 from .screens.add_host import AddHostScreen, NewHost
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen, KeyHelp
+from .screens.slots import SlotsChoice, SlotsScreen, slots_text
 from .screens.theme_picker import ThemePickerScreen
 from .screens.weights import WeightsScreen
 
@@ -38,6 +40,8 @@ else:
     _Base = object
 
 log = logging.getLogger("sollol.tui")
+
+_SIM_TOGGLE = threading.Lock()
 
 
 class OperatorActions(_Base):
@@ -112,6 +116,58 @@ class OperatorActions(_Base):
             return
         self.notify("Weights applied: " + ", ".join(f"{k} {v:g}" for k, v in weights.items()))
         self.refresh_now()
+
+    def action_edit_slots(self) -> None:
+        address = self._selected_host()
+        if address is None:
+            return
+        settings = self.sollol.config.host_settings.get(address)
+        own = settings.num_parallel if settings is not None else None
+        name = self.dashboard.host_table.names.get(address, address)
+        self.push_screen(SlotsScreen(address, name, own, self.sollol.config.default_num_parallel),
+                         partial(self._apply_slots, address))
+
+    def _apply_slots(self, address: str, choice: Optional[SlotsChoice]) -> None:
+        if choice is None:
+            return
+        before = self.sollol.num_parallel(address)
+        try:
+            self.sollol.set_num_parallel(address, choice.slots)
+        except (KeyError, ValueError) as e:
+            self._fail(f"slots of {address}", e)
+            return
+        after = self.sollol.num_parallel(address)
+        default = " (the default)" if choice.slots is None else ""
+        self.notify(f"{address}: slots {slots_text(before)} → {slots_text(after)}{default}")
+        self.refresh_now()
+
+    def action_toggle_sim_clients(self) -> None:
+        self._run_toggle_sim_clients()
+
+    @work(thread=True, group="sim-clients")
+    def _run_toggle_sim_clients(self) -> None:
+        """In a thread: stopping the clients may wait for the requests they have in flight. One toggle at a
+        time, so two quick presses start and then stop them rather than racing."""
+        try:
+            with _SIM_TOGGLE:
+                running = self.sollol.toggle_sim_clients()
+        except Exception as e:  # noqa: BLE001 - shown to the operator
+            self.call_from_thread(self._fail, "simulated clients", e)
+            return
+        self.call_from_thread(self._sim_clients_toggled, running)
+
+    def _sim_clients_toggled(self, running: Optional[bool]) -> None:
+        if running is None:
+            self.notify("no simulated clients (only in --demo)", severity="warning")
+            return
+        self.refresh_now()
+        described = (self.snapshot.sim_clients or "") if self.snapshot is not None else ""
+        state, _, rest = described.partition(":")
+        if running:
+            self.notify(f"Simulated clients started: {rest.strip()}." if state == "on" and rest.strip()
+                        else "Simulated clients started.")
+        else:
+            self.notify("Simulated clients stopped.")
 
     def action_cycle_strategy(self) -> None:
         current = self.sollol.router.strategy_name

@@ -123,8 +123,8 @@ class SollolApp(OperatorActions, App[int]):
         self._unsubscribe = self.sollol.subscribe_requests(self._on_request)
         snapshot = self.sollol.snapshot()
         self._seen_at_start = set(snapshot.recent_requests[-100:])
+        self._show(snapshot)  # first: the request log names hosts as the table does
         screen.add_requests(snapshot.recent_requests)
-        self._show(snapshot)
         if self.capture_logs:
             handler = FeedLogHandler(self.log_feed, partial(self._wake, LOGS))
             logging.getLogger().addHandler(handler)

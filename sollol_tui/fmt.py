@@ -91,3 +91,72 @@ def truncate(text: str, width: int) -> str:
     if width <= 0:
         return ""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def seconds(value: Optional[float]) -> str:
+    """A duration in seconds: '0.05 s', '12.3 s', '4m10s', '1h02m'; '—' when unknown."""
+    if value is None:
+        return "—"
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 100:
+        return f"{value:.1f} s"
+    return uptime(value)
+
+
+def count(value: int) -> str:
+    """A count in at most 5 characters: '999', '8.1k', '12k', '1.2M'."""
+    if value < 1000:
+        return str(value)
+    if value < 10_000:
+        return f"{value / 1000:.1f}k"
+    if value < 1_000_000:
+        return f"{value // 1000}k"
+    return f"{value / 1_000_000:.1f}M"
+
+
+def size(value: int) -> str:
+    """Bytes: '960 B', '12.3 KiB', '4.5 MiB'."""
+    if value < 1024:
+        return f"{value} B"
+    if value < 1024 ** 2:
+        return f"{value / 1024:.1f} KiB"
+    if value < 1024 ** 3:
+        return f"{value / 1024 ** 2:.1f} MiB"
+    return f"{value / 1024 ** 3:.1f} GiB"
+
+
+def short_model(name: str) -> str:
+    return name[: -len(":latest")] if name.endswith(":latest") else name
+
+
+SIM_PREFIX = "simulated "
+
+
+def host_name(address: str, label: str) -> str:
+    """What the table and the request log call a host: its label when it has one, else its address.
+
+    A --demo node's label "simulated fast" reads "fast (sim)"; the address stays in the host detail.
+    """
+    if not label:
+        return address
+    if label.startswith(SIM_PREFIX) and len(label) > len(SIM_PREFIX):
+        return f"{label[len(SIM_PREFIX):]} (sim)"
+    return label
+
+
+def host_names(hosts: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """address -> name for (address, label) pairs; names that would be alike get their port added."""
+    names = {address: host_name(address, label) for address, label in hosts}
+    seen: dict[str, int] = {}
+    for name in names.values():
+        seen[name] = seen.get(name, 0) + 1
+    for address, name in names.items():
+        if seen[name] > 1 and name != address:
+            names[address] = f"{name} :{address.rsplit(':', 1)[-1]}"
+    return names
+
+
+def slots(in_use: int, limit: Optional[int]) -> str:
+    """'3/4', '2/∞' when unlimited."""
+    return f"{in_use}/{'∞' if limit is None else limit}"

@@ -21,6 +21,9 @@ KEYS: list[Binding] = [
             tooltip="Priority rank of the selected host +1 (0 is tried first, so it gets fewer requests)."),
     Binding("minus", "change_priority(-1)", "Prio-", key_display="-", id="sollol.priority-down",
             tooltip="Priority rank of the selected host -1 (towards 0, tried first)."),
+    Binding("n", "edit_slots", "Slots", id="sollol.slots",
+            tooltip="Set the selected host's slots (its OLLAMA_NUM_PARALLEL: requests one model runs at once; "
+                    "the rest wait in the gateway), or empty for the default."),
     Binding("w", "edit_weights", "Weights", id="sollol.weights",
             tooltip="Edit the scoring weights of the performance strategy."),
     Binding("s", "cycle_strategy", "Strategy", id="sollol.strategy",
@@ -33,6 +36,8 @@ KEYS: list[Binding] = [
             tooltip="Remove the selected host from the cluster (asks first)."),
     Binding("b", "trigger_batch", "Batch", id="sollol.batch",
             tooltip="Run the batch queue now instead of at the next interval."),
+    Binding("c", "toggle_sim_clients", "Clients", id="sollol.sim-clients",
+            tooltip="Start or stop the simulated clients that send demo traffic (--demo only)."),
     Binding("t", "pick_theme", "Theme", id="sollol.theme",
             tooltip="Pick a colour theme."),
     Binding("1", "show_tab('requests-tab')", "Requests", show=False, id="sollol.tab-requests",
@@ -41,6 +46,8 @@ KEYS: list[Binding] = [
             tooltip="Show the batch queue: depth, jobs with progress, docs/s."),
     Binding("3", "show_tab('log-tab')", "Log", show=False, id="sollol.tab-log",
             tooltip="Show the log (what also goes to the log file)."),
+    Binding("4", "show_tab('queue-tab')", "Queue", show=False, id="sollol.tab-queue",
+            tooltip="Show the gateway queue: waiting requests per class, admitted and rejected, and every client."),
     Binding("ctrl+s", "save_config", "Save", id="sollol.save",
             tooltip="Save the running configuration to sollol.toml (the previous file is kept as sollol.toml.bak)."),
 ]

@@ -21,6 +21,7 @@ from sollol_tui.app import SollolApp
 from sollol_tui.screens.add_host import AddHostScreen
 from sollol_tui.screens.confirm import ConfirmScreen
 from sollol_tui.screens.help import HelpScreen
+from sollol_tui.screens.slots import SlotsScreen
 from sollol_tui.screens.theme_picker import ThemePickerScreen
 from sollol_tui.screens.weights import WeightsScreen
 from sollol_tui.themes import bundled_theme_dir
@@ -120,10 +121,12 @@ async def test_w_edits_weights_live_and_validates(sollol, make_app):
         assert sollol.router.weights.latency == pytest.approx(0.2)
         app.screen.query_one("#weight-latency", Input).value = "0.9"
         app.screen.query_one("#weight-cpu_load", Input).value = "0"
+        app.screen.query_one("#weight-cache", Input).value = "2.5"  # the cache term's weight is listed too
         await pilot.press("enter")
         assert not isinstance(app.screen, WeightsScreen)
         assert sollol.router.weights.latency == pytest.approx(0.9)
         assert sollol.router.weights.cpu_load == 0.0
+        assert sollol.router.weights.cache == pytest.approx(2.5)
         assert sollol.config.routing_weights.latency == pytest.approx(0.9)
         # the score terms shown come from the new weights
         await pilot.pause(0.1)
@@ -131,6 +134,137 @@ async def test_w_edits_weights_live_and_validates(sollol, make_app):
         # escape leaves them alone
         await pilot.press("w", "escape")
         assert sollol.router.weights.latency == pytest.approx(0.9)
+
+
+async def test_n_sets_the_selected_hosts_slots(sollol, make_app, tmp_path):
+    app = make_app()
+    first, second = sollol.registry.addresses()[:2]
+    assert sollol.num_parallel(first) is None  # unlimited by default here
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        assert isinstance(app.screen, SlotsScreen)
+        await pilot.press("3", "enter")
+        assert not isinstance(app.screen, SlotsScreen)
+        assert sollol.num_parallel(first) == 3
+        assert sollol.num_parallel(second) is None
+        assert f"{first}: slots unlimited → 3" in notes(app)
+        # the dialog shows the host's own setting; a bad number keeps it open and changes nothing
+        await pilot.press("n")
+        box = app.screen.query_one("#slots", Input)
+        assert box.value == "3"
+        box.value = "0"
+        await pilot.press("enter")
+        assert isinstance(app.screen, SlotsScreen)
+        assert "greater than or equal to 1" in str(app.screen.query_one("#slots-error", Static).render())
+        assert sollol.num_parallel(first) == 3
+        await pilot.press("escape")
+        assert sollol.num_parallel(first) == 3
+        # saved with the host's settings
+        await pilot.press("ctrl+s")
+        assert load_config(str(tmp_path / "sollol.toml"), environ={}, search=False)[0] \
+            .host_settings[first].num_parallel == 3
+        # empty: back to the default
+        await pilot.press("n")
+        app.screen.query_one("#slots", Input).value = ""
+        await pilot.press("enter")
+        assert sollol.num_parallel(first) is None
+        assert f"{first}: slots 3 → unlimited (the default)" in notes(app)
+        # the cursor picks the host
+        await pilot.press("down", "n", "1", "2", "enter")
+        assert sollol.num_parallel(second) == 12
+        assert sollol.num_parallel(first) is None
+
+
+async def test_n_follows_default_num_parallel(sollol, make_app):
+    sollol.config.default_num_parallel = 2
+    app = make_app()
+    first = sollol.registry.addresses()[0]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        assert app.screen.query_one("#slots", Input).value == ""  # the host has no setting of its own
+        assert "(the default)" in str(app.screen.query_one(".slots-help", Static).render())
+        await pilot.press("5", "enter")
+        assert sollol.num_parallel(first) == 5
+        assert f"{first}: slots 2 → 5" in notes(app)
+
+
+class TinyClients:
+    """Simulated clients as the demo attaches them: start(), stop(), running, describe()."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.calls: list[str] = []
+
+    def start(self) -> None:
+        self.calls.append("start")
+        self.running = True
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+        self.running = False
+
+    def describe(self) -> str:
+        return "on: 2 chats, 1 agent group, 0.5 req/s" if self.running else "off"
+
+
+async def test_c_starts_and_stops_the_simulated_clients(sollol, make_app):
+    clients = TinyClients()
+    sollol.attach_sim_clients(clients)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        header = app.dashboard.query_one("#header")
+        await wait_for(pilot, lambda: header._last is not None and "sim clients off" in header._last.plain)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: clients.calls == ["start"])
+        await wait_for(pilot, lambda: "Simulated clients started: 2 chats, 1 agent group, 0.5 req/s." in notes(app))
+        assert "sim clients on: 2 chats" in header._last.plain
+        await pilot.press("c")
+        await wait_for(pilot, lambda: "Simulated clients stopped." in notes(app))
+        assert clients.calls == ["start", "stop"] and not clients.running
+        assert "sim clients off" in header._last.plain
+
+
+async def test_c_twice_quickly_starts_then_stops(sollol, make_app):
+    clients = TinyClients()
+    sollol.attach_sim_clients(clients)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c", "c")
+        await wait_for(pilot, lambda: len(clients.calls) == 2)
+        assert clients.calls == ["start", "stop"] and not clients.running
+
+
+class BrokenClients(TinyClients):
+    def start(self) -> None:
+        raise RuntimeError("the demo clients cannot start")
+
+
+async def test_c_shows_a_failure_to_start(sollol, make_app):
+    sollol.attach_sim_clients(BrokenClients())
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await wait_for(pilot, lambda: "simulated clients: the demo clients cannot start" in notes(app))
+        assert app.is_running  # the app goes on
+
+
+async def test_n_on_a_host_removed_meanwhile_says_so(sollol, make_app):
+    app = make_app()
+    first = sollol.registry.addresses()[0]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n", "4")
+        sollol.remove_host(first)  # gone while the dialog was open
+        await pilot.press("enter")
+        assert any(n.startswith(f"slots of {first}:") for n in notes(app))
+        assert first not in sollol.config.host_settings or sollol.config.host_settings[first].num_parallel is None
+
+
+async def test_c_without_simulated_clients_says_so(sollol, make_app):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("c")
+        await wait_for(pilot, lambda: "no simulated clients (only in --demo)" in notes(app))
+        assert "sim clients" not in app.dashboard.query_one("#header")._last.plain
 
 
 async def test_s_cycles_the_strategy(sollol, make_app):
@@ -269,7 +403,7 @@ async def test_question_mark_lists_every_key(sollol, make_app):
         assert isinstance(app.screen, HelpScreen)
         shown = [str(s.render()) for s in app.screen.query(Static)]
         bindings = app.dashboard_bindings()
-        assert len(bindings) == 16
+        assert len(bindings) == 19
         for b in bindings:
             assert (b.key_display or b.key) in shown
             assert b.description in shown
@@ -281,7 +415,7 @@ async def test_question_mark_lists_every_key(sollol, make_app):
 def test_every_key_has_an_id_and_a_tooltip():
     keys = {b.key for b in SollolApp.BINDINGS}
     assert keys >= {"d", "plus", "minus", "w", "s", "b", "a", "x", "ctrl+s", "t", "question_mark", "q", "slash",
-                    "1", "2", "3"}
+                    "1", "2", "3", "4", "n", "c"}
     for b in SollolApp.BINDINGS:
         assert b.id and b.id.startswith("sollol."), b
         assert b.tooltip, b
@@ -343,6 +477,8 @@ async def test_digits_switch_the_lower_panel(sollol, make_app):
         assert tabs.active == "batch-tab"
         await pilot.press("3")
         assert tabs.active == "log-tab"
+        await pilot.press("4")
+        assert tabs.active == "queue-tab"
         await pilot.press("slash")  # the filter brings the request log back
         assert tabs.active == "requests-tab"
 

@@ -16,7 +16,8 @@ import pytest
 from textual.widgets import TabbedContent
 
 from sollol_core import SOLLOL, SollolConfig
-from sollol_core.snapshot import BatchJobView, BatchView, ClusterSnapshot, ComponentState, RequestRecord
+from sollol_core.snapshot import (BatchJobView, BatchView, CacheView, ClientView, ClusterSnapshot, ComponentState,
+                                  QueueView, RequestRecord)
 from sollol_tui.app import SollolApp
 from sollol_tui.themes import bundled_theme_dir
 
@@ -57,13 +58,36 @@ def frozen_snapshot() -> tuple[SOLLOL, ClusterSnapshot]:
         node = NODES[k % 4]
         failed = k % 9 == 4
         embed = k % 3 == 2
+        cached = not embed and k % 4 != 3
+        placement = (f"cached {80 + k % 19}% ({6 + k % 4}.{k % 10}k of 8.7k chars), est. 0.0{k % 9 + 1} s"
+                     if cached else "cold; balanced")
         records.append(RequestRecord(
             time=T0 + 3600 * 9 + k * 0.25, endpoint="/api/embed" if embed else "/api/chat",
             model=models[2] if embed else models[k % 2], host=node[0], status=500 if failed else 200,
             latency_ms=node[2] * (1 + (k % 5) / 10), tokens=None if embed or failed else 24 + k % 7, retries=0,
-            error="simulated failure" if failed else None))
+            error="simulated failure" if failed else None, placement=placement,
+            wait_ms=0.0 if k % 3 else 12.5 * (k % 7 + 1), priority="batch" if embed else "interactive",
+            client=("chat-3", "agent-1", "10.0.0.7")[k % 3]))
+    slots = [(4, 3, (("llama3.2", 2, 4), ("qwen2.5:0.5b", 1, 4))), (2, 2, (("llama3.2", 2, 2),)),
+             (1, 0, ()), (None, 1, (("nomic-embed-text", 1, None),))]
+    caches = [CacheView(0.93, 81.4, 8, 5310, 42480, 0.27, 412, 398, 3),
+              CacheView(0.61, 12.0, 2, 880, 7040, 0.81, 95, 80, 9),
+              CacheView(None, 0.0, 0, 0, 0, None),
+              None]
+    hosts = tuple(dataclasses.replace(h, slots=slots[i][0], slots_in_use=slots[i][1], slots_by_model=slots[i][2],
+                                      cache=caches[i], unfit_models=("llama3.3:70b",) if i == 1 else ())
+                  for i, h in enumerate(base.hosts))
+    queue = QueueView(depth={"high": 0, "interactive": 3, "batch": 120},
+                      oldest_wait_s={"interactive": 1.25, "batch": 14.0}, admitted=12840,
+                      rejected={"queue_full": 3, "timeout": 2}, expired=2, cancelled=1)
+    clients = (ClientView("chat-3", "interactive", 8120, 3, 2, 4), ClientView("agent-1", "high", 2710, 0, 1, 0),
+               ClientView("10.0.0.7", "batch", 2010, 120, 2, 1))
     snapshot = dataclasses.replace(
         base,
+        hosts=hosts,
+        queue=queue,
+        clients=clients,
+        sim_clients="on: 6 chats, 3 agent groups, 2.9 req/s",
         gateway_url="http://127.0.0.1:8000",
         uptime_s=3723.0,
         requests_per_s=41.5,
@@ -116,3 +140,11 @@ def test_batch_tab_80x24(snap_compare, frozen_app):
         await pilot.pause()
 
     assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=show_batch)
+
+
+def test_queue_tab_80x24(snap_compare, frozen_app):
+    async def show_queue(pilot) -> None:
+        await pilot.press("4")
+        await pilot.pause()
+
+    assert snap_compare(frozen_app, terminal_size=(80, 24), run_before=show_queue)

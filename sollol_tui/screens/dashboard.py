@@ -1,4 +1,5 @@
-"""The main screen: header, host table with the selected host's detail, and the tabbed lower half.
+"""The main screen: header, host table with the selected host's detail, and the tabbed lower half (requests,
+batch queue, log, gateway queue and its clients).
 
 It only arranges and feeds widgets; the app owns the data (snapshots, feeds) and the actions.
 On a roomy terminal (at least ROOMY_SIZE) the detail sits beside the table with every score term on its
@@ -21,6 +22,7 @@ from ..widgets.header import ClusterHeader
 from ..widgets.host_detail import HostDetail
 from ..widgets.host_table import HostTable
 from ..widgets.log_panel import LogPanel
+from ..widgets.queue_panel import QueuePanel
 from ..widgets.request_log import RequestLog
 
 ROOMY_SIZE = (110, 32)  # columns, rows
@@ -56,6 +58,8 @@ class DashboardScreen(Screen[None]):
                 yield BatchPanel(id="batch")
             with TabPane("Log", id="log-tab"):
                 yield LogPanel(id="log")
+            with TabPane("Queue", id="queue-tab"):  # 4th, as its key
+                yield QueuePanel(id="queue")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -64,6 +68,7 @@ class DashboardScreen(Screen[None]):
         self._hosts = self.query_one(HostTable)
         self._detail = self.query_one(HostDetail)
         self._batch = self.query_one(BatchPanel)
+        self._queue = self.query_one(QueuePanel)
         self._requests = self.query_one(RequestLog)
         self._log = self.query_one(LogPanel)
         self._hosts.focus()
@@ -76,6 +81,10 @@ class DashboardScreen(Screen[None]):
     @property
     def request_log(self) -> RequestLog:
         return self._requests
+
+    @property
+    def queue_panel(self) -> QueuePanel:
+        return self._queue
 
     @property
     def log_panel(self) -> LogPanel:
@@ -92,7 +101,9 @@ class DashboardScreen(Screen[None]):
         self._snapshot = snapshot
         self._header.show(snapshot)
         self._hosts.show(snapshot.hosts)
+        self._requests.lines.names = self._hosts.names  # the log names hosts as the table does
         self._batch.show(snapshot.batch)
+        self._queue.show(snapshot.queue, snapshot.clients)
         self._show_detail()
 
     def add_requests(self, records: Iterable[RequestRecord]) -> None:

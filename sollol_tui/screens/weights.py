@@ -1,4 +1,5 @@
-"""Edit the six weights of the `performance` score; applied live by the caller (SOLLOL.set_weights)."""
+"""Edit the weights of the `performance` score (every RoutingWeights field); applied live by the caller
+(SOLLOL.set_weights)."""
 
 from __future__ import annotations
 

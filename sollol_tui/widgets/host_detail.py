@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Sparkline, Static
 
-from sollol_core.snapshot import HostView
+from sollol_core.snapshot import CacheView, HostView
 
 from .. import fmt
 
@@ -26,10 +26,11 @@ TERM_LABELS = {
     "success_rate": "failures",
     "in_flight": "queue",
     "cold_model": "model not loaded",
+    "cache": "cache miss",  # expected prefill seconds: the part of the prompt the host has not cached × its rate
 }
 
 SHORT_LABELS = {"cpu_load": "cpu", "gpu_free_mem": "gpu", "priority": "prio", "latency": "lat",
-                "success_rate": "fail", "in_flight": "queue", "cold_model": "cold"}
+                "success_rate": "fail", "in_flight": "queue", "cold_model": "cold", "cache": "cache"}
 
 STRATEGY_RULES = {
     "performance": "lowest score first",
@@ -77,9 +78,81 @@ def compact_content(view: HostView, hosts: Sequence[HostView]) -> Content:
     divisor = f" ÷ {view.weight:g}" if view.weight != 1 else ""
     parts = _title(view, hosts, show_weight=True)
     parts += ["\n", ("score ", "$text-muted"), (_num(view.score), "bold $accent"), f" = ({pieces}){divisor}"]
+    summary = compact_summary(view)
+    if summary:
+        parts += ["\n", *summary]
     if view.last_error:
         parts += ["\n", ("last error ", "$text-muted"), (view.last_error, "$error")]
     return Content.assemble(*parts)
+
+
+def model_slots_parts(view: HostView) -> list[str | tuple[str, str]]:
+    """'llama3.2 2/4, qwen2.5 1/4': each model's slots in use / its slots."""
+    parts: list[str | tuple[str, str]] = []
+    for model, used, limit in view.slots_by_model:
+        if parts:
+            parts.append((", ", "$text-muted"))
+        full = limit is not None and used >= limit
+        parts += [f"{fmt.short_model(model)} ", (fmt.slots(used, limit), "bold $warning" if full else "")]
+    return parts
+
+
+def slots_parts(view: HostView) -> list[str | tuple[str, str]]:
+    """'3/4 in use: llama3.2 2/4, qwen2.5 1/4' (the host's slots, then each model's)."""
+    parts: list[str | tuple[str, str]] = [(fmt.slots(view.slots_in_use, view.slots), "bold"),
+                                          (" in use", "$text-muted")]
+    models = model_slots_parts(view)
+    return parts + [(": ", "$text-muted"), *models] if models else parts
+
+
+def cache_lines(cache: Optional[CacheView]) -> list[list[str | tuple[str, str]]]:
+    """The prompt-cache figures, a few short lines (each fits the narrow column beside the term table)."""
+    label = ("cache   ", "$text-muted")
+    if cache is None:
+        return [[label, ("not tracked for this host", "$text-muted")]]
+    rate = f"{cache.prefill_s_per_kchar:.3g} s" if cache.prefill_s_per_kchar is not None else "— s"
+    hit = [label, ("hit ", "$text-muted"), (fmt.percent(cache.hit_rate), "bold $success" if cache.hit_rate else "bold"),
+           (", saved ", "$text-muted"), (fmt.seconds(cache.prefill_saved_s), "bold"), (", ", "$text-muted"),
+           rate, ("/1k chars", "$text-muted")]
+    shadow = [("shadow  ", "$text-muted"), f"{cache.entries} ", ("slots, ", "$text-muted"),
+              f"{fmt.count(cache.blocks)} ", ("blocks, ", "$text-muted"), fmt.size(cache.bytes)]
+    hits = [("hits    ", "$text-muted"), f"{cache.predicted_hits} ", ("predicted, ", "$text-muted"),
+            f"{cache.confirmed_hits} ", ("confirmed, ", "$text-muted"),
+            (str(cache.corrections), "bold $warning" if cache.corrections else ""), (" corrected", "$text-muted")]
+    return [hit, shadow, hits]
+
+
+def extra_content(view: HostView) -> Content:
+    """Slots, unfit models and the cache figures (beside the term table, under the sparklines)."""
+    lines: list[list[str | tuple[str, str]]] = [[("slots   ", "$text-muted"), *slots_parts(view)]]
+    if view.unfit_models:
+        lines.append([("unfit   ", "$text-muted"), (", ".join(view.unfit_models), "$warning"),
+                      (" (tried elsewhere)", "$text-muted")])
+    lines += cache_lines(view.cache)
+    parts: list[str | tuple[str, str]] = []
+    for i, line in enumerate(lines):
+        if i:
+            parts.append("\n")
+        parts += line
+    return Content.assemble(*parts)
+
+
+def compact_summary(view: HostView) -> list[str | tuple[str, str]]:
+    """One line for small terminals: what the table's cells do not say (per-model slots, savings, unfit)."""
+    parts: list[str | tuple[str, str]] = []
+    if view.slots_by_model:  # the table shows the host's total
+        parts += [("slots ", "$text-muted"), *model_slots_parts(view)]
+    cache = view.cache
+    if cache is not None and (cache.hit_rate is not None or cache.prefill_saved_s):
+        if parts:
+            parts.append("  ")
+        parts += [("cache saved ", "$text-muted"), (fmt.seconds(cache.prefill_saved_s), "bold"),
+                  ("  hits ", "$text-muted"), f"{cache.confirmed_hits}/{cache.predicted_hits}"]
+    if view.unfit_models:
+        if parts:
+            parts.append("  ")
+        parts += [("unfit ", "$text-muted"), (", ".join(view.unfit_models), "$warning")]
+    return parts
 
 
 def full_content(view: HostView, hosts: Sequence[HostView], weights: dict, strategy: str) -> Content:
@@ -89,7 +162,7 @@ def full_content(view: HostView, hosts: Sequence[HostView], weights: dict, strat
     parts += ["\n", (f"{strategy}: {STRATEGY_RULES.get(strategy, '')}", "$text-muted"), "\n",
               ("term        weight × value   = part", "$text-muted"), "\n"]
     for key, label in TERM_LABELS.items():
-        if key not in terms:  # cold_model exists only for a request naming a model
+        if key not in terms:  # cold_model and cache exist only for a request naming a model (and a prompt)
             continue
         part = terms[key]
         weight = float(weights.get(key, 0.0))
@@ -106,7 +179,10 @@ def full_content(view: HostView, hosts: Sequence[HostView], weights: dict, strat
 
 
 class HostDetail(Horizontal):
-    """Score breakdown (left) and the latency / throughput sparklines (right) of one host."""
+    """Score breakdown (left); the latency / throughput sparklines, slots and cache figures (right) of one host.
+
+    In the compact form (small terminals) only the left part shows, with a one-line summary of the rest.
+    """
 
     DEFAULT_CSS = """
     HostDetail { height: auto; }
@@ -114,6 +190,7 @@ class HostDetail(Horizontal):
     HostDetail #sparks { height: auto; width: 1fr; padding-left: 2; }
     HostDetail .spark-label { height: 1; color: $text-muted; }
     HostDetail Sparkline { height: 3; }
+    HostDetail #detail-extra { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }
     HostDetail #latency-spark > .sparkline--max-color { color: $warning; }
     HostDetail #latency-spark > .sparkline--min-color { color: $success; }
     HostDetail #throughput-spark > .sparkline--max-color { color: $primary; }
@@ -125,6 +202,7 @@ class HostDetail(Horizontal):
         self.full = full
         self._key: object = None
         self._lines = 0
+        self._extra_lines = 0
         self._history: tuple[tuple[float, ...], tuple[float, ...]] = ((-1.0,), ())
 
     def compose(self) -> ComposeResult:
@@ -134,6 +212,7 @@ class HostDetail(Horizontal):
             yield Sparkline([], id="latency-spark")
             yield Static("requests/s", classes="spark-label", id="throughput-label")
             yield Sparkline([], id="throughput-spark")
+            yield Static("", id="detail-extra")
 
     def show(self, view: Optional[HostView], hosts: Sequence[HostView], weights: dict, strategy: str) -> None:
         key = (view, tuple(hosts), tuple(sorted(weights.items())), strategy, self.full)
@@ -142,15 +221,20 @@ class HostDetail(Horizontal):
         self._key = key
         if view is None:
             content = Content("no host selected (add one with a)")
+            extra = Content("")
             latency: tuple[float, ...] = ()
             throughput: tuple[float, ...] = ()
         else:
             content = full_content(view, hosts, weights, strategy) if self.full else compact_content(view, hosts)
+            extra = extra_content(view) if self.full else Content("")
             latency, throughput = view.latency_history, view.throughput_history
         lines = content.plain.count("\n") + 1
         # lines never wrap (nowrap, ellipsis): the height changes only with the number of lines
         self.query_one("#detail-text", Static).update(content, layout=lines != self._lines)
         self._lines = lines
+        extra_lines = extra.plain.count("\n") + 1
+        self.query_one("#detail-extra", Static).update(extra, layout=extra_lines != self._extra_lines)
+        self._extra_lines = extra_lines
         if (latency, throughput) == self._history:
             return  # the sparklines move once a second, not on every poll
         self._history = (latency, throughput)

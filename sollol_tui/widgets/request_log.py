@@ -1,4 +1,5 @@
-"""The request log: time, endpoint, model, host, status, latency, tokens; newest first; filter with `/`.
+"""The request log: time, endpoint, model, host, status, queue wait, latency, tokens, class, client and why the
+request went to that host; newest first; filter with `/`.
 
 Hundreds of requests a second must not cost the UI thread much, so the rows are drawn with the line API:
 only the visible lines are rendered, each from text formatted once when the record arrived.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import ClassVar, Iterable, NamedTuple, Optional
+from functools import lru_cache
+from typing import ClassVar, Iterable, NamedTuple, Optional, Sequence
 
 from rich.segment import Segment
 from rich.style import Style
@@ -32,68 +34,108 @@ MAX_ROWS = 1000
 class Cell(NamedTuple):
     key: str
     title: str
-    width: int  # 0: shares the width left over
+    width: int  # 0: flexible, sharing the width left over
     right: bool = False
+    min_width: int = 0  # flexible: never narrower than this
+    share: int = 0  # flexible: its part of what is left over after the minimums
+    max_width: int = 0  # flexible: never wider (0: no bound); beyond it the width goes to the last cell
+    from_width: int = 0  # shown only when the line is at least this wide
 
 
+# Every row keeps a text for every cell; the line width decides which are shown. The last cell (placement:
+# why that host, the widest text) takes whatever the others leave.
 CELLS = (
     Cell("time", "Time", 8),
-    Cell("endpoint", "Endpoint", 0),
-    Cell("model", "Model", 0),
-    Cell("host", "Host", 0),
+    Cell("endpoint", "Endpoint", 0, min_width=10, share=2, max_width=20),
+    Cell("model", "Model", 0, min_width=10, share=2, max_width=24),
+    Cell("host", "Host", 0, min_width=12, share=2, max_width=22),
     Cell("status", "St", 3, True),
+    Cell("wait", "Wait", 6, True),  # time in the gateway queue
     Cell("latency", "Latency", 7, True),
-    Cell("tokens", "Tok", 5, True),
+    Cell("tokens", "Tok", 5, True, from_width=100),
+    Cell("priority", "Class", 5, from_width=130),
+    Cell("client", "Client", 0, min_width=8, share=2, max_width=16, from_width=150),
+    Cell("placement", "Placement", 0, min_width=14, share=8),
 )
-_FLEX_SHARE = {"endpoint": 3, "model": 3, "host": 4}
+CLASS_SHORT = {"interactive": "inter"}
 
 
-def column_widths(width: int) -> list[int]:
-    """Width of each cell for a line `width` wide (one space between cells)."""
-    fixed = sum(c.width for c in CELLS) + len(CELLS) - 1
-    spare = max(width - fixed, 3 * 6)
-    total_share = sum(_FLEX_SHARE.values())
-    widths, given = [], 0
-    for c in CELLS:
-        if c.width:
-            widths.append(c.width)
-        elif c.key == "host":
-            widths.append(spare - given)
-        else:
-            w = spare * _FLEX_SHARE[c.key] // total_share
-            given += w
-            widths.append(w)
-    return widths
+class Slot(NamedTuple):
+    """One shown cell of a line: which cell, its text's index in a row, its width."""
+
+    cell: Cell
+    index: int
+    width: int
+
+
+@lru_cache(maxsize=16)
+def layout(width: int) -> tuple[Slot, ...]:
+    """The cells shown on a line `width` wide and their widths (one space between cells).
+
+    Below the width the fixed cells and the minimums need, the line is wider than the view (cut on the right).
+    """
+    shown = [(i, c) for i, c in enumerate(CELLS) if width >= c.from_width]
+    flexible = [(i, c) for i, c in shown if not c.width]
+    fixed = sum(c.width for _, c in shown) + len(shown) - 1
+    spare = max(width - fixed, 0)
+    widths = {i: c.width or c.min_width for i, c in shown}
+    extra = max(spare - sum(c.min_width for _, c in flexible), 0)
+    total_share = sum(c.share for _, c in flexible) or 1
+    last = flexible[-1][0]
+    given = 0
+    for i, c in flexible[:-1]:
+        grow = extra * c.share // total_share
+        if c.max_width:
+            grow = max(min(grow, c.max_width - c.min_width), 0)
+        widths[i] += grow
+        given += grow
+    widths[last] += extra - given
+    return tuple(Slot(c, i, widths[i]) for i, c in shown)
 
 
 class Row(NamedTuple):
-    texts: tuple[str, ...]
+    texts: tuple[str, ...]  # one per cell of CELLS
     error: bool
     haystack: str  # lower-case text searched by the filter
 
 
-def make_row(record: RequestRecord) -> Row:
+def make_row(record: RequestRecord, names: Optional[dict[str, str]] = None) -> Row:
+    """Everything a line needs, formatted once when the record arrives (the log may take hundreds a second).
+
+    names: address -> what the host table calls the host (its label); the address stays searchable.
+    """
     status = str(record.status) if record.status else "—"
+    host = (names.get(record.host) if names else None) or record.host or "(none)"
+    why = record.placement
+    if record.error:
+        why = f"{record.error}; {why}" if why else record.error
     texts = (
         time.strftime("%H:%M:%S", time.localtime(record.time)),
         record.endpoint,
         record.model or "—",
-        record.host or "(none)",
+        host,
         status,
+        fmt.ms(record.wait_ms),
         fmt.ms(record.latency_ms),
         "—" if record.tokens is None else str(record.tokens),
+        CLASS_SHORT.get(record.priority, record.priority),
+        record.client or "—",
+        why or "—",
     )
     error = record.status >= 400 or bool(record.error)
-    haystack = " ".join(texts).lower() + (" " + record.error.lower() if record.error else "")
+    haystack = " ".join((*texts, record.priority, record.host)).lower()
     return Row(texts, error, haystack)
 
 
-def line_text(texts: Iterable[str], widths: list[int]) -> str:
+def line_text(texts: Sequence[str], slots: Sequence[Slot]) -> str:
     out = []
-    for text, cell, width in zip(texts, CELLS, widths):
-        text = fmt.truncate(text, width)
+    for cell, index, width in slots:
+        text = fmt.truncate(texts[index], width)
         out.append(text.rjust(width) if cell.right else text.ljust(width))
     return " ".join(out)
+
+
+TITLES = tuple(c.title for c in CELLS)
 
 
 class RequestLines(ScrollView):
@@ -114,6 +156,7 @@ class RequestLines(ScrollView):
         self._shown: deque[Row] = deque(maxlen=MAX_ROWS)  # the rows that pass the filter
         self._filter = ""
         self.empty_text = "no requests yet"
+        self.names: dict[str, str] = {}  # address -> the host's name in the table (set by the dashboard)
 
     @property
     def shown(self) -> int:
@@ -126,7 +169,7 @@ class RequestLines(ScrollView):
     def add(self, records: Iterable[RequestRecord]) -> None:
         added = 0
         for record in list(records)[-MAX_ROWS:]:  # a burst larger than the log keeps only what fits
-            row = make_row(record)
+            row = make_row(record, self.names)
             self._rows.append(row)
             if not self._filter or self._filter in row.haystack:
                 self._shown.append(row)
@@ -157,8 +200,8 @@ class RequestLines(ScrollView):
         base = self.rich_style
         if y == 0:
             titles = base + self.get_component_rich_style("request-lines--titles", partial=True)
-            text = line_text((c.title for c in CELLS), column_widths(width))
-            return Strip([Segment(text.ljust(width), titles)], width)
+            text = line_text(TITLES, layout(width))
+            return Strip([Segment(text[:width].ljust(width), titles)], width)
         index = int(self.scroll_y) + y - 1
         if not self._shown:
             if y == 1:
@@ -172,8 +215,8 @@ class RequestLines(ScrollView):
         style: Style = base
         if row.error:
             style = base + self.get_component_rich_style("request-lines--error", partial=True)
-        text = line_text(row.texts, column_widths(width))
-        return Strip([Segment(text.ljust(width), style)], width)
+        text = line_text(row.texts, layout(width))
+        return Strip([Segment(text[:width].ljust(width), style)], width)
 
 
 class RequestLog(Vertical):
