@@ -156,3 +156,29 @@ def test_the_other_server_takes_over_when_one_is_drained(stack):
     finally:
         sollol.undrain_host(serving)
     wait_until(lambda: sollol.registry.get(other).in_flight == 0, what="the request to finish")
+
+
+def test_second_turn_lands_where_the_first_is_cached(stack):
+    """Cache-aware placement on real Ollama: the follow-up goes to the first turn's host, whose slot still
+    holds the conversation, so it evaluates a small fraction of the prompt."""
+    sollol, client, hosts = stack
+    system = " ".join(f"Rule {i}: answer briefly, cite the rule number, and never repeat yourself." for i in range(70))
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Name one colour."}]
+    first = client.chat(model=CHAT_MODEL, messages=messages, options=SHORT)
+    first_host = settled_host(sollol)
+    messages += [{"role": "assistant", "content": first["message"]["content"]},
+                 {"role": "user", "content": "And another one."}]
+    second = client.chat(model=CHAT_MODEL, messages=messages, options=SHORT)
+    record = sollol.recent_requests()[-1]
+    assert record.host == first_host, record.placement
+    assert record.placement.startswith("cached "), record.placement
+    assert first["prompt_eval_count"] > 500 and second["prompt_eval_count"] > first["prompt_eval_count"]
+    assert second["prompt_eval_duration"] < 0.3 * first["prompt_eval_duration"], (
+        first["prompt_eval_duration"], second["prompt_eval_duration"])
+    view = next(h for h in sollol.get_stats()["hosts"] if h["host"] == first_host)
+    assert view["cache"]["hit_rate"] > 0 and view["cache"]["entries"] >= 1
+
+
+def settled_host(sollol) -> str:
+    wait_until(lambda: sollol.proxy.active == 0, what="the request to finish")
+    return sollol.recent_requests()[-1].host
