@@ -544,6 +544,10 @@ class SOLLOL:
         self.config.host_settings = settings
         self.registry.touch(address, "slots")
 
+    @property
+    def sim_clients(self) -> Any:
+        return self._sim_clients
+
     def attach_sim_clients(self, clients: Any) -> None:
         """Simulated client traffic for the demo (an object with start(), stop(), running and describe())."""
         self._sim_clients = clients

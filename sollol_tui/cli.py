@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any, Optional, Sequence
 
 from sollol_core import SOLLOL, ConfigError, StartupError, __version__, load_config
-from sollol_core.config import STRATEGIES, SollolConfig, parse_hosts_arg
+from sollol_core.config import STRATEGIES, HostSettings, SollolConfig, parse_hosts_arg
 
 DEFAULT_OLLAMA = "127.0.0.1:11434"
 
@@ -109,6 +109,9 @@ def prepare(args: argparse.Namespace) -> tuple[SollolConfig, Optional[str], Any]
         sim = SimCluster(demo_specs()).start()
         config.hosts = list(sim.addresses)
         config.hosts_file = None
+        # the simulated nodes' slots are known: the gateway holds them to it, as an operator would
+        config.host_settings = {node.address: HostSettings(num_parallel=node.spec.num_parallel)
+                                for node in sim.nodes if node.spec.num_parallel}
     return config, (str(path) if path else None), sim
 
 
@@ -116,6 +119,15 @@ def demo_labels(sim: Any) -> dict[str, str]:
     if sim is None:
         return {}
     return {node.address: f"simulated {node.spec.name}" for node in sim.nodes}
+
+
+def demo_clients(sim: Any, gateway_url: str) -> Any:
+    """Simulated users of the demo: multi-turn chats and agent sessions sharing system prompts, so
+    cache-aware routing is seen at work (`c` on the dashboard starts and stops them)."""
+    from sollol_core.sim import SimClients
+
+    chat_models = sorted({m for node in sim.nodes for m in node.spec.models if "embed" not in m})
+    return SimClients(gateway_url, chat_models)
 
 
 def run_headless(sollol: SOLLOL) -> int:
@@ -180,12 +192,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except StartupError as e:
             print(f"sollol: {e}", file=sys.stderr)
             return 1
+        if sim is not None:
+            clients = demo_clients(sim, sollol.gateway_url)
+            sollol.attach_sim_clients(clients)
+            clients.start()
         if headless:
             print(f"sollol: gateway on {sollol.gateway_url} ({len(sollol.registry)} hosts, "
                   f"strategy {sollol.router.strategy_name}); Ctrl-C stops", file=sys.stderr, flush=True)
             return run_headless(sollol)
         return run_dashboard(app_factory, sollol)
     finally:
+        if sollol.sim_clients is not None:
+            sollol.sim_clients.stop()
         sollol.stop()
         if sim is not None:
             sim.stop()
