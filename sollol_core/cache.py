@@ -1,0 +1,667 @@
+"""What each host's slots remember (a shadow of their prompt caches), and how fast each host prefills.
+
+Ollama gives every loaded model OLLAMA_NUM_PARALLEL slots; a slot keeps the KV cache of the prompt it served
+last, and a new request takes the idle slot whose cache shares the longest common prefix with it when that
+covers more than 10% of the prompt, else the least recently used one (Ollama >= 0.30, llama-server), which
+may also restore a displaced prompt from host RAM. The shadow replays that choice on the canonical prompts
+(sollol_core.canonical) SOLLOL sent, so placement can ask, for every host, how much of a prompt it would
+reuse and what it would evict, without asking the host.
+
+The shadow is a guess; the host's answers correct it. Native answers report `prompt_eval_count` (the whole
+prompt), `prompt_eval_duration` (only the newly evaluated part) and `load_duration` (> 0: the model was
+reloaded and every slot lost its cache); /v1 answers give only the time to the first token. Per (host, model)
+the shadow learns tokens per character and seconds per token from cold evaluations and reads the reused
+share of each answer as ``1 - (duration / s_per_token) / count``; a contradiction corrects the shadow.
+
+All methods are O(slots + a few displaced candidates) and never block; one lock makes them safe to call
+from another thread too (the dashboard's snapshot reads host_view).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Callable, Mapping, Optional
+
+from .canonical import PromptKey, _common_blocks
+from .config import CacheSettings
+from .snapshot import CacheView
+
+RATE_ALPHA = 0.2  # weight of a new sample in the prefill-rate EWMAs
+COLD_MAX_FRACTION = 0.25  # an evaluation predicted to reuse at most this share counts as a cold sample
+LOST_MIN_PREDICTED = 0.3  # a prediction at least this large that the host contradicts means the cache was lost
+MIN_SAMPLE_TOKENS = 16  # evaluations of fewer tokens are dominated by fixed costs: not learned from
+TTFT_MIN_CHARS = 4000  # /v1 answers: only prompts this long say something about prefill through the TTFT
+TTFT_MIN_COLD_S = 1.0  # ... and only when a cold prefill would take at least this long
+DISPLACED_SCAN = 32  # displaced prompts compared per match (the most recent sharing the first block)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What an answer says about the host's cache (durations in seconds; None: not reported)."""
+
+    prompt_eval_count: Optional[int] = None
+    prompt_eval_duration_s: Optional[float] = None
+    load_duration_s: Optional[float] = None
+    ttft_s: Optional[float] = None
+
+    @classmethod
+    def from_ollama(cls, final: Mapping[str, Any], ttft_s: Optional[float] = None) -> "Feedback":
+        """From the final object of a native /api/chat or /api/generate answer (durations in ns)."""
+
+        def num(name: str, scale: float = 1.0) -> Optional[float]:
+            v = final.get(name) if isinstance(final, Mapping) else None
+            return v / scale if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
+
+        count = num("prompt_eval_count")
+        return cls(int(count) if count is not None else None, num("prompt_eval_duration", 1e9),
+                   num("load_duration", 1e9), ttft_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheMatch:
+    """Which idle slot of `model` on `host` would take a prompt, and what it would reuse and evict."""
+
+    host: str
+    model: str
+    chars: int  # the prompt's canonical length
+    cached_chars: int  # characters the host would not evaluate again
+    fraction: float  # cached_chars / chars
+    slot: int  # index of the slot the host would choose; -1: no idle slot
+    displaced: bool  # the reuse comes from a prompt displaced to host RAM earlier
+    evicts_active: bool  # the chosen slot holds another conversation used within active_s
+    victim_idle_s: float  # seconds since the chosen slot was last used; inf when empty (or none chosen)
+    free_slots: int  # idle slots of the model on the host
+    active: int  # slots of the model holding a conversation used within active_s (busy ones included)
+    same_conversation: bool = False  # the chosen slot last held this conversation (same anchor or session)
+
+    @property
+    def uncached_chars(self) -> int:
+        return self.chars - self.cached_chars
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """What an answer said against the shadow, and what the shadow did about it.
+
+    kind: "none" (nothing learned), "cold" (a cold sample taught the prefill rate), "confirmed" (the predicted
+    reuse happened), "unverified" (reuse predicted, no rate yet to check it), "lost" (reuse predicted, none
+    observed: the model's other slots are forgotten), "reloaded" (load_duration > 0: the model's slots are
+    forgotten), "unexpected" (reuse observed where none was predicted).
+    """
+
+    kind: str
+    predicted: float  # predicted reused share
+    observed: Optional[float]  # observed reused share; None when the answer cannot tell
+    forgot: int = 0  # slot contents and displaced prompts forgotten
+    corrected: bool = False  # the shadow was wrong (counted in host_view's corrections)
+
+
+class _Entry:
+    """What a slot (or a displaced prompt) holds: a prompt's blocks and who it belongs to."""
+
+    __slots__ = ("model", "blocks", "chars", "bc", "anchor", "session", "used", "busy", "alive")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.blocks: Any = None  # array('q') or None: empty / unknown
+        self.chars = 0
+        self.bc = 0
+        self.anchor = 0
+        self.session: Optional[str] = None
+        self.used = -math.inf  # clock time of the last placement or completion
+        self.busy = False
+        self.alive = True  # False once removed from its host (a late completion then stores nothing)
+
+
+@dataclass(slots=True, eq=False)
+class Placed:
+    """A committed placement: the slot is busy until complete() or release()."""
+
+    host: str
+    model: str
+    slot: int  # -1: no idle slot was free (the host queues it; the shadow stores nothing)
+    key: PromptKey
+    match: CacheMatch
+    at: float
+    observed_chars: Optional[int] = None  # reuse the answer showed, once observe() ran
+    hit: bool = False  # counted as a hit in the host's hit rate
+    done: bool = False
+    observed: bool = False
+    credited_s: float = 0.0
+    _entry: Optional[_Entry] = field(default=None, repr=False)
+
+    @property
+    def cached_chars(self) -> int:
+        return self.match.cached_chars
+
+    @property
+    def fraction(self) -> float:
+        return self.match.fraction
+
+
+class _Rate:
+    """Prefill model of one (host, model)."""
+
+    __slots__ = ("tpc", "spt", "cold", "ttft_spc", "ttft_n")
+
+    def __init__(self) -> None:
+        self.tpc: Optional[float] = None  # tokens per canonical character
+        self.spt: Optional[float] = None  # prefill seconds per token
+        self.cold = 0  # cold samples learned
+        self.ttft_spc: Optional[float] = None  # seconds per char from /v1 time to first token (fallback)
+        self.ttft_n = 0
+
+    def per_char(self) -> Optional[float]:
+        if self.tpc is not None and self.spt is not None:
+            return self.tpc * self.spt
+        return self.ttft_spc
+
+
+def _ewma(old: Optional[float], sample: float) -> float:
+    return sample if old is None else old + RATE_ALPHA * (sample - old)
+
+
+class _Host:
+    __slots__ = ("models", "displaced", "dindex", "nblocks", "placements", "hits", "predicted_hits",
+                 "confirmed_hits", "corrections", "saved_s")
+
+    def __init__(self) -> None:
+        self.models: dict[str, list[_Entry]] = {}
+        self.displaced: dict[_Entry, None] = {}  # oldest first (insertion order = last use)
+        self.dindex: dict[tuple[str, int], dict[_Entry, None]] = {}  # (model, first block) -> entries
+        self.nblocks = 0
+        self.placements = 0
+        self.hits = 0
+        self.predicted_hits = 0
+        self.confirmed_hits = 0
+        self.corrections = 0
+        self.saved_s = 0.0
+
+
+_EMPTY: list[_Entry] = []
+
+
+class CacheShadow:
+    """The shadow of every host's slots. See the module docstring."""
+
+    def __init__(self, settings: CacheSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings  # read at each call, so live changes apply
+        self.clock = clock
+        self._hosts: dict[str, _Host] = {}
+        self._rates: dict[str, dict[str, _Rate]] = {}
+        self._global_rate: Optional[tuple[int, Optional[float]]] = None  # (version, mean) cache
+        self._rate_version = 0
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------------- choosing a slot
+
+    def match(self, host: str, key: PromptKey, slots: Optional[int]) -> CacheMatch:
+        """Which idle slot the host would choose for this prompt and how much it would reuse (a pure read)."""
+        with self._lock:
+            return self._choose(self._hosts.get(host), host, key, _nslots(slots))[0]
+
+    def _choose(self, h: Optional[_Host], host: str, key: PromptKey, n: int
+                ) -> tuple[CacheMatch, Optional[_Entry]]:
+        """(match, displaced entry restored or None). Emulates llama-server's slot choice."""
+        now = self.clock()
+        st = self.settings
+        entries = h.models.get(key.model, _EMPTY) if h is not None else _EMPTY
+        chars = key.chars
+        active = 0
+        free = 0
+        best_i, best_c = -1, 0  # idle slot with the longest common prefix (in blocks)
+        lru_i, lru_used = -1, math.inf
+        lcps: dict[int, int] = {}
+        for i in range(min(n, len(entries))):
+            e = entries[i]
+            if e.busy:
+                active += 1
+                continue
+            free += 1
+            if e.blocks is not None:
+                if now - e.used < st.active_s:
+                    active += 1
+                c = _common_blocks(key.blocks, e.blocks) if e.bc == key.block_chars else 0
+                lcps[i] = c
+                if c > best_c:
+                    best_i, best_c = i, c
+            if e.used < lru_used:
+                lru_i, lru_used = i, e.used
+        if n > len(entries):  # slots never used: empty, least recently used of all
+            extra = n - len(entries)
+            free += extra
+            if lru_used > -math.inf:
+                lru_i, lru_used = len(entries), -math.inf
+        if free == 0:
+            return CacheMatch(host, key.model, chars, 0, 0.0, -1, False, False, math.inf, 0, active), None
+        if best_i >= 0 and key.chars_of(best_c) > st.min_cover * chars:
+            chosen = best_i
+        else:
+            chosen = lru_i
+        victim = entries[chosen] if chosen < len(entries) else None
+        c = lcps.get(chosen, 0)
+        cached = key.chars_of(c)
+        restored = None
+        if st.displaced_per_host > 0 and h is not None and h.displaced and key.blocks:
+            bucket = h.dindex.get((key.model, key.blocks[0]))
+            if bucket:
+                for d in islice(reversed(bucket), DISPLACED_SCAN):
+                    if d.bc == key.block_chars:
+                        dc = key.chars_of(_common_blocks(key.blocks, d.blocks))
+                        if dc > cached:
+                            cached, restored = dc, d
+        held = victim is not None and victim.blocks is not None
+        same = held and (victim.anchor == key.anchor or (key.session is not None and victim.session == key.session))
+        extends = held and c >= victim.chars // victim.bc
+        evicts = held and now - victim.used < st.active_s and not extends and not same
+        idle_s = now - victim.used if held else math.inf
+        return CacheMatch(host, key.model, chars, cached, cached / chars if chars else 0.0, chosen,
+                          restored is not None, evicts, idle_s, free, active, same), restored
+
+    def active_conversations(self, host: str, model: str) -> int:
+        """Slots of `model` on `host` busy or holding a conversation used within active_s."""
+        with self._lock:
+            h = self._hosts.get(host)
+            if h is None:
+                return 0
+            now = self.clock()
+            act = self.settings.active_s
+            return sum(1 for e in h.models.get(model, _EMPTY)
+                       if e.busy or (e.blocks is not None and now - e.used < act))
+
+    # ----------------------------------------------------------------------------------- the request's life
+
+    def place(self, host: str, key: PromptKey, slots: Optional[int]) -> Placed:
+        """Commit: the slot the host would choose becomes busy and will hold this prompt."""
+        with self._lock:
+            n = _nslots(slots)
+            h = self._hosts.get(host)
+            if h is None:
+                h = self._hosts[host] = _Host()
+            m, restored = self._choose(h, host, key, n)
+            now = self.clock()
+            h.placements += 1
+            hit = m.cached_chars > 0
+            if hit:
+                h.hits += 1
+                h.predicted_hits += 1
+            placed = Placed(host, key.model, m.slot, key, m, now, hit=hit)
+            if m.slot < 0:
+                return placed
+            entries = h.models.get(key.model)
+            if entries is None:
+                entries = h.models[key.model] = []
+            self._resize(h, entries, n, key.model)
+            e = entries[m.slot]
+            if e.blocks is not None:
+                old_blocks, old_chars = e.blocks, e.chars
+                keep = self.settings.displaced_per_host > 0 and (
+                    restored is not None or key.common_blocks(old_blocks) < old_chars // max(e.bc, 1))
+                self._clear(h, e)
+                if keep:  # llama-server saves the state it displaces to its host-RAM prompt cache
+                    d = _Entry(e.model)
+                    self._fill(h, d, old_blocks, old_chars, e.bc, e.anchor, e.session)
+                    d.used = e.used
+                    self._add_displaced(h, d)
+            if restored is not None:
+                self._remove_displaced(h, restored)
+            e.busy = True
+            e.used = now
+            placed._entry = e
+            self._trim(h)
+            return placed
+
+    def complete(self, placed: Placed, *, answer: Optional[PromptKey] = None) -> None:
+        """The request ended well: the slot is idle and holds the prompt (or prompt + answer)."""
+        with self._lock:
+            if placed.done:
+                return
+            placed.done = True
+            h = self._hosts.get(placed.host)
+            key = placed.key
+            if answer is not None and answer.model == key.model and answer.block_chars == key.block_chars:
+                key = answer
+            self._settle(h, placed, key)
+            if h is not None:
+                placed.credited_s = self._prefill_s(placed.host, placed.model, self._reused(placed))
+                h.saved_s += placed.credited_s
+
+    def release(self, placed: Placed, *, failed: bool) -> None:
+        """The request ended without an answer: the slot is idle; failed=True forgets what it held."""
+        with self._lock:
+            if placed.done:
+                return
+            placed.done = True
+            self._settle(self._hosts.get(placed.host), placed, None if failed else placed.key)
+
+    def _settle(self, h: Optional[_Host], placed: Placed, key: Optional[PromptKey]) -> None:
+        e = placed._entry
+        if e is None:
+            return
+        e.busy = False
+        e.used = self.clock()
+        if h is None or not e.alive:
+            return
+        self._clear(h, e)
+        if key is not None:
+            self._fill(h, e, key.blocks, key.chars, key.block_chars, key.anchor, key.session)
+            self._trim(h, keep=e)
+
+    # ----------------------------------------------------------------------------------- feedback
+
+    def observe(self, placed: Placed, feedback: Feedback) -> Correction:
+        """Compare the predicted reuse with what the host reported; learn the prefill rate; correct the
+        shadow where the answer contradicts it. Call once per placement, before or after complete()."""
+        with self._lock:
+            if placed.observed:
+                return Correction("none", placed.fraction, None)
+            placed.observed = True
+            return self._observe(placed, feedback)
+
+    def _observe(self, placed: Placed, fb: Feedback) -> Correction:
+        host, model, key = placed.host, placed.model, placed.key
+        chars = key.chars
+        p = placed.fraction
+        h = self._hosts.get(host)
+        rate = self._rates.setdefault(host, {}).setdefault(model, _Rate())
+        count, dur, load, ttft = fb.prompt_eval_count, fb.prompt_eval_duration_s, fb.load_duration_s, fb.ttft_s
+        native = (isinstance(count, int) and count > 0 and isinstance(dur, (int, float)) and dur >= 0)
+        if load is not None and load > 0:
+            forgot = self._forget_model(h, model, keep=placed._entry) if h is not None else 0
+            if native and chars:
+                self._learn_cold(rate, count, dur, chars, 0.0)
+            corrected = forgot > 0 or placed.hit
+            return self._conclude(placed, h, "reloaded", p, 0.0, forgot, corrected)
+        if native:
+            observed = self._observed_share(rate, count, dur, chars)
+            if p <= COLD_MAX_FRACTION:
+                if observed is not None and observed >= p + 0.5 and count >= MIN_SAMPLE_TOKENS:
+                    return self._conclude(placed, h, "unexpected", p, observed, 0, True)
+                if count >= MIN_SAMPLE_TOKENS and chars:
+                    self._learn_cold(rate, count, dur, chars, p)
+                    return self._conclude(placed, h, "cold", p, observed, 0, False)
+                return self._conclude(placed, h, "none", p, observed, 0, False)
+            return self._judge(placed, h, p, observed)
+        if isinstance(ttft, (int, float)) and ttft >= 0 and chars:
+            own = rate.per_char()
+            if p <= COLD_MAX_FRACTION:
+                if rate.spt is None and chars >= TTFT_MIN_CHARS:  # no native measurement: the TTFT bounds it
+                    rate.ttft_spc = _ewma(rate.ttft_spc, ttft / (chars * (1.0 - p)))
+                    rate.ttft_n += 1
+                    self._rate_version += 1
+                    return self._conclude(placed, h, "cold", p, None, 0, False)
+                return self._conclude(placed, h, "none", p, None, 0, False)
+            if own is not None and chars * own >= TTFT_MIN_COLD_S:
+                cold = chars * own
+                observed = max(0.0, min(1.0, 1.0 - ttft / cold))
+                return self._judge(placed, h, p, observed)
+            return self._conclude(placed, h, "unverified", p, None, 0, False)
+        return self._conclude(placed, h, "none", p, None, 0, False)
+
+    def _judge(self, placed: Placed, h: Optional[_Host], p: float, observed: Optional[float]) -> Correction:
+        """Reuse was predicted: did the host show it?"""
+        if observed is None:
+            return self._conclude(placed, h, "unverified", p, None, 0, False)
+        if p >= LOST_MIN_PREDICTED and observed < p / 4:
+            forgot = self._forget_model(h, placed.model, keep=placed._entry) if h is not None else 0
+            return self._conclude(placed, h, "lost", p, observed, forgot, True)
+        return self._conclude(placed, h, "confirmed", p, observed, 0, False)
+
+    def _conclude(self, placed: Placed, h: Optional[_Host], kind: str, p: float, observed: Optional[float],
+                  forgot: int, corrected: bool) -> Correction:
+        if h is not None:
+            if kind in ("lost", "reloaded") and placed.hit:
+                placed.hit = False
+                h.hits -= 1
+            elif kind == "unexpected" and not placed.hit:
+                placed.hit = True
+                h.hits += 1
+            elif kind == "confirmed":
+                h.confirmed_hits += 1
+            if corrected:
+                h.corrections += 1
+        if kind in ("lost", "reloaded"):
+            placed.observed_chars = 0
+        elif observed is not None and kind in ("confirmed", "unexpected"):
+            placed.observed_chars = int(round(observed * placed.key.chars))
+        if placed.done and h is not None:  # completed before this answer was read: re-credit
+            credit = self._prefill_s(placed.host, placed.model, self._reused(placed))
+            h.saved_s += credit - placed.credited_s
+            placed.credited_s = credit
+        return Correction(kind, p, observed, forgot, corrected)
+
+    @staticmethod
+    def _observed_share(rate: _Rate, count: int, dur: float, chars: int) -> Optional[float]:
+        if rate.spt is None or rate.spt <= 0:
+            return None
+        if rate.tpc is not None and chars and count < 0.5 * rate.tpc * chars:
+            # the count covers only the newly evaluated tokens (some Ollama versions): compare it with the
+            # whole prompt's expected count
+            return max(0.0, min(1.0, 1.0 - count / (rate.tpc * chars)))
+        return max(0.0, min(1.0, 1.0 - (dur / rate.spt) / count))
+
+    def _learn_cold(self, rate: _Rate, count: int, dur: float, chars: int, p: float) -> None:
+        rate.tpc = _ewma(rate.tpc, count / chars)
+        new_tokens = count * (1.0 - p)
+        if new_tokens > 0 and dur > 0:
+            rate.spt = _ewma(rate.spt, dur / new_tokens)
+        rate.cold += 1
+        self._rate_version += 1
+
+    @staticmethod
+    def _reused(placed: Placed) -> int:
+        return placed.observed_chars if placed.observed_chars is not None else placed.match.cached_chars
+
+    # ----------------------------------------------------------------------------------- forgetting
+
+    def drop_host(self, host: str) -> None:
+        """The host restarted, left, or came back after a restart: it remembers nothing. (Counters and the
+        measured prefill rate stay: they describe the machine, not its cache.)"""
+        with self._lock:
+            h = self._hosts.get(host)
+            if h is not None:
+                for model in list(h.models):
+                    self._forget_model(h, model, keep=None)
+
+    def drop_model(self, host: str, model: str) -> None:
+        """The model was unloaded or reloaded on the host (load_duration > 0): its slots hold nothing."""
+        with self._lock:
+            h = self._hosts.get(host)
+            if h is not None:
+                self._forget_model(h, model, keep=None)
+
+    def forget_host(self, host: str) -> None:
+        """The host was removed from the cluster: drop everything, counters and rates included."""
+        with self._lock:
+            h = self._hosts.pop(host, None)
+            if h is not None:
+                for entries in h.models.values():
+                    for e in entries:
+                        e.alive = False
+                for d in h.displaced:
+                    d.alive = False
+            if self._rates.pop(host, None) is not None:
+                self._rate_version += 1
+
+    def _forget_model(self, h: _Host, model: str, keep: Optional[_Entry]) -> int:
+        forgot = 0
+        entries = h.models.get(model)
+        if entries is not None:
+            for e in entries:
+                if e is not keep and e.blocks is not None:
+                    self._clear(h, e)
+                    forgot += 1
+            if keep is None and not any(e.busy for e in entries):
+                for e in entries:
+                    e.alive = False
+                del h.models[model]
+        for d in [d for d in h.displaced if d.model == model]:
+            self._remove_displaced(h, d)
+            forgot += 1
+        return forgot
+
+    # ----------------------------------------------------------------------------------- storage
+
+    def _fill(self, h: _Host, e: _Entry, blocks: Any, chars: int, bc: int, anchor: int,
+              session: Optional[str]) -> None:
+        cap = self.settings.max_blocks_per_host
+        if len(blocks) > cap:  # a prefix of chained blocks is itself a valid (shorter) prompt
+            blocks = blocks[:cap]
+            chars = cap * bc
+        e.blocks, e.chars, e.bc, e.anchor, e.session = blocks, chars, bc, anchor, session
+        h.nblocks += len(blocks)
+
+    def _clear(self, h: _Host, e: _Entry) -> None:
+        if e.blocks is not None:
+            h.nblocks -= len(e.blocks)
+            e.blocks = None
+            e.chars = 0
+
+    def _add_displaced(self, h: _Host, d: _Entry) -> None:
+        if not len(d.blocks):
+            self._clear(h, d)
+            return
+        h.displaced[d] = None
+        h.dindex.setdefault((d.model, d.blocks[0]), {})[d] = None
+        limit = self.settings.displaced_per_host
+        while len(h.displaced) > limit:
+            self._remove_displaced(h, next(iter(h.displaced)))
+
+    def _remove_displaced(self, h: _Host, d: _Entry) -> None:
+        if d in h.displaced:
+            del h.displaced[d]
+            k = (d.model, d.blocks[0])
+            bucket = h.dindex.get(k)
+            if bucket is not None:
+                bucket.pop(d, None)
+                if not bucket:
+                    del h.dindex[k]
+            d.alive = False
+            self._clear(h, d)
+
+    def _trim(self, h: _Host, keep: Optional[_Entry] = None) -> None:
+        """Bound the blocks kept for the host: least recently used first, displaced prompts before slots."""
+        cap = self.settings.max_blocks_per_host
+        while h.nblocks > cap and h.displaced:
+            self._remove_displaced(h, next(iter(h.displaced)))
+        if h.nblocks > cap:
+            idle = sorted((e for entries in h.models.values() for e in entries
+                           if e.blocks is not None and not e.busy and e is not keep), key=lambda e: e.used)
+            for e in idle:
+                if h.nblocks <= cap:
+                    break
+                self._clear(h, e)
+
+    def _resize(self, h: _Host, entries: list[_Entry], n: int, model: str) -> None:
+        """The model has n slots: add empty ones, drop idle ones beyond n (from the end)."""
+        while len(entries) < n:
+            entries.append(_Entry(model))
+        while len(entries) > n and not entries[-1].busy:
+            e = entries.pop()
+            self._clear(h, e)
+            e.alive = False
+
+    # ----------------------------------------------------------------------------------- prefill rate
+
+    def prefill_s(self, host: str, model: str, uncached_chars: int) -> float:
+        """Seconds the host would take to evaluate this many uncached characters of a prompt for `model`:
+        its measured rate, else its other models', else the mean of the measured hosts, else the default."""
+        with self._lock:
+            return self._prefill_s(host, model, uncached_chars)
+
+    def _prefill_s(self, host: str, model: str, chars: int) -> float:
+        if chars <= 0:
+            return 0.0
+        return chars * self._per_char(host, model)
+
+    def _per_char(self, host: str, model: str) -> float:
+        models = self._rates.get(host)
+        if models:
+            r = models.get(model)
+            own = r.per_char() if r is not None else None
+            if own is not None:
+                return own
+            mean = _host_mean(models)
+            if mean is not None:
+                return mean
+        cached = self._global_rate
+        if cached is None or cached[0] != self._rate_version:
+            means = [m for m in map(_host_mean, self._rates.values()) if m is not None]
+            cached = self._global_rate = (self._rate_version, sum(means) / len(means) if means else None)
+        if cached[1] is not None:
+            return cached[1]
+        return self.settings.default_prefill_s_per_kchar / 1000.0
+
+    def prefill_rate(self, host: str) -> Optional[float]:
+        """The host's measured prefill rate in seconds per 1,000 characters (mean over its models), or None."""
+        with self._lock:
+            mean = _host_mean(self._rates.get(host) or {})
+            return mean * 1000.0 if mean is not None else None
+
+    # ----------------------------------------------------------------------------------- views
+
+    def host_view(self, host: str) -> dict:
+        """What the shadow holds for a host and how placing by it went (the CacheView fields, and more)."""
+        with self._lock:
+            h = self._hosts.get(host)
+            mean = _host_mean(self._rates.get(host) or {})
+            rate = mean * 1000.0 if mean is not None else None
+            if h is None:
+                return dict(entries=0, blocks=0, bytes=0, hits=0, placements=0, hit_rate=None, predicted_hits=0,
+                            confirmed_hits=0, corrections=0, prefill_saved_s=0.0, prefill_s_per_kchar=rate,
+                            displaced=0, busy=0)
+            entries = busy = 0
+            size = sys.getsizeof(h) + sys.getsizeof(h.models) + sys.getsizeof(h.displaced) + sys.getsizeof(h.dindex)
+            for slots in h.models.values():
+                size += sys.getsizeof(slots)
+                for e in slots:
+                    size += sys.getsizeof(e)
+                    busy += e.busy
+                    if e.blocks is not None:
+                        entries += 1
+                        size += sys.getsizeof(e.blocks)
+            for d in h.displaced:
+                size += sys.getsizeof(d) + sys.getsizeof(d.blocks)
+            size += sum(sys.getsizeof(b) for b in h.dindex.values())
+            return dict(entries=entries, blocks=h.nblocks, bytes=size, hits=h.hits, placements=h.placements,
+                        hit_rate=h.hits / h.placements if h.placements else None, predicted_hits=h.predicted_hits,
+                        confirmed_hits=h.confirmed_hits, corrections=h.corrections, prefill_saved_s=h.saved_s,
+                        prefill_s_per_kchar=rate, displaced=len(h.displaced), busy=busy)
+
+    def cache_view(self, host: str) -> CacheView:
+        """host_view as the snapshot's CacheView."""
+        v = self.host_view(host)
+        return CacheView(hit_rate=v["hit_rate"], prefill_saved_s=v["prefill_saved_s"], entries=v["entries"],
+                         blocks=v["blocks"], bytes=v["bytes"], prefill_s_per_kchar=v["prefill_s_per_kchar"],
+                         predicted_hits=v["predicted_hits"], confirmed_hits=v["confirmed_hits"],
+                         corrections=v["corrections"])
+
+    def slot_contents(self, host: str, model: str) -> list[Optional[tuple[int, int]]]:
+        """Per slot of `model` on `host`: (chars, last block hash) of what it holds, or None (empty, busy or
+        unknown). For tests and the dashboard's detail view."""
+        with self._lock:
+            h = self._hosts.get(host)
+            if h is None:
+                return []
+            return [(e.chars, e.blocks[-1]) if e.blocks is not None and len(e.blocks) else None
+                    for e in h.models.get(model, _EMPTY)]
+
+
+def _nslots(slots: Optional[int]) -> int:
+    """Slots of a model on a host: None (not configured) means Ollama's default, 1."""
+    if slots is None:
+        return 1
+    try:
+        return max(1, int(slots))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _host_mean(models: Mapping[str, _Rate]) -> Optional[float]:
+    rates = [r for r in (m.per_char() for m in models.values()) if r is not None]
+    return sum(rates) / len(rates) if rates else None
