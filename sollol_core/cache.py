@@ -31,6 +31,10 @@ from .canonical import PromptKey, _common_blocks
 from .config import CacheSettings
 from .snapshot import CacheView
 
+# Ollama 0.5.4 reports a load_duration on every answer, ~0.15 s on this CPU with the model loaded (its
+# scheduling), and seconds for a real load: only this much counts as a reload. A quicker reload shows as
+# reuse predicted and none observed ("lost"), which forgets the same slots.
+RELOAD_MIN_S = 1.0
 RATE_ALPHA = 0.2  # weight of a new sample in the prefill-rate EWMAs
 COLD_MAX_FRACTION = 0.25  # an evaluation predicted to reuse at most this share counts as a cold sample
 LOST_MIN_PREDICTED = 0.3  # a prediction at least this large that the host contradicts means the cache was lost
@@ -371,7 +375,7 @@ class CacheShadow:
         rate = self._rates.setdefault(host, {}).setdefault(model, _Rate())
         count, dur, load, ttft = fb.prompt_eval_count, fb.prompt_eval_duration_s, fb.load_duration_s, fb.ttft_s
         native = (isinstance(count, int) and count > 0 and isinstance(dur, (int, float)) and dur >= 0)
-        if load is not None and load > 0:
+        if load is not None and load >= RELOAD_MIN_S:
             forgot = self._forget_model(h, model, keep=placed._entry) if h is not None else 0
             if native and chars:
                 self._learn_cold(rate, count, dur, chars, 0.0)
