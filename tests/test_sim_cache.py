@@ -270,6 +270,7 @@ def test_busy_500(make, http):
     r = http.post(node.url("/v1/chat/completions"), json={"model": MODEL, "messages": convo("s", "q")})
     assert r.status_code == 500 and r.json()["error"]["message"] == "no slots available"
     assert http.get(node.url("/api/tags")).status_code == 200
+    assert http.post(node.url("/api/show"), json={"model": MODEL}).status_code == 200  # takes no slot
     node.sim.busy_500 = False
     assert node.chat(convo("s", "q"))["done"] is True
 

@@ -38,7 +38,7 @@ class SimNode:
       fail_mid_stream        the connection drops after the first chunk (or before a whole answer)
       error_line_mid_stream  a 200 stream that ends with an {"error": ...} line after the first chunk, as
                              Ollama when its runner dies (a whole answer: 500 with that text)
-      busy_500               500 {"error": "no slots available"}
+      busy_500               500 {"error": "no slots available"} where a request would take a slot
       load_failure           a model name that cannot be loaded: requests for it get 500 with Ollama's
                              out-of-memory text, and it leaves the loaded list (it is unloaded if loaded)
     """
@@ -177,6 +177,12 @@ class SimNode:
             raise
         self._finish_load(norm)
 
+    async def admit(self, norm: str) -> int:
+        """Before a request takes a slot: busy_500, then the model's load (see ensure_loaded)."""
+        if self.busy_500:
+            raise SimError(500, NO_SLOTS)
+        return await self.ensure_loaded(norm)
+
     async def ensure_loaded(self, norm: str) -> int:
         """Load the model when it is not loaded (one load however many wait for it); the ns this request
         waited for a load, 0 when it was loaded. A load empties the model's slot caches."""
@@ -249,8 +255,6 @@ class SimNode:
         """Failure injection for the endpoints that do work (not version/tags/ps)."""
         if self.hang:
             await asyncio.get_running_loop().create_future()  # until cancelled: client gone or stop()
-        if self.busy_500:
-            raise SimError(500, NO_SLOTS)
         rate = self.failure_rate
         if rate > 0 and self._rng.random() < rate:
             raise SimError(500, "simulated failure")

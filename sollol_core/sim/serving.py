@@ -59,7 +59,7 @@ async def serve(node: "SimNode", request: web.Request, t0: int, norm: str, promp
                 stream: bool, frames: Frames) -> web.StreamResponse:
     """Serve a token answer under one slot of the model: streamed chunk by chunk, or whole at the end."""
     spec = node.spec
-    load_ns = await node.ensure_loaded(norm)
+    load_ns = await node.admit(norm)
     pool = node.pool(norm)
     slot, reused = await pool.acquire(prompt.text)
     try:
@@ -121,7 +121,7 @@ async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[
     """Vectors for texts under one slot of the model; (vectors, total_ns, load_ns). The slot's cache is
     left as it was."""
     spec = node.spec
-    load_ns = await node.ensure_loaded(norm)
+    load_ns = await node.admit(norm)
     pool = node.pool(norm)
     slot, _ = await pool.acquire("")
     try:
@@ -139,7 +139,7 @@ async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[
 
 async def hold(node: "SimNode", norm: str, seconds: float) -> int:
     """Hold a slot of the model for a fixed service time (transcriptions); returns load_ns."""
-    load_ns = await node.ensure_loaded(norm)
+    load_ns = await node.admit(norm)
     pool = node.pool(norm)
     slot, _ = await pool.acquire("")
     try:
