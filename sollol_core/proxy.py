@@ -32,7 +32,7 @@ from .executors import Executor, UpstreamFailure
 from .hosts import HostRegistry
 from .metrics import Metrics
 from .outcome import Verdict, classify
-from .relay import RelayResponse, StreamState, relay, usage_from
+from .relay import CHAT_ENDPOINTS, AnswerText, RelayResponse, StreamState, answer_of, relay, usage_from
 from .request import Call
 from .routing import NoHostForModel
 from .slots import SlotTable
@@ -183,7 +183,10 @@ class Proxy:
                     if not call.stream:
                         body = await resp.read()
                         usage = usage_from(body)
-                        self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage)
+                        answer = answer_of(body) if lease.placed is not None and call.endpoint in CHAT_ENDPOINTS \
+                            else None
+                        self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage,
+                                          answer=answer)
                         self.books.record(call, started, resp.status, host, attempt - 1, usage.eval_count,
                                           lease=lease)
                         return Response(body, status_code=resp.status, media_type=resp.content_type)
@@ -202,6 +205,8 @@ class Proxy:
                     self.metrics.ttft.labels(call.endpoint).observe(ttft)
                     handed_off = True  # the stream owns the response, the lease and the in-flight count now
                     state = StreamState(tail=first)
+                    if lease.placed is not None and call.endpoint in CHAT_ENDPOINTS:
+                        state.answer = AnswerText()
                     retries = attempt - 1
                     return RelayResponse(
                         relay(call, host, chunks, first, state, self._broke),
@@ -258,7 +263,8 @@ class Proxy:
         if state.complete and state.host_error is None:
             usage = usage_from(state.tail)
             tokens = usage.eval_count
-            self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage, ttft_s=ttft)
+            self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage, ttft_s=ttft,
+                              answer=state.answer.text if state.answer is not None else None)
         elif state.complete:  # the host sent an error line inside its 200 stream
             self.books.stream_error(host, state.host_error)  # type: ignore[arg-type]
             self.books.settle(lease, FAILED)

@@ -73,6 +73,92 @@ def usage_from(payload: bytes) -> Usage:
     return Usage()
 
 
+ANSWER_MAX_CHARS = 65536  # longer answers are not followed (the prompt's own blocks still are)
+CHAT_ENDPOINTS = ("/api/chat", "/v1/chat/completions", "/v1/messages", "/v1/responses")
+
+
+def _delta(data: dict) -> Optional[str]:
+    """The text one frame of a streamed chat answer adds (Ollama, OpenAI, Anthropic, Responses)."""
+    msg = data.get("message")
+    if isinstance(msg, dict):
+        text = msg.get("content")
+        return text if isinstance(text, str) else None
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        part = choices[0].get("delta") or choices[0].get("message")
+        text = part.get("content") if isinstance(part, dict) else None
+        return text if isinstance(text, str) else None
+    kind = data.get("type")
+    if kind == "content_block_delta" and isinstance(data.get("delta"), dict):
+        text = data["delta"].get("text")
+        return text if isinstance(text, str) else None
+    if kind == "response.output_text.delta":
+        text = data.get("delta")
+        return text if isinstance(text, str) else None
+    return None
+
+
+def answer_of(body: bytes) -> Optional[str]:
+    """The assistant text of a whole (non-streamed) chat answer in any of the four shapes."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    text = _delta(data)
+    if text is not None:
+        return text
+    content = data.get("content")  # Anthropic
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    output = data.get("output")  # Responses
+    if isinstance(output, list):
+        return "".join(part.get("text", "") for item in output if isinstance(item, dict)
+                       for part in item.get("content") or () if isinstance(part, dict)
+                       and part.get("type") == "output_text")
+    return None
+
+
+class AnswerText:
+    """Collects the assistant text of a streamed chat answer (bounded), so the cache shadow can hold the
+    prompt plus the answer, as the host's slot does, and the next turn matches all of it."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self._rest = b""
+        self.overflow = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.overflow:
+            return
+        data = self._rest + chunk
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            line = line.strip()
+            if line.startswith(b"data:"):
+                line = line[5:].strip()
+            if not line.startswith(b"{"):
+                continue
+            try:
+                frame = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            text = _delta(frame) if isinstance(frame, dict) else None
+            if text:
+                self.parts.append(text)
+                self.size += len(text)
+                if self.size > ANSWER_MAX_CHARS:
+                    self.overflow = True
+                    return
+
+    @property
+    def text(self) -> Optional[str]:
+        return None if self.overflow or not self.parts else "".join(self.parts)
+
+
 @dataclass
 class StreamState:
     tail: bytes  # the end of the answer so far (for the final frames' usage)
@@ -80,6 +166,7 @@ class StreamState:
     error: Optional[str] = None  # a failure after the first byte (ours: the host broke off)
     status: int = 200
     host_error: Optional[str] = None  # an error line the host sent inside its 200 stream
+    answer: Optional[AnswerText] = None  # the answer's text, followed for the cache shadow
 
 
 def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, state: StreamState,
@@ -88,8 +175,11 @@ def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, sta
 
     async def gen() -> AsyncIterator[bytes]:
         try:
+            answer = state.answer
             if first:
                 _look_for_error(first, state)
+                if answer is not None:
+                    answer.feed(first)
                 yield first
             while True:
                 try:
@@ -99,6 +189,8 @@ def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, sta
                 state.tail = (state.tail + chunk)[-TAIL_BYTES:]  # the final line may be split across reads
                 if state.host_error is None:
                     _look_for_error(chunk, state)
+                if answer is not None:
+                    answer.feed(chunk)
                 yield chunk
             state.complete = True
         except UpstreamFailure as e:
