@@ -170,7 +170,7 @@ def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_
     assistant message) is cached up to its new user message."""
     from conftest import CHAT_MODEL, settled
 
-    sim = sim_cluster(n=1)
+    sim = sim_cluster(n=1, tokens=60)  # an answer of ~400 characters: several blocks
     sollol = gateway(sim.addresses)
     http = client(sollol)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "first question"}]
@@ -183,5 +183,6 @@ def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_
     key = prompt_key("/api/chat", {"model": CHAT_MODEL, "messages": messages})
     m = sollol.shadow.match(sim.addresses[0], key, 1)
     without_answer = prompt_key("/api/chat", {"model": CHAT_MODEL, "messages": messages[:2]})
-    assert m.cached_chars > without_answer.chars  # the answer is part of what the slot holds
+    # the answer is part of what the slot holds: without it the match would end inside the first prompt
+    assert m.cached_chars > without_answer.chars + 128
     assert key.chars - m.cached_chars < 150  # only the new user message (and a partial block) is not
