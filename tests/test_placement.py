@@ -186,3 +186,27 @@ def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_
     # the answer is part of what the slot holds: without it the match would end inside the first prompt
     assert m.cached_chars > without_answer.chars + 128
     assert key.chars - m.cached_chars < 150  # only the new user message (and a partial block) is not
+
+
+def test_a_host_restart_or_unload_clears_its_shadow(sim_cluster, gateway, client):
+    from conftest import CHAT_MODEL, settled, wait_until
+
+    sim = sim_cluster(n=1)
+    sollol = gateway(sim.addresses, unhealthy_recheck_interval=0.2)
+    http = client(sollol)
+    host = sim.addresses[0]
+    chat = {"model": CHAT_MODEL, "messages": conversation(1), "stream": False}
+    assert http.post("/api/chat", json=chat).status_code == 200
+    settled(sollol)
+    assert sollol.shadow.host_view(host)["entries"] == 1
+    sim.kill(0)
+    assert http.post("/api/chat", json=chat).status_code in (502, 503)
+    sim.revive(0)  # a restarted Ollama: nothing loaded, nothing cached
+    wait_until(lambda: sollol.registry.get(host).state.value == "healthy", what="the host to be re-admitted")
+    assert sollol.shadow.host_view(host)["entries"] == 0
+    assert http.post("/api/chat", json=chat).status_code == 200
+    settled(sollol)
+    assert sollol.shadow.host_view(host)["entries"] == 1
+    # an unload seen by the adaptive round (/api/ps no longer lists it) forgets that model's slots
+    sollol.registry.update_models(host, [CHAT_MODEL + ":latest"], [])
+    assert sollol.shadow.host_view(host)["entries"] == 0
