@@ -1,7 +1,8 @@
 """Forwarding one client request to the best host, with retries and streaming.
 
 Rules (DESIGN.md): a request that fails before its first byte reached the client is retried on another
-host; after the first byte the stream ends with an Ollama-style error line, never silently.
+host; after the first byte the stream ends with an error line or frame in the API's own shape, never
+silently. The gateway's own answers (no host, model not found) take the shape of the call's API family.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from . import api_errors
 from .adaptive import ModelListRefresher
 from .config import SollolConfig
 from .executors import Executor, ExecutorFailure, UpstreamFailure, UpstreamResponse
@@ -26,10 +28,6 @@ from .routing import NoHostForModel, Router
 from .snapshot import RequestRecord
 
 log = logging.getLogger("sollol.proxy")
-
-
-def error_response(status: int, message: str) -> Response:
-    return Response(orjson.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
 def _usage_from(payload: bytes) -> tuple[Optional[int], Optional[float]]:
@@ -79,12 +77,14 @@ class Proxy:
                                         host=host, status=status, latency_ms=round(elapsed * 1000, 2),
                                         tokens=tokens, retries=retries, error=error))
 
-    def reject(self, endpoint: str, status: int, message: str) -> Response:
-        """Bad input answered by the gateway itself: counted and logged like any request, then answered."""
+    def reject(self, endpoint: str, status: int, message: str,
+               headers: Optional[dict[str, str]] = None) -> Response:
+        """Bad input answered by the gateway itself: counted and logged like any request, then answered
+        in the error shape of the endpoint's API family."""
         self.metrics.observe(endpoint, status, 0.0)
         self.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model="", host="", status=status,
                                         latency_ms=0.0, tokens=None, retries=0, error=message))
-        return error_response(status, message)
+        return api_errors.error_response(api_errors.api_for_path(endpoint), status, message, headers=headers)
 
     def _fail_host(self, host: str, error: str | UpstreamFailure, started: float) -> None:
         if isinstance(error, ExecutorFailure):  # e.g. a Ray actor died: retry, but the host is not at fault
@@ -96,8 +96,7 @@ class Proxy:
         log.warning("host %s failed: %s", host, error)
 
     def _error_line(self, call: Call, message: str) -> bytes:
-        payload = orjson.dumps({"error": message})
-        return b"data: " + payload + b"\n\n" if call.sse else payload + b"\n"
+        return api_errors.stream_error_frame(call.api, call.sse, message)
 
     # forwarding -----------------------------------------------------------------------------------
     async def forward_to(self, host: str, call: Call) -> Response:
@@ -148,7 +147,7 @@ class Proxy:
             if order is None:
                 msg = f"model '{call.model}' not found on any host"
                 self._finish(call, started, 404, "", attempt, error=msg)
-                return error_response(404, msg)
+                return api_errors.error_response(call.api, 404, msg)
             if not order and tried - no_model:
                 # every candidate failed once: wait (backoff), then give them another chance
                 await asyncio.sleep(self.config.retry_backoff_multiplier * (2 ** (attempt - 1)))
@@ -165,7 +164,7 @@ class Proxy:
             ended = False
             try:
                 resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
-                                                stream=call.stream)
+                                                stream=call.stream, content_type=call.content_type)
             except UpstreamFailure as e:
                 self.registry.end(host)
                 self._fail_host(host, e, attempt_started)
@@ -233,10 +232,10 @@ class Proxy:
             msg = (f"no available host for model '{call.model}'" if call.model else "no available host") + \
                 "; check `curl /api/stats` and that your Ollama servers are running"
             self._finish(call, started, 503, "", 0, error=msg)
-            return error_response(503, msg)
+            return api_errors.error_response(call.api, 503, msg)
         msg = f"all attempts failed ({len(tried)} host(s) tried); last error: {last_error}"
         self._finish(call, started, last_status, "", len(tried), error=msg)
-        return error_response(last_status, msg)
+        return api_errors.error_response(call.api, last_status, msg)
 
     async def _relay(self, call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes,
                      attempt_started: float, state: "_StreamState") -> AsyncIterator[bytes]:
