@@ -1,0 +1,277 @@
+"""SimNode: one simulated Ollama server (an aiohttp app on 127.0.0.1) and the state it keeps: models on
+disk and loaded, slots per model with their caches, blobs, and the failure switches tests flip.
+
+The endpoints live in their own modules (info, native, openai, responses, anthropic, management); each
+handler is a function of (node, request) listed in its module's ROUTES. This module is the plumbing they
+share: lifecycle, error shapes, request bodies, failure injection, model lookup, loading and slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Any, Awaitable, Callable, Optional
+
+import orjson
+from aiohttp import web
+
+from . import anthropic, info, management, native, openai, responses
+from .metadata import is_embedding_model, norm as norm_name
+from .slots import SlotPool, SlotState
+from .spec import SimNodeSpec
+from .wire import NO_MEMORY, NO_SLOTS, Abort, Family, SimError, error_body, json_response
+
+RECEIVED_MAX = 1000
+_MODULES = (info, native, openai, responses, anthropic, management)
+
+Handler = Callable[["SimNode", web.Request], Awaitable[web.StreamResponse]]
+
+
+class SimNode:
+    """One simulated Ollama server. ``start``/``stop`` run in the caller's event loop.
+
+    Failure switches, settable from any thread while it runs:
+      hang                   work endpoints never answer (until the client goes away or stop())
+      failure_rate           probability of 500 {"error": "simulated failure"} (seeded RNG)
+      fail_mid_stream        the connection drops after the first chunk (or before a whole answer)
+      error_line_mid_stream  a 200 stream that ends with an {"error": ...} line after the first chunk, as
+                             Ollama when its runner dies (a whole answer: 500 with that text)
+      busy_500               500 {"error": "no slots available"}
+      load_failure           a model name that cannot be loaded: requests for it get 500 with Ollama's
+                             out-of-memory text, and it leaves the loaded list (it is unloaded if loaded)
+    """
+
+    def __init__(self, spec: SimNodeSpec) -> None:
+        self.spec = spec
+        self.address = ""
+        self.received: list[tuple[str, dict]] = []
+        self.requests_served = 0
+        self.in_flight = 0  # requests being handled now (queued or in service)
+        self.hang = False
+        self.fail_mid_stream = False
+        self.error_line_mid_stream = False
+        self.busy_500 = False
+        self.load_failure: Optional[str] = None
+        self.failure_rate = spec.failure_rate
+        self.models: list[str] = [norm_name(m) for m in spec.models]
+        self.loaded: list[str] = [norm_name(m) for m in (spec.models if spec.loaded is None else spec.loaded)]
+        self.blobs: dict[str, int] = {}  # "sha256:<hex>" -> size in bytes, as /api/blobs stored them
+        self._rng = random.Random(spec.seed)
+        self._port = spec.port
+        self._runner: Optional[web.AppRunner] = None
+        self._pools: dict[str, SlotPool] = {}
+        self._loading: dict[str, asyncio.Task] = {}
+        self._ids = 0
+        self.listing_cache: tuple[tuple[str, ...], bytes, bytes] = ((), b"", b"")
+        self.version_body = orjson.dumps({"version": "0.5.4-sim"})
+        n = max(0, spec.tokens)
+        self.pieces = tuple(f"[{spec.name}] tok0" if i == 0 else f" tok{i}" for i in range(n))
+        self.json_piece = json.dumps({"node": spec.name})  # the content answered for a "format" request
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 (the same port again after a stop)."""
+        if self._runner is not None:
+            return
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        for module in _MODULES:
+            for method, path, fn, family in module.ROUTES:
+                handler = self._wrap(fn, family)
+                if method == "GET":
+                    app.router.add_get(path, handler)  # HEAD too, with no body
+                else:
+                    app.router.add_route(method, path, handler)
+        # handler_cancellation: a client that goes away cancels its handler and frees its slot
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self._port, backlog=1024)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+        self.address = f"127.0.0.1:{self._port}"
+
+    async def stop(self) -> None:
+        """Close the listener and every open connection, like a killed process."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        server = runner.server
+        if server is not None:
+            for conn in server.connections:
+                if conn.transport is not None:
+                    conn.transport.abort()
+        await runner.cleanup()
+
+    def forget_runtime_state(self) -> None:
+        """What a restarted Ollama forgets: loaded models and every slot's cache (models and blobs on disk stay)."""
+        self.loaded = []
+        self._pools = {}
+        for task in self._loading.values():
+            task.cancel()
+        self._loading = {}
+
+    # -- slots and loading -----------------------------------------------------------------
+
+    def _slots_for(self, norm: str) -> int:
+        if self.spec.num_parallel is None:
+            return max(1, self.spec.capacity)
+        return 1 if is_embedding_model(norm) else self.spec.num_parallel
+
+    def pool(self, norm: str) -> SlotPool:
+        pool = self._pools.get(norm)
+        if pool is None:
+            pool = self._pools[norm] = SlotPool(self._slots_for(norm), self.spec.cache_mode, self.spec.max_queue)
+        return pool
+
+    def slot_states(self, model: str) -> list[SlotState]:
+        """Each slot of a model: cached characters, busy, last used (time.monotonic()). For tests; read-only."""
+        norm = norm_name(model)
+        pool = self._pools.get(norm)
+        if pool is None:
+            return [SlotState(i, 0, False, 0.0) for i in range(self._slots_for(norm))]
+        return pool.states()
+
+    def unload(self, norm: str) -> None:
+        if norm in self.loaded:
+            self.loaded.remove(norm)
+        pool = self._pools.get(norm)
+        if pool is not None:
+            pool.clear()
+
+    def _finish_load(self, norm: str) -> None:
+        self._loading.pop(norm, None)
+        pool = self._pools.get(norm)
+        if pool is not None:
+            pool.clear()
+        if norm not in self.loaded:
+            self.loaded.append(norm)
+
+    async def _load(self, norm: str) -> None:
+        try:
+            await asyncio.sleep(self.spec.load_ms / 1000.0)
+        except asyncio.CancelledError:
+            self._loading.pop(norm, None)
+            raise
+        self._finish_load(norm)
+
+    async def ensure_loaded(self, norm: str) -> int:
+        """Load the model when it is not loaded (one load however many wait for it); the ns this request
+        waited for a load, 0 when it was loaded. A load empties the model's slot caches."""
+        failing = self.load_failure
+        if failing and norm_name(failing) == norm:
+            self.unload(norm)
+            raise SimError(500, NO_MEMORY)
+        if norm in self.loaded:
+            return 0
+        t = time.monotonic_ns()
+        task = self._loading.get(norm)
+        if task is None:
+            if self.spec.load_ms <= 0:
+                self._finish_load(norm)
+                return max(1, time.monotonic_ns() - t)
+            task = self._loading[norm] = asyncio.get_running_loop().create_task(self._load(norm))
+        await asyncio.shield(task)
+        return max(1, time.monotonic_ns() - t)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _wrap(self, fn: Handler, family: Family) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            self.in_flight += 1
+            try:
+                try:
+                    resp = await fn(self, request)
+                except SimError as exc:
+                    resp = json_response(error_body(family, exc.status, exc.message, exc.etype), exc.status)
+                self.requests_served += 1
+                return resp
+            except (Abort, ConnectionError):
+                # close() still flushes what was written (the first chunk); the response
+                # returned here can then no longer be sent, which aiohttp handles quietly
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response()
+            finally:
+                self.in_flight -= 1
+
+        return handler
+
+    def record(self, path: str, body: dict) -> None:
+        received = self.received
+        received.append((path, body))
+        if len(received) > RECEIVED_MAX:
+            del received[: len(received) - RECEIVED_MAX]
+
+    async def body(self, request: web.Request) -> dict:
+        """The JSON object body, recorded in ``received``; 400 for anything else."""
+        raw = await request.read()
+        if not raw:
+            raise SimError(400, "missing request body")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise SimError(400, f"invalid JSON body: {exc}") from None
+        if not isinstance(body, dict):
+            raise SimError(400, "request body must be a JSON object")
+        self.record(request.path, body)
+        return body
+
+    async def inject(self) -> None:
+        """Failure injection for the endpoints that do work (not version/tags/ps)."""
+        if self.hang:
+            await asyncio.get_running_loop().create_future()  # until cancelled: client gone or stop()
+        if self.busy_500:
+            raise SimError(500, NO_SLOTS)
+        rate = self.failure_rate
+        if rate > 0 and self._rng.random() < rate:
+            raise SimError(500, "simulated failure")
+
+    def model(self, body: dict, legacy_name: bool = False) -> tuple[str, str]:
+        """(name as requested, normalised name); 400 when absent, 404 when not on this node."""
+        name = body.get("model") or (body.get("name") if legacy_name else None)
+        if not isinstance(name, str) or not name.strip():
+            raise SimError(400, "model is required")
+        return name, self.known(name)
+
+    def known(self, name: str) -> str:
+        norm = norm_name(name)
+        if norm not in self.models:
+            raise SimError(404, f"model '{name}' not found")
+        return norm
+
+    def mark_loaded(self, norm: str) -> None:
+        if norm not in self.loaded:
+            self.loaded.append(norm)
+
+    def next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def pieces_for(self, limit: Any, json_mode: bool) -> tuple[tuple[str, ...], str]:
+        """The answer's pieces and done reason: the node's tokens, capped by limit ("length")."""
+        if json_mode:
+            return (self.json_piece,), "stop"
+        pieces = self.pieces
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < len(pieces):
+            return pieces[:limit], "length"
+        return pieces, "stop"
+
+
+__all__ = ["SimNode", "SimError", "Abort"]

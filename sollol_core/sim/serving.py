@@ -1,0 +1,144 @@
+"""How a request is served: wait for the model to load, take a slot, prefill what the slot does not
+hold, then answer token by token (streamed) or whole. The API modules only say how the bytes look
+(a ``Frames``); timing, slots, cache and the injected mid-stream failures are all here.
+
+Time to the first token = latency_ms + prefill (uncached characters x prefill_ms_per_kchar / 1000), plus
+the load when the model was not loaded; then one token every 1/tokens_per_s. With prefill_ms_per_kchar = 0
+and load_ms = 0 this is the simulator's original timing, to the millisecond.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, NamedTuple
+
+import orjson
+from aiohttp import web
+
+from .metadata import embedding
+from .render import Prompt
+from .wire import JSON, NDJSON, NL, RUNNER_GONE, Abort, SimError, Stats
+
+if TYPE_CHECKING:
+    from .node import SimNode
+
+
+class Answer(NamedTuple):
+    pieces: tuple[str, ...]  # what is sent, one piece per token
+    reason: str  # "stop", "length" (or an API's own word, chosen by its Frames)
+    cache_text: str  # what the slot holds after the prompt once answered (the answer as the next turn renders it)
+
+
+class Frames:
+    """How one API writes an answer. Subclasses fill in chunk/final/whole; the defaults are Ollama's NDJSON."""
+
+    stream_headers: dict = NDJSON
+    whole_headers: dict = JSON
+
+    def head(self) -> bytes:
+        """Written before the first token (SSE preambles such as message_start)."""
+        return b""
+
+    def chunk(self, piece: str) -> bytes:
+        raise NotImplementedError
+
+    def final(self, stats: Stats) -> bytes:
+        raise NotImplementedError
+
+    def whole(self, text: str, stats: Stats) -> bytes:
+        raise NotImplementedError
+
+    def error(self, message: str) -> bytes:
+        """An error after the stream began (Ollama: an {"error": ...} line in the 200 stream)."""
+        return orjson.dumps({"error": message}, option=NL)
+
+
+async def serve(node: "SimNode", request: web.Request, t0: int, norm: str, prompt: Prompt, answer: Answer,
+                stream: bool, frames: Frames) -> web.StreamResponse:
+    """Serve a token answer under one slot of the model: streamed chunk by chunk, or whole at the end."""
+    spec = node.spec
+    load_ns = await node.ensure_loaded(norm)
+    pool = node.pool(norm)
+    slot, reused = await pool.acquire(prompt.text)
+    try:
+        pieces = answer.pieces
+        interval = 1.0 / spec.tokens_per_s if spec.tokens_per_s > 0 else 0.0
+        latency = max(0.0, spec.latency_ms) / 1000.0
+        prefill = (len(prompt.text) - reused) * max(0.0, spec.prefill_ms_per_kchar) / 1e6
+        prompt_ns = int(prefill * 1e9)
+        eval_ns = max(1, int(len(pieces) * interval * 1e9))
+
+        def stats() -> Stats:
+            return Stats(time.monotonic_ns() - t0, load_ns, prompt.tokens, prompt_ns, len(pieces), eval_ns,
+                         answer.reason)
+
+        if not stream:
+            await asyncio.sleep(latency + prefill + len(pieces) * interval)
+            slot.cache = prompt.text + answer.cache_text
+            if node.fail_mid_stream:
+                raise Abort
+            if node.error_line_mid_stream:  # nothing sent yet: Ollama answers the error with a status
+                raise SimError(500, RUNNER_GONE)
+            return web.Response(body=frames.whole("".join(pieces), stats()), headers=frames.whole_headers)
+        loop = asyncio.get_running_loop()
+        if latency + prefill > 0:
+            await asyncio.sleep(latency + prefill)
+        slot.cache = prompt.text  # evaluated: kept even if the answer breaks off
+        resp = web.StreamResponse(headers=frames.stream_headers)
+        await resp.prepare(request)  # headers go out with the first chunk, as with Ollama
+        head = frames.head()
+        first = loop.time()
+        for i, piece in enumerate(pieces):
+            if i and interval:
+                delay = first + i * interval - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            data = frames.chunk(piece)
+            if head:
+                data, head = head + data, b""
+            await resp.write(data)
+            if node.fail_mid_stream:
+                raise Abort
+            if node.error_line_mid_stream:
+                await resp.write(frames.error(RUNNER_GONE))
+                await resp.write_eof()
+                return resp
+        slot.cache = prompt.text + answer.cache_text
+        await resp.write(head + frames.final(stats()))
+        await resp.write_eof()
+        return resp
+    finally:
+        pool.release(slot)
+
+
+async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[list[list[float]], int, int]:
+    """Vectors for texts under one slot of the model; (vectors, total_ns, load_ns). The slot's cache is
+    left as it was."""
+    spec = node.spec
+    load_ns = await node.ensure_loaded(norm)
+    pool = node.pool(norm)
+    slot, _ = await pool.acquire("")
+    try:
+        started = time.monotonic()
+        delay = (max(0.0, spec.latency_ms) + len(texts) * max(0.0, spec.embed_ms_per_input)) / 1000.0
+        dim = spec.embed_dim
+        vectors = [list(embedding(t, dim)) for t in texts]  # computed within the service time, not on top
+        await asyncio.sleep(max(0.0, delay - (time.monotonic() - started)))
+        if node.fail_mid_stream:
+            raise Abort
+        return vectors, time.monotonic_ns() - t0, load_ns
+    finally:
+        pool.release(slot)
+
+
+async def hold(node: "SimNode", norm: str, seconds: float) -> int:
+    """Hold a slot of the model for a fixed service time (transcriptions); returns load_ns."""
+    load_ns = await node.ensure_loaded(norm)
+    pool = node.pool(norm)
+    slot, _ = await pool.acquire("")
+    try:
+        await asyncio.sleep(max(0.0, seconds))
+        return load_ns
+    finally:
+        pool.release(slot)
