@@ -54,12 +54,11 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         return sollol.proxy.reject(endpoint, exc.status, exc.message, exc.headers)
 
     def allowed_methods(scope: dict) -> str:
-        """Every method some route takes on this path (a path may have one route per method)."""
-        methods: set[str] = set()
-        for route in app.router.routes:
-            if route.matches(scope)[0] != Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
-        return ", ".join(sorted(methods))
+        """Every method some route takes on this path (a path may have one route per method, and included
+        routers keep their own routes): each method is tried against the routes."""
+        methods = [method for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+                   if any(route.matches(scope | {"method": method})[0] == Match.FULL for route in app.router.routes)]
+        return ", ".join(methods)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sollol.management")
 
 PROGRESS_OPS = ("pull", "push", "create")
-DIGEST = re.compile(r"^sha256[:-][0-9a-f]{64}$")
+DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")  # Ollama's rule (server/modelpath.go)
 HEAD_TIMEOUT_S = 15.0
 _NDJSON = "application/x-ndjson"
 
