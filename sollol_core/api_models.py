@@ -489,8 +489,27 @@ class BatchQueued(BaseModel):
 
 class BatchJob(_Open):
     job_id: Optional[str] = None
-    status: Optional[str] = None
-    results: Optional[list[dict[str, Any]]] = None
+    status: Optional[str] = Field(None, description="queued, in_progress, done or failed")
+    results: Optional[list[dict[str, Any]]] = Field(None, description='[{"id", "embedding"}] in document order')
+    errors: Optional[list[dict[str, Any]]] = None
+    offset: Optional[int] = None
+    limit: Optional[int] = None
+    next_offset: Optional[int] = None
+
+
+class BatchStatus(_Open):
+    queued: Optional[int] = None
+    in_progress: Optional[int] = None
+    done: Optional[int] = None
+    failed: Optional[int] = None
+    dask: Optional[dict[str, Any]] = None
+    jobs: Optional[list[dict[str, Any]]] = None
+
+
+class BatchTriggered(_Open):
+    triggered: bool
+    queued: int
+    reason: Optional[str] = None
 
 
 # -- wiring into the document -------------------------------------------------------------------------
@@ -511,7 +530,7 @@ def _content(model: Union[type[BaseModel], dict, None], media: str) -> dict:
 def doc(request: Union[type[BaseModel], dict, None] = None, answer: Optional[type[BaseModel]] = None, *,
         api: str = "ollama", stream: Optional[str] = None, request_media: str = "application/json",
         answer_media: str = "application/json", answer_status: int = 200, errors: tuple[int, ...] = (400,),
-        headers: Optional[dict[str, str]] = None) -> dict:
+        headers: Optional[dict[str, str]] = None, query: Optional[dict[str, tuple[str, str]]] = None) -> dict:
     """openapi_extra for one route: its body, its answer (and its stream's media type), its errors."""
     error_model = {"openai": OpenAIError, "anthropic": AnthropicError}.get(api, OllamaError)
     extra: dict[str, Any] = {}
@@ -528,9 +547,12 @@ def doc(request: Union[type[BaseModel], dict, None] = None, answer: Optional[typ
         responses[str(status)] = {"description": _ERROR_TEXT.get(status, "Error."),
                                   "content": _content(error_model, "application/json")}
     extra["responses"] = responses
-    if headers:
-        extra["parameters"] = [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
-                                "description": text} for name, text in headers.items()]
+    parameters = [{"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+                   "description": text} for name, text in (headers or {}).items()]
+    parameters += [{"name": name, "in": "query", "required": False, "schema": {"type": kind},
+                    "description": text} for name, (kind, text) in (query or {}).items()]
+    if parameters:
+        extra["parameters"] = parameters
     return extra
 
 
