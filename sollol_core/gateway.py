@@ -95,7 +95,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         return "Ollama is running"
 
     @app.post("/api/chat", summary="chat, routed by model",
-              openapi_extra=am.doc(am.ChatRequest, am.ChatResponse, stream="application/x-ndjson", errors=(400, 404, 413, 502, 503)))
+              openapi_extra=am.doc(am.ChatRequest, am.ChatResponse, stream="application/x-ndjson",
+                                   errors=(400, 404, 413, 502, 503)))
     async def chat(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         if "messages" in data and not isinstance(data["messages"], list):
@@ -181,21 +182,20 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         return json_response({"models": models})
 
     # model management (pull, push, create, copy, delete, blobs): management.py --------------------------
+    progress, managing = "application/x-ndjson", (400, 401, 403, 404, 502)
     app.include_router(management_router(sollol, {
-        "pull": am.doc(am.PullRequest, am.ManagementResult, stream="application/x-ndjson", errors=(400, 401, 403, 404, 502),
-                      headers=am.HOST_HEADER),
-        "push": am.doc(am.PushRequest, am.ManagementResult, stream="application/x-ndjson", errors=(400, 401, 403, 404, 502),
-                      headers=am.HOST_HEADER),
-        "create": am.doc(am.CreateRequest, am.ManagementResult, stream="application/x-ndjson",
-                        errors=(400, 401, 403, 404, 502), headers=am.HOST_HEADER),
-        "copy": am.doc(am.CopyRequest, am.ManagementResult, errors=(400, 401, 403, 404, 502), headers=am.HOST_HEADER),
-        "delete": am.doc(am.DeleteRequest, am.ManagementResult, errors=(400, 401, 403, 404, 502), headers=am.HOST_HEADER),
+        "pull": am.doc(am.PullRequest, am.ManagementResult, stream=progress, errors=managing, headers=am.HOST_HEADER),
+        "push": am.doc(am.PushRequest, am.ManagementResult, stream=progress, errors=managing, headers=am.HOST_HEADER),
+        "create": am.doc(am.CreateRequest, am.ManagementResult, stream=progress, errors=managing,
+                         headers=am.HOST_HEADER),
+        "copy": am.doc(am.CopyRequest, am.ManagementResult, errors=managing, headers=am.HOST_HEADER),
+        "delete": am.doc(am.DeleteRequest, am.ManagementResult, errors=managing, headers=am.HOST_HEADER),
         "blob_head": {"responses": {"200": {"description": "Every host has it."},
                                     "404": {"description": "Some host lacks it."},
                                     "400": {"description": "Not a sha256 digest."}},
                       "parameters": am.doc(headers=am.HOST_HEADER)["parameters"]},
         "blob_post": am.doc(am.BINARY, am.ManagementResult, request_media="application/octet-stream",
-                           answer_status=201, errors=(400, 401, 403, 502), headers=am.HOST_HEADER),
+                            answer_status=201, errors=(400, 401, 403, 502), headers=am.HOST_HEADER),
     }))
 
     # OpenAI-compatible ------------------------------------------------------------------------------
@@ -248,8 +248,9 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                            stream_default=False, sse=True, api=OPENAI)
 
     @app.post("/v1/audio/transcriptions", summary="OpenAI audio transcription, routed by model",
-              openapi_extra=am.doc(am.TranscriptionForm, am.Transcription, api=OPENAI, request_media="multipart/form-data",
-                                  stream="text/event-stream", errors=(400, 404, 413, 502, 503)))
+              openapi_extra=am.doc(am.TranscriptionForm, am.Transcription, api=OPENAI,
+                                   request_media="multipart/form-data", stream="text/event-stream",
+                                   errors=(400, 404, 413, 502, 503)))
     async def v1_transcriptions(request: Request) -> Response:
         body = await read_body(request, cfg.max_body_bytes)
         content_type = request.headers.get("content-type", "")

@@ -131,7 +131,8 @@ def test_pull_streams_merged_progress_the_ollama_client_reads(two):
     assert len(layers) == 2 and len({p.digest for p in layers}) == 1
     assert layers[-1].total == 2 * size and layers[-1].completed == 2 * size  # one bar: both hosts' bytes
     assert all("gemma3:latest" in n.models for n in cluster.nodes)
-    assert [n.received for n in cluster.nodes] == [[("/api/pull", {"model": "gemma3", "insecure": False, "stream": True})]] * 2
+    sent = {"model": "gemma3", "insecure": False, "stream": True}
+    assert [n.received for n in cluster.nodes] == [[("/api/pull", sent)]] * 2
 
     r = http.post("/api/pull", json={"model": "qwen2.5"})
     last = ndjson(r.text)[-1]
