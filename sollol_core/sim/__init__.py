@@ -1,7 +1,7 @@
 """Simulated Ollama servers: real HTTP servers on 127.0.0.1 that speak the Ollama API (native, OpenAI- and
 Anthropic-compatible, as Ollama 0.14+ serves them).
 
-Used by ``--demo`` (four nodes of different speeds), by tests (failure
+Used by ``--demo`` (four nodes of different speeds, and ``SimClients`` traffic), by tests (failure
 injection: errors, hangs, broken streams, busy and cannot-load answers, killed and revived nodes) and by
 benchmarks, so they are lean: no access log, cached bytes for the static answers, and no work per request
 beyond what the answer needs.
@@ -15,16 +15,17 @@ that goes away frees its slot (the handler is cancelled), as Ollama stops genera
 connection.
 
 Modules: spec (SimNodeSpec, demo_specs), node (SimNode), slots, render, serving (the timing), one module per
-API family (info, native, openai, responses, anthropic, management), cluster (SimCluster),
-cli (``python -m sollol_core.sim``).
+API family (info, native, openai, responses, anthropic, management), cluster (SimCluster), clients
+(SimClients, demo traffic), cli (``python -m sollol_core.sim``).
 """
 
 from .cli import main
+from .clients import SimClients
 from .cluster import SimCluster
 from .metadata import sim_embedding
 from .node import SimNode
-from .slots import SlotState
+from .slots import Prefill, SlotState
 from .spec import SimNodeSpec, demo_specs
 
-__all__ = ["SimNodeSpec", "SimNode", "SimCluster", "SlotState", "sim_embedding", "demo_specs",
-           "main"]
+__all__ = ["SimNodeSpec", "SimNode", "SimCluster", "SimClients", "SlotState", "Prefill", "sim_embedding",
+           "demo_specs", "main"]

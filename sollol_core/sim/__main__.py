@@ -1,3 +1,4 @@
 from .cli import main
 
-main()
+if __name__ == "__main__":  # importing this module (as tools that walk the package do) runs nothing
+    main()

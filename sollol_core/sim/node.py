@@ -19,7 +19,7 @@ from aiohttp import web
 
 from . import anthropic, info, management, native, openai, responses
 from .metadata import is_embedding_model, norm as norm_name
-from .slots import SlotPool, SlotState
+from .slots import Prefill, SlotPool, SlotState
 from .spec import SimNodeSpec
 from .wire import NO_MEMORY, NO_SLOTS, Abort, Family, SimError, error_body, json_response
 
@@ -38,7 +38,7 @@ class SimNode:
       fail_mid_stream        the connection drops after the first chunk (or before a whole answer)
       error_line_mid_stream  a 200 stream that ends with an {"error": ...} line after the first chunk, as
                              Ollama when its runner dies (a whole answer: 500 with that text)
-      busy_500               500 {"error": "no slots available"}
+      busy_500               500 {"error": "no slots available"} where a request would take a slot
       load_failure           a model name that cannot be loaded: requests for it get 500 with Ollama's
                              out-of-memory text, and it leaves the loaded list (it is unloaded if loaded)
     """
@@ -58,6 +58,7 @@ class SimNode:
         self.models: list[str] = [norm_name(m) for m in spec.models]
         self.loaded: list[str] = [norm_name(m) for m in (spec.models if spec.loaded is None else spec.loaded)]
         self.blobs: dict[str, int] = {}  # "sha256:<hex>" -> size in bytes, as /api/blobs stored them
+        self.prefills: list[Prefill] = []  # per generation request: slot, prompt and reused characters (bounded)
         self._rng = random.Random(spec.seed)
         self._port = spec.port
         self._runner: Optional[web.AppRunner] = None
@@ -148,6 +149,11 @@ class SimNode:
             return [SlotState(i, 0, False, 0.0) for i in range(self._slots_for(norm))]
         return pool.states()
 
+    def queued(self, model: str) -> int:
+        """Requests waiting for a slot of the model now (not counting those being served)."""
+        pool = self._pools.get(norm_name(model))
+        return 0 if pool is None else pool.waiting
+
     def unload(self, norm: str) -> None:
         if norm in self.loaded:
             self.loaded.remove(norm)
@@ -170,6 +176,12 @@ class SimNode:
             self._loading.pop(norm, None)
             raise
         self._finish_load(norm)
+
+    async def admit(self, norm: str) -> int:
+        """Before a request takes a slot: busy_500, then the model's load (see ensure_loaded)."""
+        if self.busy_500:
+            raise SimError(500, NO_SLOTS)
+        return await self.ensure_loaded(norm)
 
     async def ensure_loaded(self, norm: str) -> int:
         """Load the model when it is not loaded (one load however many wait for it); the ns this request
@@ -213,6 +225,12 @@ class SimNode:
 
         return handler
 
+    def record_prefill(self, prefill: Prefill) -> None:
+        prefills = self.prefills
+        prefills.append(prefill)
+        if len(prefills) > RECEIVED_MAX:
+            del prefills[: len(prefills) - RECEIVED_MAX]
+
     def record(self, path: str, body: dict) -> None:
         received = self.received
         received.append((path, body))
@@ -237,8 +255,6 @@ class SimNode:
         """Failure injection for the endpoints that do work (not version/tags/ps)."""
         if self.hang:
             await asyncio.get_running_loop().create_future()  # until cancelled: client gone or stop()
-        if self.busy_500:
-            raise SimError(500, NO_SLOTS)
         rate = self.failure_rate
         if rate > 0 and self._rng.random() < rate:
             raise SimError(500, "simulated failure")
@@ -255,10 +271,6 @@ class SimNode:
         if norm not in self.models:
             raise SimError(404, f"model '{name}' not found")
         return norm
-
-    def mark_loaded(self, norm: str) -> None:
-        if norm not in self.loaded:
-            self.loaded.append(norm)
 
     def next_id(self) -> int:
         self._ids += 1

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .metadata import embedding
 from .render import Prompt
+from .slots import Prefill
 from .wire import JSON, NDJSON, NL, RUNNER_GONE, Abort, SimError, Stats
 
 if TYPE_CHECKING:
@@ -58,15 +59,19 @@ async def serve(node: "SimNode", request: web.Request, t0: int, norm: str, promp
                 stream: bool, frames: Frames) -> web.StreamResponse:
     """Serve a token answer under one slot of the model: streamed chunk by chunk, or whole at the end."""
     spec = node.spec
-    load_ns = await node.ensure_loaded(norm)
+    load_ns = await node.admit(norm)
     pool = node.pool(norm)
     slot, reused = await pool.acquire(prompt.text)
     try:
         pieces = answer.pieces
         interval = 1.0 / spec.tokens_per_s if spec.tokens_per_s > 0 else 0.0
         latency = max(0.0, spec.latency_ms) / 1000.0
-        prefill = (len(prompt.text) - reused) * max(0.0, spec.prefill_ms_per_kchar) / 1e6
-        prompt_ns = int(prefill * 1e9)
+        # at least one character is evaluated, as llama.cpp re-evaluates the last token of a cached prompt
+        uncached = max(1, len(prompt.text) - reused) if prompt.text else 0
+        prefill = uncached * max(0.0, spec.prefill_ms_per_kchar) / 1e6
+        prompt_ns = round(prefill * 1e9)
+        node.record_prefill(Prefill(request.path, norm, slot.index, len(prompt.text), len(prompt.text) - uncached,
+                                    load_ns))
         eval_ns = max(1, int(len(pieces) * interval * 1e9))
 
         def stats() -> Stats:
@@ -116,7 +121,7 @@ async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[
     """Vectors for texts under one slot of the model; (vectors, total_ns, load_ns). The slot's cache is
     left as it was."""
     spec = node.spec
-    load_ns = await node.ensure_loaded(norm)
+    load_ns = await node.admit(norm)
     pool = node.pool(norm)
     slot, _ = await pool.acquire("")
     try:
@@ -134,7 +139,7 @@ async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[
 
 async def hold(node: "SimNode", norm: str, seconds: float) -> int:
     """Hold a slot of the model for a fixed service time (transcriptions); returns load_ns."""
-    load_ns = await node.ensure_loaded(norm)
+    load_ns = await node.admit(norm)
     pool = node.pool(norm)
     slot, _ = await pool.acquire("")
     try:

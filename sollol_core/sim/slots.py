@@ -29,14 +29,16 @@ LCP_MIN_SHARE = 0.10
 
 
 def common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix; compares slices (C speed), halving the range, not one char at a time."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    """Length of the common prefix. startswith compares at C speed without copying; a mismatch is found by
+    halving the range, so at most about len(b) characters are copied in all."""
+    if len(a) > len(b):
+        a, b = b, a
+    if b.startswith(a):
+        return len(a)
+    lo, hi = 0, len(a)  # a[:lo] == b[:lo], a[:hi] != b[:hi]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if a[lo:mid] == b[lo:mid]:
+        if b.startswith(a[lo:mid], lo):
             lo = mid
         else:
             hi = mid
@@ -59,6 +61,18 @@ class SlotState:
     cached_chars: int
     busy: bool
     last_used: float
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """What one generation request found in its slot (``SimNode.prefills``, newest last)."""
+
+    path: str
+    model: str
+    slot: int
+    prompt_chars: int  # the rendered prompt
+    reused_chars: int  # of it, already in the slot's cache (not evaluated again)
+    load_ns: int  # > 0 when the request waited for the model to load
 
 
 class SlotPool:
@@ -87,20 +101,40 @@ class SlotPool:
 
     def _pick(self, prompt: str) -> tuple[Slot, int]:
         """(slot, reused characters) among the idle slots; at least one is idle."""
+        memo: dict[str, int] = {}  # slots often hold the same text: compare each distinct cache once
+
+        def shared(slot: Slot) -> int:
+            cache = slot.cache
+            if not cache:
+                return 0
+            n = memo.get(cache)
+            if n is None:
+                n = memo[cache] = common_prefix(prompt, cache)
+            return n
+
         idle = [s for s in self.slots if not s.busy]
-        scored = [(common_prefix(prompt, s.cache), s) for s in idle]
-        best_n, best = max(scored, key=lambda p: p[0])  # max keeps the first of equals
+        best_n, best = -1, idle[0]
+        for s in idle:  # the first of equals: lowest index; inlined shared(), this runs for every slot
+            cache = s.cache
+            if not cache:
+                n = 0
+            else:
+                n = memo.get(cache, -1)
+                if n < 0:
+                    n = memo[cache] = common_prefix(prompt, cache)
+            if n > best_n:
+                best_n, best = n, s
         if self.mode == "legacy":
             return best, best_n
         if self.mode == "lcp":
             if best_n > LCP_MIN_SHARE * len(prompt):
                 return best, best_n
             lru = self._lru(idle)
-            return lru, common_prefix(prompt, lru.cache)
+            return lru, shared(lru)
         # multiuser: the best match over all slots, busy ones included, as Ollama's findBestCacheSlot
         longest_n, longest = -1, self.slots[0]
         for s in self.slots:
-            n = common_prefix(prompt, s.cache) if s.busy else next(c for c, x in scored if x is s)
+            n = shared(s)
             if n > longest_n:
                 longest_n, longest = n, s
         if longest_n == len(longest.cache) and not longest.busy:
@@ -108,7 +142,7 @@ class SlotPool:
         lru = self._lru(idle)
         if longest_n > 0 and longest is not lru:
             lru.cache = longest.cache[:longest_n]  # fork: copy the shared prefix into the evicted slot
-        return lru, common_prefix(prompt, lru.cache)
+        return lru, shared(lru) if longest_n <= 0 or longest is lru else longest_n
 
     def _take(self, prompt: str) -> tuple[Slot, int]:
         slot, reused = self._pick(prompt)
