@@ -25,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .adaptive import ModelListRefresher
 from .admission import GatewayQueue, Lease, Rejected
-from .api_errors import error_response
+from .api_errors import api_for_path, error_response
 from .books import FAILED, UNTOUCHED, Books
 from .config import SollolConfig
 from .executors import Executor, UpstreamFailure
@@ -54,9 +54,11 @@ class Proxy:
         self.model_lists = model_lists
         self.active = 0
 
-    def reject(self, endpoint: str, status: int, message: str, api: str = "ollama",
+    def reject(self, endpoint: str, status: int, message: str, api: Optional[str] = None,
                headers: Optional[dict] = None) -> Response:
-        """Bad input answered by the gateway itself: counted and logged like any request, then answered."""
+        """Bad input answered by the gateway itself: counted and logged like any request, then answered in
+        the shape of the endpoint's API family."""
+        api = api or api_for_path(endpoint)
         call = Call(endpoint=endpoint, method="", path=endpoint, body=None, model=None, stream=False, timeout=0,
                     api=api)
         self.books.record(call, time.perf_counter(), status, "", 0, error=message)
@@ -133,7 +135,7 @@ class Proxy:
             try:
                 try:
                     resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
-                                                    stream=call.stream)
+                                                    stream=call.stream, content_type=call.content_type)
                 except UpstreamFailure as e:
                     self.books.host_failed(host, e, attempt_started)
                     self.books.settle(lease, FAILED)
@@ -289,7 +291,7 @@ class Proxy:
         try:
             try:
                 resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
-                                                stream=call.stream)
+                                                stream=call.stream, content_type=call.content_type)
             except UpstreamFailure as e:
                 self.books.host_failed(host, e, attempt_started)
                 msg = f"{host}: {e}"

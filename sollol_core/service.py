@@ -52,6 +52,7 @@ LIVE_KEYS = {
     "routing_strategy", "routing_weights", "max_retries", "retry_backoff_multiplier", "chat_timeout",
     "embedding_timeout", "management_timeout", "health_check_interval",
     "unhealthy_recheck_interval", "adaptive_metrics_interval", "max_body_bytes", "hosts", "admin_token",
+    "management_open",
     "autobatch_interval", "autobatch_min_batch_size", "autobatch_max_batch_size", "autobatch_enabled",
     "batch_max_docs_per_request", "batch_max_doc_chars",
     "batch_chunk_size", "batch_in_flight_per_host", "batch_max_attempts",
@@ -81,8 +82,13 @@ class SOLLOL:
     """The load balancer. `SOLLOL(config).start()` serves until `stop()`."""
 
     def __init__(self, config: Optional[SollolConfig] = None, *, host_labels: Optional[dict[str, str]] = None,
-                 demo: bool = False, config_path: Optional[str | Path] = None) -> None:
+                 demo: bool = False, config_path: Optional[str | Path] = None,
+                 config_warnings: Optional[list[str]] = None) -> None:
         self.config = config or SollolConfig()
+        # what load_config ignored (unknown SOLLOL_* variables): logged now, shown by the dashboard at start
+        self.config_warnings: list[str] = list(config_warnings or ())
+        for message in self.config_warnings:
+            log.warning("%s", message)
         self.config_path = Path(config_path) if config_path else None
         self.demo = demo
         self.registry = HostRegistry()

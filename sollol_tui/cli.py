@@ -90,9 +90,10 @@ def setup_logging(headless: bool, log_file: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def prepare(args: argparse.Namespace) -> tuple[SollolConfig, Optional[str], Any]:
-    """Config from every source, and a simulated cluster when asked for (or when nothing else is there)."""
-    config, path = load_config(args.config, overrides=overrides_from(args))
+def prepare(args: argparse.Namespace, warnings: Optional[list[str]] = None) -> tuple[SollolConfig, Optional[str], Any]:
+    """Config from every source, and a simulated cluster when asked for (or when nothing else is there).
+    What the environment had that names no setting goes to `warnings`."""
+    config, path = load_config(args.config, overrides=overrides_from(args), warnings=warnings)
     sim = None
     demo = args.demo
     if not demo and not config.all_hosts():
@@ -170,8 +171,9 @@ def run_dashboard(app_factory: Any, sollol: SOLLOL) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings: list[str] = []
     try:
-        config, path, sim = prepare(args)
+        config, path, sim = prepare(args, warnings)
     except ConfigError as e:
         print(f"sollol: configuration error: {e}", file=sys.stderr)
         return 2
@@ -185,7 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   file=sys.stderr)
             headless = True
     setup_logging(headless, config.log_file)
-    sollol = SOLLOL(config, host_labels=demo_labels(sim), demo=sim is not None, config_path=path)
+    sollol = SOLLOL(config, host_labels=demo_labels(sim), demo=sim is not None, config_path=path,
+                    config_warnings=warnings)
     try:
         try:
             sollol.start()
