@@ -304,7 +304,7 @@ class GatewayQueue:
             self.slots.acquire(host, call.model, call.embedding)
         self.stats.admitted += 1
         if self.metrics is not None:
-            self.metrics.queue_wait.labels(call.priority).observe(wait_s)
+            self.metrics.child(self.metrics.queue_wait, call.priority).observe(wait_s)
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, placed=placed,
                      prompt=call.prompt, cached_chars=cached, client=client, uses_slot=call.uses_slot, _queue=self)

@@ -42,7 +42,7 @@ class Books:
         elapsed = time.perf_counter() - started
         self.metrics.observe(call.endpoint, status, elapsed)
         if call.client:
-            self.metrics.client_requests.labels(call.client, call.priority).inc()
+            self.metrics.child(self.metrics.client_requests, call.client, call.priority).inc()
         self.requests.add(RequestRecord(
             time=time.time(), endpoint=call.endpoint, model=call.model or "", host=host, status=status,
             latency_ms=round(elapsed * 1000, 2), tokens=tokens, retries=retries, error=error,

@@ -36,8 +36,11 @@ from .slots import SlotTable
 if TYPE_CHECKING:
     from .cache import CacheShadow
 
-COLD_BAND = 0.05  # performance score units: hosts this close to the best count as equal for a cold prompt
-COLD_BAND_P2C_MS = 50.0  # likewise for p2c's cost
+# A cold prompt's hosts count as equal when their scores are this close to the best (absolute, or this share
+# of the best when larger): then the conversation's rendezvous hash chooses, so every gateway agrees
+COLD_BAND = 0.01  # performance score units (0.01 is 50 ms of latency at the default weight)
+COLD_BAND_P2C_MS = 20.0  # p2c's cost
+COLD_BAND_SHARE = 0.05
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
 
 
@@ -132,6 +135,10 @@ class Placement:
         strategy, weights = self.router.current()
         key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
         model = model_key(call.model) if call.model else None
+        if len(room) == 1 and not full:  # one host can take it: nothing to weigh, only the reason to tell
+            estimates = self._estimates(call, room, key)
+            order, reason = self._slow_start(room, self._reason(room[0], estimates, key, room, room))
+            return Decision(order, reason, estimates)
         estimates = self._estimates(call, room + full, key)
         prefill = {a: e.prefill_s for a, e in estimates.items()} if key is not None else None
         bounded = self._bounded(room, estimates, call)
@@ -227,7 +234,7 @@ class Placement:
                       for h in pool}
             band = COLD_BAND_P2C_MS
         best = min(scores.values())
-        near = [h for h in pool if scores[h.address] <= best + band]
+        near = [h for h in pool if scores[h.address] <= best + max(band, COLD_BAND_SHARE * abs(best))]
         quiet = [h for h in near if not estimates[h.address].evicts_active] or near
         ident = key.session or str(key.anchor)
         pick = max(quiet, key=lambda h: rendezvous(ident, h.address))

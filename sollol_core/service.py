@@ -534,7 +534,9 @@ class SOLLOL:
 
     def num_parallel(self, address: str) -> Optional[int]:
         """The host's slots per loaded model: its own num_parallel, else default_num_parallel (None: unlimited)."""
-        settings = self.config.host_settings.get(normalize_host(address))
+        settings = self.config.host_settings.get(address)  # registry addresses are normalised already
+        if settings is None and address not in self.registry:
+            settings = self.config.host_settings.get(normalize_host(address))
         if settings is not None and settings.num_parallel is not None:
             return settings.num_parallel
         return self.config.default_num_parallel
