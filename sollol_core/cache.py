@@ -280,14 +280,20 @@ class CacheShadow:
 
     # ----------------------------------------------------------------------------------- the request's life
 
-    def place(self, host: str, key: PromptKey, slots: Optional[int]) -> Placed:
-        """Commit: the slot the host would choose becomes busy and will hold this prompt."""
+    def place(self, host: str, key: PromptKey, slots: Optional[int], match: Optional[CacheMatch] = None) -> Placed:
+        """Commit: the slot the host would choose becomes busy and will hold this prompt.
+
+        `match`: what match() said a moment ago (placement reads every candidate first); used as it is when
+        it still holds (its slot idle, nothing displaced involved), so the choice is not made twice."""
         with self._lock:
             n = _nslots(slots)
             h = self._hosts.get(host)
             if h is None:
                 h = self._hosts[host] = _Host()
-            m, restored = self._choose(h, host, key, n)
+            if match is not None and self._still_holds(h, key, n, match):
+                m, restored = match, None
+            else:
+                m, restored = self._choose(h, host, key, n)
             now = self.clock()
             h.placements += 1
             hit = m.cached_chars > 0
@@ -319,6 +325,17 @@ class CacheShadow:
             placed._entry = e
             self._trim(h)
             return placed
+
+    @staticmethod
+    def _still_holds(h: "_Host", key: PromptKey, n: int, m: CacheMatch) -> bool:
+        if m.displaced or m.model != key.model or m.chars != key.chars or m.slot < 0 or m.slot >= n:
+            return False
+        entries = h.models.get(key.model)
+        if entries is None:
+            return m.cached_chars == 0 and m.slot == 0
+        if len(entries) != n or m.slot >= len(entries):
+            return False
+        return not entries[m.slot].busy
 
     def complete(self, placed: Placed, *, answer: Optional[PromptKey] = None) -> None:
         """The request ended well: the slot is idle and holds the prompt (or prompt + answer)."""

@@ -44,7 +44,7 @@ COLD_BAND_SHARE = 0.05
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Estimate:
     """What placing this request on one host would cost, as far as SOLLOL can tell."""
 
@@ -56,6 +56,7 @@ class Estimate:
     victim_idle_s: float = math.inf
     displaced: bool = False
     over_bound: bool = False
+    match: object = None  # the shadow's CacheMatch behind these figures (placing on this host reuses it)
 
     @property
     def fraction(self) -> float:
@@ -180,7 +181,7 @@ class Placement:
             out[h.address] = Estimate(host=h.address, cached_chars=m.cached_chars, prompt_chars=key.chars,
                                       prefill_s=self.shadow.prefill_s(h.address, model, uncached),
                                       evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
-                                      displaced=m.displaced)
+                                      displaced=m.displaced, match=m)
         return out
 
     def _bounded(self, room: list[Host], estimates: dict[str, Estimate], call: Call) -> list[Host]:
@@ -198,7 +199,7 @@ class Placement:
             if h.in_flight + 1 <= math.ceil(cap):
                 out.append(h)
             elif h.address in estimates:
-                estimates[h.address] = _replace(estimates[h.address], over_bound=True)
+                estimates[h.address].over_bound = True
         return out or list(room)
 
     def _reason(self, host: Host, estimates: dict[str, Estimate], key, bounded: list[Host],  # type: ignore[no-untyped-def]
@@ -280,8 +281,3 @@ class Placement:
         return (f"waiting for {best[1].address}: est. done in {best[0]:.2f} s there against {mine:.2f} s on "
                 f"{chosen.address}")
 
-
-def _replace(e: Estimate, **changes: object) -> Estimate:
-    from dataclasses import replace
-
-    return replace(e, **changes)

@@ -32,7 +32,8 @@ from .executors import Executor, UpstreamFailure
 from .hosts import HostRegistry
 from .metrics import Metrics
 from .outcome import Verdict, classify
-from .relay import CHAT_ENDPOINTS, AnswerText, RelayResponse, StreamState, answer_of, relay, usage_from
+from .relay import (CHAT_ENDPOINTS, AnswerText, BookedResponse, RelayResponse, StreamState, answer_of, relay,
+                    usage_from)
 from .request import Call
 from .routing import NoHostForModel
 from .slots import SlotTable
@@ -77,7 +78,7 @@ class Proxy:
         try:
             response = await (self._pinned(call, started, pinned) if pinned is not None
                               else self._forward(call, started))
-            streaming_handed_off = isinstance(response, StreamingResponse)
+            streaming_handed_off = isinstance(response, (StreamingResponse, BookedResponse))
             return response
         finally:
             if not streaming_handed_off:
@@ -184,14 +185,23 @@ class Proxy:
                         return Response(body, status_code=resp.status, media_type=resp.content_type)
                     if not call.stream:
                         body = await resp.read()
-                        usage = usage_from(body)
-                        answer = answer_of(body) if lease.placed is not None and call.endpoint in CHAT_ENDPOINTS \
-                            else None
-                        self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage,
-                                          answer=answer)
-                        self.books.record(call, started, resp.status, host, attempt - 1, usage.eval_count,
-                                          lease=lease)
-                        return Response(body, status_code=resp.status, media_type=resp.content_type)
+                        elapsed_ms = (time.perf_counter() - attempt_started) * 1000
+                        retries = attempt - 1
+
+                        def books_after() -> None:  # once the answer is on its way: not on the client's clock
+                            usage = usage_from(body)
+                            answer = answer_of(body) if lease.placed is not None and call.endpoint in CHAT_ENDPOINTS \
+                                else None
+                            self.books.served(call, host, lease, elapsed_ms, usage, answer=answer)
+                            self.books.record(call, started, resp.status, host, retries, usage.eval_count,
+                                              lease=lease)
+                            self._done()
+
+                        await resp.close()
+                        handed_off = True  # the response owns the lease and the books now
+                        self.registry.end(host)
+                        return BookedResponse(body, books_after, status_code=resp.status,
+                                              media_type=resp.content_type)
                     # streaming: wait for the first chunk before answering, so a failure is still retryable
                     chunks = resp.chunks().__aiter__()
                     try:
@@ -242,6 +252,10 @@ class Proxy:
         msg = f"all attempts failed ({len(tried) or 1} host(s) tried); last error: {last_error}"
         self.books.record(call, started, last_status, "", len(tried), error=msg, wait_s=waited)
         return error_response(call.api, last_status, msg)
+
+    def _done(self) -> None:
+        self.active -= 1
+        self.metrics.active_requests.dec()
 
     async def _admit_quietly(self, call: Call, tried: set[str]) -> Optional[Lease]:
         try:

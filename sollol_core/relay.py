@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import orjson
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from .api_errors import stream_error_frame
 from .executors import UpstreamFailure
@@ -230,3 +230,18 @@ class RelayResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._on_close()
+
+
+class BookedResponse(Response):
+    """A whole answer whose bookkeeping (books, the cache shadow, the slot) runs once its bytes were handed
+    to the connection, however the sending ends: the client does not wait for the gateway's notes."""
+
+    def __init__(self, content: bytes, after: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._after = after
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._after()
