@@ -41,19 +41,25 @@ def _count(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def frame(line: bytes) -> Optional[dict]:
+    """The JSON object of one NDJSON line or SSE `data:` line; None for anything else."""
+    line = line.strip()
+    if line.startswith(b"data:"):
+        line = line[5:].strip()
+    if not line.startswith(b"{"):
+        return None
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def usage_from(payload: bytes) -> Usage:
     """Usage from an answer, or the last frames of a stream (Ollama NDJSON, OpenAI / Anthropic SSE)."""
     for line in reversed(payload.rstrip().split(b"\n")[-12:]):
-        line = line.strip()
-        if line.startswith(b"data:"):
-            line = line[5:].strip()
-        if not line.startswith(b"{"):
-            continue
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(data, dict):
+        data = frame(line)
+        if data is None:
             continue
         if "eval_count" in data or "prompt_eval_count" in data:
             eval_s = _seconds(data.get("eval_duration"))
@@ -137,16 +143,8 @@ class AnswerText:
         lines = data.split(b"\n")
         self._rest = lines.pop()
         for line in lines:
-            line = line.strip()
-            if line.startswith(b"data:"):
-                line = line[5:].strip()
-            if not line.startswith(b"{"):
-                continue
-            try:
-                frame = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            text = _delta(frame) if isinstance(frame, dict) else None
+            data = frame(line)
+            text = _delta(data) if data is not None else None
             if text:
                 self.parts.append(text)
                 self.size += len(text)
