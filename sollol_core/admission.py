@@ -122,6 +122,7 @@ class GatewayQueue:
         self.metrics = metrics
         self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
         self._seq = 0
+        self._waiting = 0
         self._since_batch = 0  # dispatches since the last batch one (the starvation guard)
         self._dispatching = False
         self._again = False
@@ -153,7 +154,8 @@ class GatewayQueue:
 
     @property
     def total(self) -> int:
-        return sum(len(q) for q in self._classes.values())
+        """Requests waiting, over every class (kept as a count: read on every release)."""
+        return self._waiting
 
     # admission ------------------------------------------------------------------------------------
     def timeout_of(self, cls: str) -> float:
@@ -261,6 +263,7 @@ class GatewayQueue:
             d.appendleft(ticket)
         else:
             d.append(ticket)
+        self._waiting += 1
         self._observe_depth()
         self._arm_retick()
         return ticket
@@ -299,12 +302,13 @@ class GatewayQueue:
         if call.prompt is not None and self.shadow is not None and self.config.cache.enabled:
             est = decision.estimates.get(host)
             cached = est.cached_chars if est is not None else 0
-            placed = self.shadow.place(host, call.prompt, self.placement.shadow_slots(host, call.embedding))
+            placed = self.shadow.place(host, call.prompt, self.placement.shadow_slots(host, call.embedding),
+                                       est.match if est is not None else None)
         if call.uses_slot:
             self.slots.acquire(host, call.model, call.embedding)
         self.stats.admitted += 1
         if self.metrics is not None:
-            self.metrics.queue_wait.labels(call.priority).observe(wait_s)
+            self.metrics.child(self.metrics.queue_wait, call.priority).observe(wait_s)
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, placed=placed,
                      prompt=call.prompt, cached_chars=cached, client=client, uses_slot=call.uses_slot, _queue=self)
@@ -392,6 +396,7 @@ class GatewayQueue:
         q = self._classes[ticket.cls]
         d = q.clients[ticket.client]
         d.remove(ticket)
+        self._waiting -= 1
         q.clients.move_to_end(ticket.client)  # round robin: the next turn starts after this client
         if not d:
             del q.clients[ticket.client]
@@ -412,6 +417,7 @@ class GatewayQueue:
         d = q.clients.get(ticket.client)
         if d is not None and ticket in d:
             d.remove(ticket)
+            self._waiting -= 1
             if not d:
                 del q.clients[ticket.client]
                 q.deficit.pop(ticket.client, None)

@@ -42,7 +42,7 @@ class Books:
         elapsed = time.perf_counter() - started
         self.metrics.observe(call.endpoint, status, elapsed)
         if call.client:
-            self.metrics.client_requests.labels(call.client, call.priority).inc()
+            self.metrics.child(self.metrics.client_requests, call.client, call.priority).inc()
         self.requests.add(RequestRecord(
             time=time.time(), endpoint=call.endpoint, model=call.model or "", host=host, status=status,
             latency_ms=round(elapsed * 1000, 2), tokens=tokens, retries=retries, error=error,
@@ -66,15 +66,15 @@ class Books:
         self.metrics.worker_failures.labels(host).inc()
 
     def served(self, call: Call, host: str, lease: Optional["Lease"], elapsed_ms: float, usage: Usage,
-               ttft_s: Optional[float] = None, ok: bool = True) -> None:
+               ttft_s: Optional[float] = None, ok: bool = True, answer: Optional[str] = None) -> None:
         """An answer that came back: the host's stats, and what its prompt cache now holds."""
         self.registry.record_success(host, elapsed_ms, ttft_ms=None if ttft_s is None else ttft_s * 1000,
                                      tokens=usage.eval_count, eval_s=usage.eval_s,
                                      model=call.model if ok else None)
-        self.settle(lease, SERVED if ok else UNTOUCHED, usage=usage, ttft_s=ttft_s)
+        self.settle(lease, SERVED if ok else UNTOUCHED, usage=usage, ttft_s=ttft_s, answer=answer)
 
     def settle(self, lease: Optional["Lease"], how: str, *, usage: Optional[Usage] = None,
-               ttft_s: Optional[float] = None) -> None:
+               ttft_s: Optional[float] = None, answer: Optional[str] = None) -> None:
         """The slot goes back; the shadow learns what the host's slot holds now:
 
         SERVED     the host ran the prompt: the slot holds it (and the answer corrects the prediction)
@@ -86,8 +86,10 @@ class Books:
         if lease.placed is not None and self.shadow is not None:
             if how == SERVED:
                 from .cache import Feedback
+                from .canonical import extend_with_answer
 
-                self.shadow.complete(lease.placed)
+                held = extend_with_answer(lease.prompt, answer) if answer and lease.prompt is not None else None
+                self.shadow.complete(lease.placed, answer=held)
                 if usage is not None:
                     feedback = Feedback(prompt_eval_count=usage.prompt_eval_count,
                                         prompt_eval_duration_s=usage.prompt_eval_s,

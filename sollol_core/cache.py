@@ -31,6 +31,10 @@ from .canonical import PromptKey, _common_blocks
 from .config import CacheSettings
 from .snapshot import CacheView
 
+# Ollama 0.5.4 reports a load_duration on every answer, ~0.15 s on this CPU with the model loaded (its
+# scheduling), and seconds for a real load: only this much counts as a reload. A quicker reload shows as
+# reuse predicted and none observed ("lost"), which forgets the same slots.
+RELOAD_MIN_S = 1.0
 RATE_ALPHA = 0.2  # weight of a new sample in the prefill-rate EWMAs
 COLD_MAX_FRACTION = 0.25  # an evaluation predicted to reuse at most this share counts as a cold sample
 LOST_MIN_PREDICTED = 0.3  # a prediction at least this large that the host contradicts means the cache was lost
@@ -276,14 +280,20 @@ class CacheShadow:
 
     # ----------------------------------------------------------------------------------- the request's life
 
-    def place(self, host: str, key: PromptKey, slots: Optional[int]) -> Placed:
-        """Commit: the slot the host would choose becomes busy and will hold this prompt."""
+    def place(self, host: str, key: PromptKey, slots: Optional[int], match: Optional[CacheMatch] = None) -> Placed:
+        """Commit: the slot the host would choose becomes busy and will hold this prompt.
+
+        `match`: what match() said a moment ago (placement reads every candidate first); used as it is when
+        it still holds (its slot idle, nothing displaced involved), so the choice is not made twice."""
         with self._lock:
             n = _nslots(slots)
             h = self._hosts.get(host)
             if h is None:
                 h = self._hosts[host] = _Host()
-            m, restored = self._choose(h, host, key, n)
+            if match is not None and self._still_holds(h, key, n, match):
+                m, restored = match, None
+            else:
+                m, restored = self._choose(h, host, key, n)
             now = self.clock()
             h.placements += 1
             hit = m.cached_chars > 0
@@ -315,6 +325,17 @@ class CacheShadow:
             placed._entry = e
             self._trim(h)
             return placed
+
+    @staticmethod
+    def _still_holds(h: "_Host", key: PromptKey, n: int, m: CacheMatch) -> bool:
+        if m.displaced or m.model != key.model or m.chars != key.chars or m.slot < 0 or m.slot >= n:
+            return False
+        entries = h.models.get(key.model)
+        if entries is None:
+            return m.cached_chars == 0 and m.slot == 0
+        if len(entries) != n or m.slot >= len(entries):
+            return False
+        return not entries[m.slot].busy
 
     def complete(self, placed: Placed, *, answer: Optional[PromptKey] = None) -> None:
         """The request ended well: the slot is idle and holds the prompt (or prompt + answer)."""
@@ -371,7 +392,7 @@ class CacheShadow:
         rate = self._rates.setdefault(host, {}).setdefault(model, _Rate())
         count, dur, load, ttft = fb.prompt_eval_count, fb.prompt_eval_duration_s, fb.load_duration_s, fb.ttft_s
         native = (isinstance(count, int) and count > 0 and isinstance(dur, (int, float)) and dur >= 0)
-        if load is not None and load > 0:
+        if load is not None and load >= RELOAD_MIN_S:
             forgot = self._forget_model(h, model, keep=placed._entry) if h is not None else 0
             if native and chars:
                 self._learn_cold(rate, count, dur, chars, 0.0)

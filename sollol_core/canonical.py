@@ -145,10 +145,18 @@ def _key(text: str, anchor_end: int, model: str, bc: int, session: Optional[str]
                      text[len(text) - rem:] if rem else "")
 
 
+ANCHOR_MAX_CHARS = 65536  # the conversation's identity is read from at most this much of its start
+
+
 def _anchor(text: str, blocks: Sequence[int], bc: int, end: int) -> int:
-    """Hash of text[:end], from the chain: the block hash before `end` stands for everything before it."""
-    k = min(end, len(text)) // bc
-    return hash((blocks[k - 1] if k else 0, text[k * bc:end], -1))
+    """A stable hash of text[:end] (the conversation up to its first user message).
+
+    Unlike the block chain (Python's per-process string hash, fast, compared only inside one gateway), the
+    anchor must be the same in every process: the rendezvous hash on it is what makes two gateways place a
+    conversation alike, and a restarted gateway send it home."""
+    head = text[:min(end, len(text), ANCHOR_MAX_CHARS)]
+    return int.from_bytes(hashlib.blake2b(head.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
 """SollolConfig: every knob, and where its value comes from.
 
 Sources, lowest to highest: defaults < sollol.toml < SOLLOL_* environment variables < command-line flags.
-Unknown keys and bad values raise :class:`ConfigError`, whose message names the key and the source, so the
-command line can print it and exit non-zero.
+Unknown keys in a file and bad values anywhere raise :class:`ConfigError`, whose message names the key and
+the source, so the command line can print it and exit non-zero. Unknown SOLLOL_* variables are only warnings:
+the environment is shared (Kubernetes puts SOLLOL_SERVICE_HOST, SOLLOL_PORT=tcp://... into every pod of a
+namespace with a Service named `sollol`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -16,6 +20,8 @@ from typing import Any, Literal, Mapping, Optional
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+log = logging.getLogger("sollol.config")
 
 ENV_PREFIX = "SOLLOL_"
 DEFAULT_CONFIG_NAME = "sollol.toml"
@@ -112,6 +118,8 @@ class SollolConfig(BaseModel):
     gateway_host: str = Field("127.0.0.1", description="Address the gateway binds.")
     gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
     admin_token: Optional[str] = Field(None, description="Token for operator endpoints when bound beyond loopback.")
+    management_open: bool = Field(False, description="Beyond loopback, let anyone pull, push, create, copy and "
+                                                     "delete models without the operator token.")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
     # routing
     routing_strategy: Literal["performance", "p2c", "round_robin", "priority"] = "performance"
@@ -293,18 +301,44 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read it ({e.strerror})") from None
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """SOLLOL_GATEWAY_PORT=8001, SOLLOL_HOSTS=a:1,b:2, SOLLOL_ROUTING_WEIGHTS__LATENCY=0.5."""
+# what Kubernetes injects for a Service: SOLLOL_PORT=tcp://10.0.0.1:8000 (also for a Service named e.g.
+# sollol-gateway: SOLLOL_GATEWAY_PORT=tcp://...), never a setting's value
+_SERVICE_LINK = re.compile(r"^(tcp|udp|sctp)://[^\s/]+:\d+$", re.I)
+
+
+def _sub_fields(name: str) -> Optional[set[str]]:
+    """The keys of a table setting (routing_weights, cache, queue); None for a setting that is not a table
+    of fixed keys (host_settings and api_keys are keyed by host and key name)."""
+    annotation = SollolConfig.model_fields[name].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return set(annotation.model_fields)
+    return None
+
+
+def env_overrides(environ: Mapping[str, str], warnings: Optional[list[str]] = None) -> dict[str, Any]:
+    """SOLLOL_GATEWAY_PORT=8001, SOLLOL_HOSTS=a:1,b:2, SOLLOL_ROUTING_WEIGHTS__LATENCY=0.5.
+
+    A SOLLOL_* variable that names no setting is left out, and so is a Kubernetes service link (tcp://host:port)
+    in a setting that is not text; each is described in `warnings` when a list is given. A bad value of a
+    known setting is still an error (ConfigError, from load_config's validation).
+    """
     out: dict[str, Any] = {}
-    for name, raw in environ.items():
+    unknown: list[str] = []
+    links: list[str] = []
+    for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX):].lower()
         if key in ("require_real_ollama",):  # test switch, not a setting
             continue
         parts = key.split("__")
-        if parts[0] not in FIELD_NAMES:
-            raise ConfigError(f"environment: unknown key '{parts[0]}' (from {name})")
+        if parts[0] not in FIELD_NAMES or (len(parts) > 1 and (sub := _sub_fields(parts[0])) is not None
+                                           and (len(parts) > 2 or parts[1] not in sub)):
+            unknown.append(name)
+            continue
+        if len(parts) == 1 and not _is_text_field(parts[0]) and _SERVICE_LINK.match(raw.strip()):
+            links.append(name)
+            continue
         value: Any = raw
         if parts[0] == "hosts":
             value = [h for h in raw.split(",") if h.strip()]
@@ -317,6 +351,14 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         for p in parts[:-1]:
             target = target.setdefault(p, {})
         target[parts[-1]] = value
+    if warnings is not None:
+        if unknown:
+            warnings.append(f"environment: ignored {len(unknown)} SOLLOL_* variable(s) that name no setting: "
+                            f"{', '.join(unknown)} (Kubernetes sets such variables for a Service named "
+                            f"'sollol'; see sollol.toml.example for the settings)")
+        if links:
+            warnings.append(f"environment: ignored {', '.join(links)}: a service link (tcp://host:port), "
+                            f"not a value for that setting")
     return out
 
 
@@ -340,15 +382,26 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     search: bool = True,
+    warnings: Optional[list[str]] = None,
 ) -> tuple[SollolConfig, Optional[Path]]:
-    """Build the config from all sources; returns it and the TOML file used (None when none)."""
+    """Build the config from all sources; returns it and the TOML file used (None when none).
+
+    What was ignored (unknown SOLLOL_* variables) is appended to `warnings` when a list is given: the caller
+    logs it and shows it (SOLLOL(config_warnings=...) does both); without a list it is logged here.
+    """
     environ = os.environ if environ is None else environ
     path = find_config_file(config_path) if (search or config_path) else None
     data: dict[str, Any] = {}
     if path is not None:
         data = read_toml(path)
         _validate(data, str(path))  # name the file in the message when the file is at fault
-    env = env_overrides(environ)
+    found: list[str] = []
+    env = env_overrides(environ, found)
+    if warnings is not None:
+        warnings.extend(found)
+    else:
+        for message in found:
+            log.warning("%s", message)
     if env:
         _validate(_merge(data, env), "environment (SOLLOL_*)")
         data = _merge(data, env)

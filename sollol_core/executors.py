@@ -11,7 +11,11 @@ from typing import AsyncIterator, Optional, Protocol
 
 import orjson
 
-from .upstream_http import HttpPool, UpstreamFailure
+from .upstream_http import Body, HttpPool, StreamBody, UpstreamFailure
+
+__all__ = ["AsyncExecutor", "Body", "Executor", "ExecutorFailure", "StreamBody", "UpstreamFailure",
+           "UpstreamResponse"]
+
 
 class ExecutorFailure(UpstreamFailure):
     """The executor could not carry the call (a Ray actor died): retried like any failure, but the host
@@ -36,10 +40,11 @@ class Executor(Protocol):
 
     async def close(self) -> None: ...
 
-    async def open(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float, stream: bool = True) -> UpstreamResponse:
+    async def open(self, host: str, method: str, path: str, body: Body,
+                   timeout: float, stream: bool = True, content_type: Optional[str] = None) -> UpstreamResponse:
         """Send the call; returns once the status is known. stream=False says the caller will read the
-        whole body at once (an executor may then fetch it in one round trip)."""
+        whole body at once (an executor may then fetch it in one round trip). content_type: the body's,
+        when it is not JSON (a multipart form); a StreamBody is sent as it is read (blob uploads)."""
 
 
 class AsyncExecutor:
@@ -59,11 +64,11 @@ class AsyncExecutor:
             await self._pool.close()
             self._pool = None
 
-    async def open(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float, stream: bool = True) -> UpstreamResponse:
+    async def open(self, host: str, method: str, path: str, body: Body,
+                   timeout: float, stream: bool = True, content_type: Optional[str] = None) -> UpstreamResponse:
         if self._pool is None:
             raise RuntimeError("executor not started")
-        return await self._pool.request(host, method, path, body, timeout)
+        return await self._pool.request(host, method, path, body, timeout, content_type)
 
     async def get_json(self, host: str, path: str, timeout: float) -> object:
         """Small GET used by health checks and adaptive metrics; raises UpstreamFailure."""

@@ -1,32 +1,38 @@
-"""The HTTP surface: Ollama API, OpenAI-compatible /v1, SOLLOL's own and the operator endpoints.
+"""The HTTP surface: Ollama API, OpenAI- and Anthropic-compatible /v1, SOLLOL's own and the operator endpoints.
 
 Bodies are forwarded byte for byte (options, format, tools, keep_alive, images ... arrive intact); the
-gateway parses a body only to learn the model and whether the client asked for a stream.
+gateway parses a body only to learn the model and whether the client asked for a stream. What the gateway
+answers by itself (bad input, no host, unknown model, body too large) takes the error shape of the
+endpoint's API family (api_errors), so each official SDK raises its own typed error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Match
 
 from . import __version__
+from . import api_models as am
+from .api_errors import ANTHROPIC, OLLAMA, OPENAI, api_for_path, error_response
 from .batch.api import batch_router
 from .config import STRATEGIES, normalize_host
 from .executors import UpstreamFailure
-from .httpio import BadRequest, entries, float_field, int_field, json_response, model_of, read_json
-from .api_errors import OLLAMA, OPENAI, api_for_path
 from .canonical import prompt_key_async, session_key
 from .clients import Client, ClientKeys, ClientRefused
-from .api_errors import error_response
-from .request import Call
+from .httpio import (BadRequest, entries, float_field, int_field, json_response, model_of, multipart_fields,
+                     read_body, read_json)
+from .management import management_router
 from .metrics import CONTENT_TYPE
+from .operator_auth import require_admin as check_admin
+from .request import Call
 
 if TYPE_CHECKING:
     from .service import SOLLOL
@@ -38,7 +44,10 @@ META_TIMEOUT_S = 15.0
 def create_app(sollol: "SOLLOL") -> FastAPI:
     cfg = sollol.config
     app = FastAPI(title="SOLLOL", version=__version__,
-                  description="One Ollama-compatible endpoint in front of many Ollama servers.")
+                  description="One Ollama-compatible endpoint in front of many Ollama servers: the Ollama API, "
+                              "OpenAI's (/v1/chat/completions, /v1/responses, ...) and Anthropic's "
+                              "(/v1/messages), routed by model to the host that will serve it best.")
+    am.install_openapi(app)
 
     @app.exception_handler(BadRequest)
     async def _bad_request(request: Request, exc: BadRequest) -> Response:
@@ -46,14 +55,23 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         endpoint = getattr(request.scope.get("route"), "path", request.url.path)
         return sollol.proxy.reject(endpoint, exc.status, exc.message, api_for_path(request.url.path), exc.headers)
 
+    def allowed_methods(scope: dict) -> str:
+        """Every method some route takes on this path (a path may have one route per method, and included
+        routers keep their own routes): each method is tried against the routes."""
+        methods = [method for method in ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+                   if any(route.matches(scope | {"method": method})[0] == Match.FULL for route in app.router.routes)]
+        return ", ".join(methods)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else "error"
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
             detail = f"no such endpoint: {request.method} {request.url.path}"
         elif exc.status_code == 405:
             detail = f"method {request.method} not allowed on {request.url.path}"
-        return error_response(api_for_path(request.url.path), exc.status_code, detail)
+            headers["Allow"] = allowed_methods(request.scope) or headers.get("Allow", "")
+        return error_response(api_for_path(request.url.path), exc.status_code, detail, headers=headers)
 
     keys = ClientKeys(cfg)
 
@@ -64,14 +82,19 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         except ClientRefused as e:
             raise BadRequest(e.status, e.message, e.headers) from None
 
-    async def proxy(endpoint: str, path: str, data: dict, request: Request, *, timeout: float,
-                    stream_default: bool, sse: bool = False, body: Optional[bytes] = None, api: str = OLLAMA,
-                    embedding: bool = False, cost: float = 1.0, inference: bool = True) -> Response:
+    def stream_flag(data: dict, default: bool) -> bool:
         stream = data.get("stream")
-        stream = stream_default if stream is None else stream  # Ollama reads null as "not given"
+        stream = default if stream is None else stream  # Ollama reads null as "not given"
         if not isinstance(stream, bool):
             raise BadRequest(400, "stream must be true or false")
-        model = model_of(data)
+        return stream
+
+    async def proxy(endpoint: str, path: str, data: dict, request: Request, *, timeout: float,
+                    stream_default: bool, sse: bool = False, body: Optional[bytes] = None, api: str = OLLAMA,
+                    embedding: bool = False, cost: float = 1.0, inference: bool = True,
+                    model: Optional[str] = None, content_type: Optional[str] = None) -> Response:
+        stream = stream_flag(data, stream_default)
+        model = model or model_of(data)
         client = identify(request) if inference else Client(request.client.host if request.client else "", "high")
         prompt = None
         if cfg.cache.enabled and inference and not embedding:
@@ -81,30 +104,35 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                     body=body if body is not None else request.state.raw_body,
                     model=model, stream=stream, timeout=timeout, sse=sse, api=api, prompt=prompt,
                     priority=client.priority, client=client.name, cost=cost, embedding=embedding,
-                    receive=request.receive, uses_slot=inference)
+                    receive=request.receive, uses_slot=inference, content_type=content_type)
         return await sollol.proxy.forward(call)
 
     # Ollama API -----------------------------------------------------------------------------------
     # HEAD too: the ollama command line checks HEAD / before list, run, pull ...
     @app.head("/", include_in_schema=False)
-    @app.get("/", response_class=PlainTextResponse)
+    @app.get("/", response_class=PlainTextResponse, summary="liveness: 'Ollama is running'")
     async def root() -> str:
         return "Ollama is running"
 
-    @app.post("/api/chat")
+    @app.post("/api/chat", summary="chat, routed by model",
+              openapi_extra=am.doc(am.ChatRequest, am.ChatResponse, stream="application/x-ndjson",
+                                   errors=(400, 404, 413, 502, 503)))
     async def chat(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         if "messages" in data and not isinstance(data["messages"], list):
             raise BadRequest(400, "messages must be a list")
         return await proxy("/api/chat", "/api/chat", data, request, timeout=cfg.chat_timeout, stream_default=True)
 
-    @app.post("/api/generate")
+    @app.post("/api/generate", summary="generate, routed by model",
+              openapi_extra=am.doc(am.GenerateRequest, am.GenerateResponse, stream="application/x-ndjson",
+                                  errors=(400, 404, 413, 502, 503)))
     async def generate(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/api/generate", "/api/generate", data, request, timeout=cfg.chat_timeout,
                            stream_default=True)
 
-    @app.post("/api/embed")
+    @app.post("/api/embed", summary="embed one text or several, routed by model",
+              openapi_extra=am.doc(am.EmbedRequest, am.EmbedResponse, errors=(400, 404, 413, 502, 503)))
     async def embed(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         body = None
@@ -120,20 +148,23 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                            stream_default=False, body=body, embedding=True,
                            cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
-    @app.post("/api/embeddings")
+    @app.post("/api/embeddings", summary="embed one text (the older endpoint)",
+              openapi_extra=am.doc(am.EmbeddingsRequest, am.EmbeddingsResponse, errors=(400, 404, 413, 502, 503)))
     async def embeddings(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/api/embeddings", "/api/embeddings", data, request, timeout=cfg.embedding_timeout,
                            stream_default=False, embedding=True)
 
-    @app.post("/api/show")
+    @app.post("/api/show", summary="a model's details, from a host that has it",
+              openapi_extra=am.doc(am.ShowRequest, am.ShowResponse, errors=(400, 404, 502, 503)))
     async def show(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False,
                            inference=False)
 
     @app.head("/api/version", include_in_schema=False)
-    @app.get("/api/version")
+    @app.get("/api/version", summary="the version of the first available host",
+             openapi_extra=am.doc(answer=am.VersionResponse, errors=()))
     async def version() -> Response:
         for host in sollol.router.route(None):
             try:
@@ -153,7 +184,9 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
 
         return list(await asyncio.gather(*(one(a) for a in hosts)))
 
-    @app.get("/api/tags")
+    @app.head("/api/tags", include_in_schema=False)
+    @app.get("/api/tags", summary="every host's models, each with the hosts that have it",
+             openapi_extra=am.doc(answer=am.TagsResponse, errors=()))
     async def tags() -> Response:
         merged: dict[str, dict] = {}
         for address, data in await gather_hosts("/api/tags"):
@@ -163,86 +196,49 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                     entry["hosts"].append(address)
         return json_response({"models": sorted(merged.values(), key=lambda m: m["name"])})
 
-    @app.get("/api/ps")
+    @app.get("/api/ps", summary="every loaded model on every host",
+             openapi_extra=am.doc(answer=am.PsResponse, errors=()))
     async def ps() -> Response:
         models = [m | {"host": address} for address, data in await gather_hosts("/api/ps")
                   for m in entries(data, "models")]
         return json_response({"models": models})
 
-    # model management: X-SOLLOL-Host names the host, or "all" ----------------------------------------
-    async def manage(op: str, request: Request, method: str) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
-        target = request.headers.get("x-sollol-host", "all" if op == "pull" else "")
-        if not target:
-            raise BadRequest(400, f"/api/{op} changes a host's models: say which with the header "
-                                  f"X-SOLLOL-Host: <host:port> or X-SOLLOL-Host: all")
-        if target == "all":
-            hosts = [h.address for h in sollol.registry.hosts() if h.state.value != "disabled"]
-        else:
-            try:
-                hosts = [normalize_host(target)]
-            except ValueError as e:
-                raise BadRequest(400, f"X-SOLLOL-Host: {e}") from None
-            if hosts[0] not in sollol.registry:
-                raise BadRequest(404, f"X-SOLLOL-Host: no such host {hosts[0]}; see /api/stats")
-        if not hosts:
-            return error_response(OLLAMA, 503, "no hosts registered")
-        raw = request.state.raw_body
-        if len(hosts) == 1:
-            call = Call(endpoint=f"/api/{op}", method=method, path=f"/api/{op}", body=raw, model=None,
-                        stream=data.get("stream") is not False and op in ("pull", "push", "create"),
-                        timeout=cfg.management_timeout)
-            return await sollol.proxy.forward_to(hosts[0], call)
-        single = orjson.dumps(data | {"stream": False}) if op in ("pull", "push", "create") else raw
-
-        async def one(address: str) -> tuple[str, int, Any]:
-            try:
-                resp = await sollol.executor.open(address, method, f"/api/{op}", single, cfg.management_timeout)
-                try:
-                    body = await resp.read()
-                finally:
-                    await resp.close()
-            except UpstreamFailure as e:
-                return address, 502, {"error": str(e)}
-            try:
-                return address, resp.status, orjson.loads(body) if body.strip() else {}
-            except orjson.JSONDecodeError:
-                return address, resp.status, {"raw": body.decode(errors="replace")}
-
-        results = await asyncio.gather(*(one(a) for a in hosts))
-        ok = all(status < 400 for _, status, _ in results)
-        out = {"status": "success" if ok else "failed on some hosts",
-               "hosts": {a: {"status_code": s, "result": r} for a, s, r in results}}
-        if not ok:
-            failed = ", ".join(a for a, s, _ in results if s >= 400)
-            out["error"] = f"/api/{op} failed on {failed}"
-        status = 200 if ok else (404 if all(s == 404 for _, s, _ in results) else 502)
-        return json_response(out, status)
-
-    def management_route(op: str, method: str) -> None:
-        async def endpoint(request: Request) -> Response:  # annotated, so FastAPI passes the Request
-            return await manage(op, request, method)
-
-        app.add_api_route(f"/api/{op}", endpoint, methods=[method], name=f"api_{op}")
-
-    for op in ("pull", "create", "copy", "push"):
-        management_route(op, "POST")
-    management_route("delete", "DELETE")
+    # model management (pull, push, create, copy, delete, blobs): management.py --------------------------
+    progress, managing = "application/x-ndjson", (400, 401, 403, 404, 502)
+    app.include_router(management_router(sollol, {
+        "pull": am.doc(am.PullRequest, am.ManagementResult, stream=progress, errors=managing, headers=am.HOST_HEADER),
+        "push": am.doc(am.PushRequest, am.ManagementResult, stream=progress, errors=managing, headers=am.HOST_HEADER),
+        "create": am.doc(am.CreateRequest, am.ManagementResult, stream=progress, errors=managing,
+                         headers=am.HOST_HEADER),
+        "copy": am.doc(am.CopyRequest, am.ManagementResult, errors=managing, headers=am.HOST_HEADER),
+        "delete": am.doc(am.DeleteRequest, am.ManagementResult, errors=managing, headers=am.HOST_HEADER),
+        "blob_head": {"responses": {"200": {"description": "Every host has it."},
+                                    "404": {"description": "Some host lacks it."},
+                                    "400": {"description": "Not a sha256 digest."}},
+                      "parameters": am.doc(headers=am.HOST_HEADER)["parameters"]},
+        "blob_post": am.doc(am.BINARY, am.ManagementResult, request_media="application/octet-stream",
+                            answer_status=201, errors=(400, 401, 403, 502), headers=am.HOST_HEADER),
+    }))
 
     # OpenAI-compatible ------------------------------------------------------------------------------
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", summary="OpenAI chat completions, routed by model",
+              openapi_extra=am.doc(am.ChatCompletionRequest, am.ChatCompletion, api=OPENAI, stream="text/event-stream",
+                                  errors=(400, 404, 413, 502, 503)))
     async def v1_chat(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/v1/chat/completions", "/v1/chat/completions", data, request,
                            timeout=cfg.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", summary="OpenAI completions, routed by model",
+              openapi_extra=am.doc(am.CompletionRequest, am.Completion, api=OPENAI, stream="text/event-stream",
+                                  errors=(400, 404, 413, 502, 503)))
     async def v1_completions(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         return await proxy("/v1/completions", "/v1/completions", data, request,
                            timeout=cfg.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", summary="OpenAI embeddings, routed by model",
+              openapi_extra=am.doc(am.EmbeddingRequest, am.EmbeddingList, api=OPENAI, errors=(400, 404, 413, 502, 503)))
     async def v1_embeddings(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
         inp = data.get("input")
@@ -250,40 +246,82 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                            timeout=cfg.embedding_timeout, stream_default=False, api=OPENAI, embedding=True,
                            cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", summary="every host's models (OpenAI)",
+             openapi_extra=am.doc(answer=am.ModelList, api=OPENAI, errors=()))
     async def v1_models() -> Response:
         merged: dict[str, dict] = {}
         for _, data in await gather_hosts("/v1/models"):
             for m in entries(data, "data"):
                 if m.get("id"):
                     merged.setdefault(m["id"], m)
-        return json_response({"object": "list", "data": sorted(merged.values(), key=lambda m: m["id"])})
+        return json_response({"object": "list", "data": sorted(merged.values(), key=lambda x: x["id"])})
+
+    @app.get("/v1/models/{model:path}", summary="one model (OpenAI), from a host that has it",
+             openapi_extra=am.doc(answer=am.ModelObject, api=OPENAI, errors=(404, 502, 503)))
+    async def v1_model(model: str) -> Response:
+        call = Call(endpoint="/v1/models/{model}", method="GET", path="/v1/models/" + quote(model, safe=":@/"),
+                    body=None, model=model, stream=False, timeout=META_TIMEOUT_S, api=OPENAI, uses_slot=False)
+        return await sollol.proxy.forward(call)
+
+    @app.post("/v1/responses", summary="OpenAI Responses, routed by model",
+              openapi_extra=am.doc(am.ResponsesRequest, am.ResponseObject, api=OPENAI, stream="text/event-stream",
+                                  errors=(400, 404, 413, 502, 503)))
+    async def v1_responses(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        return await proxy("/v1/responses", "/v1/responses", data, request, timeout=cfg.chat_timeout,
+                           stream_default=False, sse=True, api=OPENAI)
+
+    @app.post("/v1/audio/transcriptions", summary="OpenAI audio transcription, routed by model",
+              openapi_extra=am.doc(am.TranscriptionForm, am.Transcription, api=OPENAI,
+                                   request_media="multipart/form-data", stream="text/event-stream",
+                                   errors=(400, 404, 413, 502, 503)))
+    async def v1_transcriptions(request: Request) -> Response:
+        body = await read_body(request, cfg.max_body_bytes)
+        content_type = request.headers.get("content-type", "")
+        fields = multipart_fields(body, content_type, ("model", "stream"))
+        model = fields.get("model", "").strip()
+        if not model:
+            raise BadRequest(400, "model is required (a form field)")
+        stream = fields.get("stream", "false").strip().lower()
+        if stream not in ("true", "false"):
+            raise BadRequest(400, "stream must be true or false")
+        client = identify(request)
+        call = Call(endpoint="/v1/audio/transcriptions", method="POST", path="/v1/audio/transcriptions", body=body,
+                    model=model, stream=stream == "true", timeout=cfg.chat_timeout, sse=True, api=OPENAI,
+                    content_type=content_type, priority=client.priority, client=client.name,
+                    receive=request.receive)
+        return await sollol.proxy.forward(call)
+
+    # Anthropic-compatible -----------------------------------------------------------------------------
+    @app.post("/v1/messages", summary="Anthropic Messages, routed by model",
+              openapi_extra=am.doc(am.MessagesRequest, am.MessageObject, api=ANTHROPIC, stream="text/event-stream",
+                                  errors=(400, 404, 413, 502, 503)))
+    async def v1_messages(request: Request) -> Response:
+        data = await read_json(request, cfg.max_body_bytes)
+        if "messages" in data and not isinstance(data["messages"], list):
+            raise BadRequest(400, "messages must be a list")
+        return await proxy("/v1/messages", "/v1/messages", data, request, timeout=cfg.chat_timeout,
+                           stream_default=False, sse=True, api=ANTHROPIC)
 
     # SOLLOL's own -----------------------------------------------------------------------------------
-    @app.get("/api/health")
+    @app.get("/api/health", summary="ok / degraded / down (503 when no host is available)",
+             openapi_extra=am.doc(answer=am.HealthResponse, errors=()))
     async def health() -> Response:
         body = sollol.get_health()
         return json_response(body, 200 if body["status"] != "down" else 503)
 
-    @app.get("/api/stats")
+    @app.get("/api/stats", summary="every host's state, measurements and score; routing; executor",
+             openapi_extra=am.doc(answer=am.StatsResponse, errors=()))
     async def stats() -> Response:
         return json_response(sollol.get_stats())
 
-    @app.get("/metrics")
+    @app.get("/metrics", summary="Prometheus exposition", response_class=PlainTextResponse)
     async def metrics() -> Response:
         return Response(sollol.metrics.exposition(), media_type=CONTENT_TYPE)
 
     # operator endpoints ---------------------------------------------------------------------------
     def require_admin(request: Request) -> None:
-        if cfg.is_loopback_only():
-            return
-        if not cfg.admin_token:
-            raise BadRequest(403, "operator endpoints are off while the gateway listens beyond loopback "
-                                  "without a token: set admin_token (or SOLLOL_ADMIN_TOKEN)")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        given = (token.strip() if scheme.lower() == "bearer" else "") or request.headers.get("x-sollol-token", "")
-        if not hmac.compare_digest(given.encode(), cfg.admin_token.encode()):
-            raise BadRequest(401, "operator endpoint: send 'Authorization: Bearer <admin_token>'")
+        check_admin(cfg, request)
 
     def host_param(host: str) -> str:
         try:
@@ -294,7 +332,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             raise BadRequest(404, f"no such host {address}; see /api/stats")
         return address
 
-    @app.post("/api/hosts")
+    @app.post("/api/hosts", summary="operator: add a host",
+              openapi_extra=am.doc(am.AddHost, am.HostAnswer, answer_status=201, errors=(400, 401, 403, 409)))
     async def add_host(request: Request) -> Response:
         require_admin(request)
         data = await read_json(request, cfg.max_body_bytes)
@@ -307,28 +346,32 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             raise BadRequest(400 if "already" not in str(e) else 409, str(e)) from None
         return json_response({"status": "added", "host": address}, 201)
 
-    @app.delete("/api/hosts/{host}")
+    @app.delete("/api/hosts/{host}", summary="operator: remove a host",
+                openapi_extra=am.doc(answer=am.HostAnswer, errors=(400, 401, 403, 404)))
     async def remove_host(host: str, request: Request) -> Response:
         require_admin(request)
         address = host_param(host)
         sollol.remove_host(address)
         return json_response({"status": "removed", "host": address})
 
-    @app.post("/api/hosts/{host}/drain")
+    @app.post("/api/hosts/{host}/drain", summary="operator: send the host nothing new",
+              openapi_extra=am.doc(answer=am.HostAnswer, errors=(400, 401, 403, 404)))
     async def drain(host: str, request: Request) -> Response:
         require_admin(request)
         address = host_param(host)
         sollol.drain_host(address)
         return json_response({"status": "draining", "host": address})
 
-    @app.post("/api/hosts/{host}/undrain")
+    @app.post("/api/hosts/{host}/undrain", summary="operator: send the host requests again",
+              openapi_extra=am.doc(answer=am.HostAnswer, errors=(400, 401, 403, 404)))
     async def undrain(host: str, request: Request) -> Response:
         require_admin(request)
         address = host_param(host)
         sollol.undrain_host(address)
         return json_response({"status": "healthy", "host": address})
 
-    @app.patch("/api/hosts/{host}")
+    @app.patch("/api/hosts/{host}", summary="operator: change a host's priority or weight",
+               openapi_extra=am.doc(am.HostChange, am.HostAnswer, errors=(400, 401, 403, 404)))
     async def patch_host(host: str, request: Request) -> Response:
         require_admin(request)
         address = host_param(host)
@@ -346,7 +389,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         h = sollol.registry.get(address)
         return json_response({"host": address, "priority": h.priority, "weight": h.weight})
 
-    @app.put("/api/routing")
+    @app.put("/api/routing", summary="operator: routing strategy and weights",
+             openapi_extra=am.doc(am.RoutingChange, am.RoutingAnswer, errors=(400, 401, 403)))
     async def put_routing(request: Request) -> Response:
         require_admin(request)
         data = await read_json(request, cfg.max_body_bytes)
@@ -373,6 +417,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     fast = {("POST", path): endpoint for path, endpoint in (
         ("/api/chat", chat), ("/api/generate", generate), ("/api/embed", embed), ("/api/embeddings", embeddings),
         ("/v1/chat/completions", v1_chat), ("/v1/completions", v1_completions), ("/v1/embeddings", v1_embeddings),
+        ("/v1/messages", v1_messages), ("/v1/responses", v1_responses),
+        ("/v1/audio/transcriptions", v1_transcriptions),
     )}
     return FastPathApp(app, fast, sollol.proxy.reject)
 

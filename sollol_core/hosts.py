@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
+from functools import lru_cache
 from typing import Callable, Iterable, Optional
 
 from .snapshot import HostView
@@ -39,6 +40,7 @@ class UnknownHost(KeyError):
     """The registry has no host of that address."""
 
 
+@lru_cache(maxsize=4096)
 def model_key(name: str) -> str:
     """Ollama treats 'llama3.2' and 'llama3.2:latest' as one model."""
     name = name.strip()

@@ -27,8 +27,8 @@ def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-async def read_json(request: Request, limit: int) -> dict:
-    """The body as a dict, bounded in size; BadRequest with Ollama's error shape otherwise."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes (413 beyond, told by Content-Length or found while reading)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"request body of {declared} bytes is over the limit of {limit} bytes "
@@ -39,7 +39,12 @@ async def read_json(request: Request, limit: int) -> dict:
         if size > limit:
             raise BadRequest(413, f"request body is over the limit of {limit} bytes (max_body_bytes)")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict:
+    """The body as a dict, bounded in size; BadRequest otherwise (answered in the route's error shape)."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         raise BadRequest(400, "request body is empty; send a JSON object")
     try:
@@ -82,3 +87,39 @@ def float_field(data: dict, key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(400, f"{key} must be a number")
     return float(value)
+
+
+def multipart_fields(body: bytes, content_type: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The text fields `names` of a multipart/form-data body (the model of an audio transcription), without
+    parsing its files. BadRequest when the body is not multipart/form-data with a boundary."""
+    kind, _, params = content_type.partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        raise BadRequest(400, "send the request as multipart/form-data (a file and its fields)")
+    boundary = ""
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        raise BadRequest(400, "multipart/form-data without a boundary")
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for part in body.split(b"--" + boundary.encode("latin-1"))[1:]:
+        if part.startswith(b"--"):
+            break  # the closing delimiter
+        head, sep, value = part.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        disposition = next((line for line in head.decode("latin-1").split("\r\n")
+                            if line.lower().startswith("content-disposition:")), "")
+        name = None
+        for item in disposition.split(";")[1:]:
+            key, _, v = item.strip().partition("=")
+            if key.lower() == "name":
+                name = v.strip().strip('"')
+            elif key.lower() == "filename":
+                name = None  # a file, not a field
+                break
+        if name in wanted and name not in found:
+            found[name] = value.removesuffix(b"\r\n").decode("utf-8", errors="replace")
+    return found

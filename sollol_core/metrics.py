@@ -65,6 +65,7 @@ class Metrics:
         self.prefill_saved = Counter("sollol_cache_prefill_saved_seconds",
                                      "Prefill seconds hosts skipped because the prompt was cached", ["host"],
                                      registry=r)
+        self._children: dict = {}
         self._collector = _HostCollector(hosts)
         r.register(self._collector)
 
@@ -74,8 +75,16 @@ class Metrics:
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         outcome = "success" if status < 400 else ("client_error" if status < 500 else "error")
-        self.requests_total.labels(endpoint, outcome).inc()
-        self.request_latency.labels(endpoint).observe(seconds)
+        self.child(self.requests_total, endpoint, outcome).inc()
+        self.child(self.request_latency, endpoint).observe(seconds)
+
+    def child(self, metric, *labels: str):  # type: ignore[no-untyped-def]
+        """metric.labels(*labels), remembered: looking a child up costs more than using it, on every request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

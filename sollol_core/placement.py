@@ -36,12 +36,15 @@ from .slots import SlotTable
 if TYPE_CHECKING:
     from .cache import CacheShadow
 
-COLD_BAND = 0.05  # performance score units: hosts this close to the best count as equal for a cold prompt
-COLD_BAND_P2C_MS = 50.0  # likewise for p2c's cost
+# A cold prompt's hosts count as equal when their scores are this close to the best (absolute, or this share
+# of the best when larger): then the conversation's rendezvous hash chooses, so every gateway agrees
+COLD_BAND = 0.01  # performance score units (0.01 is 50 ms of latency at the default weight)
+COLD_BAND_P2C_MS = 20.0  # p2c's cost
+COLD_BAND_SHARE = 0.05
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Estimate:
     """What placing this request on one host would cost, as far as SOLLOL can tell."""
 
@@ -53,6 +56,7 @@ class Estimate:
     victim_idle_s: float = math.inf
     displaced: bool = False
     over_bound: bool = False
+    match: object = None  # the shadow's CacheMatch behind these figures (placing on this host reuses it)
 
     @property
     def fraction(self) -> float:
@@ -132,6 +136,10 @@ class Placement:
         strategy, weights = self.router.current()
         key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
         model = model_key(call.model) if call.model else None
+        if len(room) == 1 and not full:  # one host can take it: nothing to weigh, only the reason to tell
+            estimates = self._estimates(call, room, key)
+            order, reason = self._slow_start(room, self._reason(room[0], estimates, key, room, room))
+            return Decision(order, reason, estimates)
         estimates = self._estimates(call, room + full, key)
         prefill = {a: e.prefill_s for a, e in estimates.items()} if key is not None else None
         bounded = self._bounded(room, estimates, call)
@@ -173,7 +181,7 @@ class Placement:
             out[h.address] = Estimate(host=h.address, cached_chars=m.cached_chars, prompt_chars=key.chars,
                                       prefill_s=self.shadow.prefill_s(h.address, model, uncached),
                                       evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
-                                      displaced=m.displaced)
+                                      displaced=m.displaced, match=m)
         return out
 
     def _bounded(self, room: list[Host], estimates: dict[str, Estimate], call: Call) -> list[Host]:
@@ -191,7 +199,7 @@ class Placement:
             if h.in_flight + 1 <= math.ceil(cap):
                 out.append(h)
             elif h.address in estimates:
-                estimates[h.address] = _replace(estimates[h.address], over_bound=True)
+                estimates[h.address].over_bound = True
         return out or list(room)
 
     def _reason(self, host: Host, estimates: dict[str, Estimate], key, bounded: list[Host],  # type: ignore[no-untyped-def]
@@ -227,7 +235,7 @@ class Placement:
                       for h in pool}
             band = COLD_BAND_P2C_MS
         best = min(scores.values())
-        near = [h for h in pool if scores[h.address] <= best + band]
+        near = [h for h in pool if scores[h.address] <= best + max(band, COLD_BAND_SHARE * abs(best))]
         quiet = [h for h in near if not estimates[h.address].evicts_active] or near
         ident = key.session or str(key.anchor)
         pick = max(quiet, key=lambda h: rendezvous(ident, h.address))
@@ -273,8 +281,3 @@ class Placement:
         return (f"waiting for {best[1].address}: est. done in {best[0]:.2f} s there against {mine:.2f} s on "
                 f"{chosen.address}")
 
-
-def _replace(e: Estimate, **changes: object) -> Estimate:
-    from dataclasses import replace
-
-    return replace(e, **changes)

@@ -25,14 +25,15 @@ from starlette.responses import Response, StreamingResponse
 
 from .adaptive import ModelListRefresher
 from .admission import GatewayQueue, Lease, Rejected
-from .api_errors import error_response
+from .api_errors import api_for_path, error_response
 from .books import FAILED, UNTOUCHED, Books
 from .config import SollolConfig
 from .executors import Executor, UpstreamFailure
 from .hosts import HostRegistry
 from .metrics import Metrics
 from .outcome import Verdict, classify
-from .relay import RelayResponse, StreamState, relay, usage_from
+from .relay import (CHAT_ENDPOINTS, AnswerText, BookedResponse, RelayResponse, StreamState, answer_of, relay,
+                    usage_from)
 from .request import Call
 from .routing import NoHostForModel
 from .slots import SlotTable
@@ -54,9 +55,11 @@ class Proxy:
         self.model_lists = model_lists
         self.active = 0
 
-    def reject(self, endpoint: str, status: int, message: str, api: str = "ollama",
+    def reject(self, endpoint: str, status: int, message: str, api: Optional[str] = None,
                headers: Optional[dict] = None) -> Response:
-        """Bad input answered by the gateway itself: counted and logged like any request, then answered."""
+        """Bad input answered by the gateway itself: counted and logged like any request, then answered in
+        the shape of the endpoint's API family."""
+        api = api or api_for_path(endpoint)
         call = Call(endpoint=endpoint, method="", path=endpoint, body=None, model=None, stream=False, timeout=0,
                     api=api)
         self.books.record(call, time.perf_counter(), status, "", 0, error=message)
@@ -75,7 +78,7 @@ class Proxy:
         try:
             response = await (self._pinned(call, started, pinned) if pinned is not None
                               else self._forward(call, started))
-            streaming_handed_off = isinstance(response, StreamingResponse)
+            streaming_handed_off = isinstance(response, (StreamingResponse, BookedResponse))
             return response
         finally:
             if not streaming_handed_off:
@@ -133,7 +136,7 @@ class Proxy:
             try:
                 try:
                     resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
-                                                    stream=call.stream)
+                                                    stream=call.stream, content_type=call.content_type)
                 except UpstreamFailure as e:
                     self.books.host_failed(host, e, attempt_started)
                     self.books.settle(lease, FAILED)
@@ -182,11 +185,23 @@ class Proxy:
                         return Response(body, status_code=resp.status, media_type=resp.content_type)
                     if not call.stream:
                         body = await resp.read()
-                        usage = usage_from(body)
-                        self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage)
-                        self.books.record(call, started, resp.status, host, attempt - 1, usage.eval_count,
-                                          lease=lease)
-                        return Response(body, status_code=resp.status, media_type=resp.content_type)
+                        elapsed_ms = (time.perf_counter() - attempt_started) * 1000
+                        retries = attempt - 1
+
+                        def books_after() -> None:  # once the answer is on its way: not on the client's clock
+                            usage = usage_from(body)
+                            answer = answer_of(body) if lease.placed is not None and call.endpoint in CHAT_ENDPOINTS \
+                                else None
+                            self.books.served(call, host, lease, elapsed_ms, usage, answer=answer)
+                            self.books.record(call, started, resp.status, host, retries, usage.eval_count,
+                                              lease=lease)
+                            self._done()
+
+                        await resp.close()
+                        handed_off = True  # the response owns the lease and the books now
+                        self.registry.end(host)
+                        return BookedResponse(body, books_after, status_code=resp.status,
+                                              media_type=resp.content_type)
                     # streaming: wait for the first chunk before answering, so a failure is still retryable
                     chunks = resp.chunks().__aiter__()
                     try:
@@ -202,6 +217,8 @@ class Proxy:
                     self.metrics.ttft.labels(call.endpoint).observe(ttft)
                     handed_off = True  # the stream owns the response, the lease and the in-flight count now
                     state = StreamState(tail=first)
+                    if lease.placed is not None and call.endpoint in CHAT_ENDPOINTS:
+                        state.answer = AnswerText()
                     retries = attempt - 1
                     return RelayResponse(
                         relay(call, host, chunks, first, state, self._broke),
@@ -236,6 +253,10 @@ class Proxy:
         self.books.record(call, started, last_status, "", len(tried), error=msg, wait_s=waited)
         return error_response(call.api, last_status, msg)
 
+    def _done(self) -> None:
+        self.active -= 1
+        self.metrics.active_requests.dec()
+
     async def _admit_quietly(self, call: Call, tried: set[str]) -> Optional[Lease]:
         try:
             return await self.queue.admit(call, frozenset(tried))
@@ -258,7 +279,8 @@ class Proxy:
         if state.complete and state.host_error is None:
             usage = usage_from(state.tail)
             tokens = usage.eval_count
-            self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage, ttft_s=ttft)
+            self.books.served(call, host, lease, (time.perf_counter() - attempt_started) * 1000, usage, ttft_s=ttft,
+                              answer=state.answer.text if state.answer is not None else None)
         elif state.complete:  # the host sent an error line inside its 200 stream
             self.books.stream_error(host, state.host_error)  # type: ignore[arg-type]
             self.books.settle(lease, FAILED)
@@ -283,7 +305,7 @@ class Proxy:
         try:
             try:
                 resp = await self.executor.open(host, call.method, call.path, call.body, call.timeout,
-                                                stream=call.stream)
+                                                stream=call.stream, content_type=call.content_type)
             except UpstreamFailure as e:
                 self.books.host_failed(host, e, attempt_started)
                 msg = f"{host}: {e}"

@@ -22,7 +22,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Optional
 
 from .config import SollolConfig
-from .executors import AsyncExecutor, ExecutorFailure, UpstreamResponse
+from .executors import AsyncExecutor, Body, ExecutorFailure, StreamBody, UpstreamResponse
 from .upstream_http import HttpPool, UpstreamFailure
 
 log = logging.getLogger("sollol.ray")
@@ -52,11 +52,11 @@ class UpstreamActor:
         self.calls = 0
 
     async def call(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float) -> AsyncIterator[Any]:
+                   timeout: float, content_type: Optional[str] = None) -> AsyncIterator[Any]:
         if self.pool is None:
             self.pool = HttpPool(self.connect_timeout)
         self.calls += 1
-        resp = await self.pool.request(host, method, path, body, timeout)
+        resp = await self.pool.request(host, method, path, body, timeout, content_type)
         try:
             yield (resp.status, resp.content_type)
             async for chunk in resp.chunks():
@@ -65,12 +65,12 @@ class UpstreamActor:
             await resp.close()
 
     async def fetch(self, host: str, method: str, path: str, body: Optional[bytes],
-                    timeout: float) -> tuple[int, str, bytes]:
+                    timeout: float, content_type: Optional[str] = None) -> tuple[int, str, bytes]:
         """The whole answer in one round trip (non-streaming requests)."""
         if self.pool is None:
             self.pool = HttpPool(self.connect_timeout)
         self.calls += 1
-        resp = await self.pool.request(host, method, path, body, timeout)
+        resp = await self.pool.request(host, method, path, body, timeout, content_type)
         try:
             return resp.status, resp.content_type, await resp.read()
         finally:
@@ -273,18 +273,20 @@ class RayExecutor:
     async def get_json(self, host: str, path: str, timeout: float) -> object:
         return await self.fallback.get_json(host, path, timeout)
 
-    async def open(self, host: str, method: str, path: str, body: Optional[bytes],
-                   timeout: float, stream: bool = True) -> UpstreamResponse:
-        if self.runtime.state != "ready":
+    async def open(self, host: str, method: str, path: str, body: Body,
+                   timeout: float, stream: bool = True, content_type: Optional[str] = None) -> UpstreamResponse:
+        # a streamed request body (a blob upload) is read in this process: it cannot travel to an actor
+        if self.runtime.state != "ready" or isinstance(body, StreamBody):
             self.calls_in_loop += 1
-            return await self.fallback.open(host, method, path, body, timeout)
+            return await self.fallback.open(host, method, path, body, timeout, content_type=content_type)
         ray = self.runtime._ray
         actor = self.runtime.pick()
         self.calls_on_ray += 1
         try:
             if not stream:
-                return _FetchedResponse(*await actor.fetch.remote(host, method, path, body, timeout))
-            gen = actor.call.options(num_returns="streaming").remote(host, method, path, body, timeout)
+                return _FetchedResponse(*await actor.fetch.remote(host, method, path, body, timeout, content_type))
+            gen = actor.call.options(num_returns="streaming").remote(host, method, path, body, timeout,
+                                                                     content_type)
             status, content_type = await (await gen.__anext__())
         except UpstreamFailure as e:
             raise _plain(e) from None

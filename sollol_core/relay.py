@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 
 import orjson
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from .api_errors import stream_error_frame
 from .executors import UpstreamFailure
@@ -41,19 +41,25 @@ def _count(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def frame(line: bytes) -> Optional[dict]:
+    """The JSON object of one NDJSON line or SSE `data:` line; None for anything else."""
+    line = line.strip()
+    if line.startswith(b"data:"):
+        line = line[5:].strip()
+    if not line.startswith(b"{"):
+        return None
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def usage_from(payload: bytes) -> Usage:
     """Usage from an answer, or the last frames of a stream (Ollama NDJSON, OpenAI / Anthropic SSE)."""
     for line in reversed(payload.rstrip().split(b"\n")[-12:]):
-        line = line.strip()
-        if line.startswith(b"data:"):
-            line = line[5:].strip()
-        if not line.startswith(b"{"):
-            continue
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(data, dict):
+        data = frame(line)
+        if data is None:
             continue
         if "eval_count" in data or "prompt_eval_count" in data:
             eval_s = _seconds(data.get("eval_duration"))
@@ -73,6 +79,84 @@ def usage_from(payload: bytes) -> Usage:
     return Usage()
 
 
+ANSWER_MAX_CHARS = 65536  # longer answers are not followed (the prompt's own blocks still are)
+CHAT_ENDPOINTS = ("/api/chat", "/v1/chat/completions", "/v1/messages", "/v1/responses")
+
+
+def _delta(data: dict) -> Optional[str]:
+    """The text one frame of a streamed chat answer adds (Ollama, OpenAI, Anthropic, Responses)."""
+    msg = data.get("message")
+    if isinstance(msg, dict):
+        text = msg.get("content")
+        return text if isinstance(text, str) else None
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        part = choices[0].get("delta") or choices[0].get("message")
+        text = part.get("content") if isinstance(part, dict) else None
+        return text if isinstance(text, str) else None
+    kind = data.get("type")
+    if kind == "content_block_delta" and isinstance(data.get("delta"), dict):
+        text = data["delta"].get("text")
+        return text if isinstance(text, str) else None
+    if kind == "response.output_text.delta":
+        text = data.get("delta")
+        return text if isinstance(text, str) else None
+    return None
+
+
+def answer_of(body: bytes) -> Optional[str]:
+    """The assistant text of a whole (non-streamed) chat answer in any of the four shapes."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    text = _delta(data)
+    if text is not None:
+        return text
+    content = data.get("content")  # Anthropic
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    output = data.get("output")  # Responses
+    if isinstance(output, list):
+        return "".join(part.get("text", "") for item in output if isinstance(item, dict)
+                       for part in item.get("content") or () if isinstance(part, dict)
+                       and part.get("type") == "output_text")
+    return None
+
+
+class AnswerText:
+    """Collects the assistant text of a streamed chat answer (bounded), so the cache shadow can hold the
+    prompt plus the answer, as the host's slot does, and the next turn matches all of it."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self._rest = b""
+        self.overflow = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.overflow:
+            return
+        data = self._rest + chunk
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        for line in lines:
+            data = frame(line)
+            text = _delta(data) if data is not None else None
+            if text:
+                self.parts.append(text)
+                self.size += len(text)
+                if self.size > ANSWER_MAX_CHARS:
+                    self.overflow = True
+                    return
+
+    @property
+    def text(self) -> Optional[str]:
+        return None if self.overflow or not self.parts else "".join(self.parts)
+
+
 @dataclass
 class StreamState:
     tail: bytes  # the end of the answer so far (for the final frames' usage)
@@ -80,6 +164,7 @@ class StreamState:
     error: Optional[str] = None  # a failure after the first byte (ours: the host broke off)
     status: int = 200
     host_error: Optional[str] = None  # an error line the host sent inside its 200 stream
+    answer: Optional[AnswerText] = None  # the answer's text, followed for the cache shadow
 
 
 def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, state: StreamState,
@@ -88,8 +173,11 @@ def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, sta
 
     async def gen() -> AsyncIterator[bytes]:
         try:
+            answer = state.answer
             if first:
                 _look_for_error(first, state)
+                if answer is not None:
+                    answer.feed(first)
                 yield first
             while True:
                 try:
@@ -99,6 +187,8 @@ def relay(call: Call, host: str, chunks: AsyncIterator[bytes], first: bytes, sta
                 state.tail = (state.tail + chunk)[-TAIL_BYTES:]  # the final line may be split across reads
                 if state.host_error is None:
                     _look_for_error(chunk, state)
+                if answer is not None:
+                    answer.feed(chunk)
                 yield chunk
             state.complete = True
         except UpstreamFailure as e:
@@ -138,3 +228,18 @@ class RelayResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self._on_close()
+
+
+class BookedResponse(Response):
+    """A whole answer whose bookkeeping (books, the cache shadow, the slot) runs once its bytes were handed
+    to the connection, however the sending ends: the client does not wait for the gateway's notes."""
+
+    def __init__(self, content: bytes, after: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._after = after
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._after()

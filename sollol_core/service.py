@@ -52,6 +52,7 @@ LIVE_KEYS = {
     "routing_strategy", "routing_weights", "max_retries", "retry_backoff_multiplier", "chat_timeout",
     "embedding_timeout", "management_timeout", "health_check_interval",
     "unhealthy_recheck_interval", "adaptive_metrics_interval", "max_body_bytes", "hosts", "admin_token",
+    "management_open",
     "autobatch_interval", "autobatch_min_batch_size", "autobatch_max_batch_size", "autobatch_enabled",
     "batch_max_docs_per_request", "batch_max_doc_chars",
     "batch_chunk_size", "batch_in_flight_per_host", "batch_max_attempts",
@@ -81,8 +82,13 @@ class SOLLOL:
     """The load balancer. `SOLLOL(config).start()` serves until `stop()`."""
 
     def __init__(self, config: Optional[SollolConfig] = None, *, host_labels: Optional[dict[str, str]] = None,
-                 demo: bool = False, config_path: Optional[str | Path] = None) -> None:
+                 demo: bool = False, config_path: Optional[str | Path] = None,
+                 config_warnings: Optional[list[str]] = None) -> None:
         self.config = config or SollolConfig()
+        # what load_config ignored (unknown SOLLOL_* variables): logged now, shown by the dashboard at start
+        self.config_warnings: list[str] = list(config_warnings or ())
+        for message in self.config_warnings:
+            log.warning("%s", message)
         self.config_path = Path(config_path) if config_path else None
         self.demo = demo
         self.registry = HostRegistry()
@@ -528,7 +534,9 @@ class SOLLOL:
 
     def num_parallel(self, address: str) -> Optional[int]:
         """The host's slots per loaded model: its own num_parallel, else default_num_parallel (None: unlimited)."""
-        settings = self.config.host_settings.get(normalize_host(address))
+        settings = self.config.host_settings.get(address)  # registry addresses are normalised already
+        if settings is None and address not in self.registry:
+            settings = self.config.host_settings.get(normalize_host(address))
         if settings is not None and settings.num_parallel is not None:
             return settings.num_parallel
         return self.config.default_num_parallel
@@ -543,6 +551,10 @@ class SOLLOL:
         settings[address] = current.model_copy(update={"num_parallel": HostSettings(num_parallel=slots).num_parallel})
         self.config.host_settings = settings
         self.registry.touch(address, "slots")
+
+    @property
+    def sim_clients(self) -> Any:
+        return self._sim_clients
 
     def attach_sim_clients(self, clients: Any) -> None:
         """Simulated client traffic for the demo (an object with start(), stop(), running and describe())."""

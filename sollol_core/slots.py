@@ -25,6 +25,7 @@ from typing import Callable, Optional
 from .hosts import model_key
 
 BUSY_BACKOFF_S = 10.0  # how long a host that answered "busy" keeps its lowered limit
+BUSY_CLOSED_S = 0.5  # a host busy with none of SOLLOL's requests takes nothing for this long, then one at a time
 UNFIT_FOR_S = 120.0  # how long a (host, model) that could not load the model is left out
 
 
@@ -36,6 +37,7 @@ class _Pair:
     started: deque = field(default_factory=deque)  # monotonic start times of the requests in flight
     busy_limit: Optional[int] = None  # lowered limit after a busy answer
     busy_until: float = 0.0
+    closed_until: float = 0.0  # busy with nothing of ours in flight: no request at all until then
     unfit_until: float = 0.0
     unfit_reason: str = ""
     embedding: bool = False  # an embedding model: one slot
@@ -71,7 +73,10 @@ class SlotTable:
         limit = None if slots is None else slots + self._queue_depth()
         pair = self._pairs.get(self._key(host, model))
         if pair is not None and pair.busy_limit is not None:
-            if self._clock() < pair.busy_until:
+            now = self._clock()
+            if now < pair.closed_until:
+                return 0
+            if now < pair.busy_until:
                 limit = pair.busy_limit if limit is None else min(limit, pair.busy_limit)
             else:
                 pair.busy_limit = None
@@ -121,11 +126,16 @@ class SlotTable:
 
     # corrections from the host's answers ----------------------------------------------------------------
     def mark_busy(self, host: str, model: Optional[str], seconds: float = BUSY_BACKOFF_S) -> int:
-        """The host said it is busy: hold it to what it has in flight now (at least 1) for a while."""
+        """The host said it is busy to one of the requests in flight there: hold it, for a while, to what the
+        others in flight hold (so the refused request waits in the gateway until one of them ends); with
+        no other request of ours there, it takes nothing for BUSY_CLOSED_S, then one at a time."""
         pair = self._pair(host, model)
-        pair.busy_limit = max(1, pair.in_use)
-        pair.busy_until = self._clock() + seconds
-        return pair.busy_limit
+        now = self._clock()
+        others = max(0, pair.in_use - 1)
+        pair.busy_limit = max(1, others)
+        pair.busy_until = now + seconds
+        pair.closed_until = now + BUSY_CLOSED_S if others == 0 else 0.0
+        return others
 
     def mark_unfit(self, host: str, model: Optional[str], reason: str, seconds: float = UNFIT_FOR_S) -> None:
         pair = self._pair(host, model)

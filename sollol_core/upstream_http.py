@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import deque
-from typing import AsyncIterator, Optional
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional, Union
 
 import httptools
 
@@ -24,6 +25,21 @@ class UpstreamFailure(Exception):
     """The host could not be reached, or broke off, or did not answer in time."""
 
 
+@dataclass
+class StreamBody:
+    """A request body sent as it is read (a model blob of several GB), never held whole.
+
+    `length` known: sent with Content-Length (the source must yield exactly that many bytes); None:
+    sent with chunked transfer encoding.
+    """
+
+    chunks: AsyncIterator[bytes]
+    length: Optional[int] = None
+
+
+Body = Union[bytes, StreamBody, None]
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; serves one request at a time."""
 
@@ -33,6 +49,7 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.reused = False
+        self.write_paused = False  # the transport's write buffer is full: wait before writing more
         self._reset()
 
     def _reset(self) -> None:
@@ -46,11 +63,20 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
+        self.body_unsent = False  # the host answered before the whole body was sent: not reusable
+        self.no_body = False  # the answer to a HEAD: no body follows, whatever its headers say
         self.waiter: Optional[asyncio.Future] = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake()
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
@@ -80,6 +106,11 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()  # known here, reset once the message completes
         self.headers_done = True
+        if self.no_body:
+            # the parser cannot be told that a HEAD answer has no body: complete it here, and close the
+            # connection afterwards rather than hand the parser a next answer in the wrong state
+            self.complete = True
+            self.keep_alive = False
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -112,14 +143,56 @@ class _Connection(asyncio.Protocol):
             handle.cancel()
             self.waiter = None
 
-    def send(self, method: str, host: str, path: str, body: Optional[bytes]) -> None:
+    def send(self, method: str, host: str, path: str, body: Optional[bytes],
+             content_type: Optional[str] = None) -> None:
         self._reset()
+        self.no_body = method == "HEAD"
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
         if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            head += f"Content-Type: {content_type or 'application/json'}\r\nContent-Length: {len(body)}\r\n\r\n"
             self.transport.write(head.encode("latin-1") + body)  # type: ignore[union-attr]
         else:
             self.transport.write((head + "\r\n").encode("latin-1"))  # type: ignore[union-attr]
+
+    async def send_stream(self, method: str, host: str, path: str, body: StreamBody,
+                          content_type: Optional[str], timeout: float) -> None:
+        """Send the head, then the body as its source yields it, at the pace the host reads it.
+
+        Stops early (leaving the connection unusable for another request) when the host answers first.
+        """
+        self._reset()
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Type: {content_type or 'application/octet-stream'}\r\n")
+        chunked = body.length is None
+        head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {body.length}\r\n\r\n"
+        transport = self.transport
+        assert transport is not None
+        transport.write(head.encode("latin-1"))
+        sent = 0
+        async for chunk in body.chunks:
+            if self.error is not None:
+                raise self.error
+            if self.closed:
+                raise UpstreamFailure("host closed the connection during the upload")
+            if self.headers_done:  # answered already (an error): the rest is not wanted
+                self.body_unsent = True
+                return
+            if not chunk:
+                continue
+            sent += len(chunk)
+            if not chunked and sent > body.length:  # type: ignore[operator]
+                raise UpstreamFailure(f"the body is longer than its declared {body.length} bytes")
+            transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            while self.write_paused and not self.closed and not self.headers_done:
+                try:
+                    await self.wait(timeout)
+                except asyncio.TimeoutError:
+                    raise UpstreamFailure(f"the host read none of the upload for {timeout:g} s") from None
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+        elif sent != body.length:
+            self.body_unsent = True
+            raise UpstreamFailure(f"the body ended after {sent} of its declared {body.length} bytes")
 
     def take(self) -> bytes:
         data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
@@ -133,7 +206,8 @@ class _Connection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         # a paused transport would never hear the next answer: such a connection is closed, not reused
-        return self.complete and not self.closed and self.error is None and self.keep_alive and not self.paused
+        return (self.complete and not self.closed and self.error is None and self.keep_alive and not self.paused
+                and not self.body_unsent)
 
 
 def _expire(fut: asyncio.Future) -> None:
@@ -226,14 +300,20 @@ class HttpPool:
         else:
             idle.append(conn)
 
-    async def request(self, host: str, method: str, path: str, body: Optional[bytes],
-                      timeout: float) -> LeanResponse:
-        """Send and wait for the status line and headers (at most `timeout` s without news)."""
+    async def request(self, host: str, method: str, path: str, body: Body,
+                      timeout: float, content_type: Optional[str] = None) -> LeanResponse:
+        """Send and wait for the status line and headers (at most `timeout` s without news).
+
+        A StreamBody goes on a new connection (it cannot be sent twice, so no kept-alive connection the
+        host may have closed meanwhile) and is read from its source only as fast as the host takes it.
+        """
+        if isinstance(body, StreamBody):
+            return await self._request_stream(host, method, path, body, timeout, content_type)
         conn = self._idle_conn(host)
         for attempt in (0, 1):
             if conn is None:
                 conn = await self._connect(host)
-            conn.send(method, host, path, body)
+            conn.send(method, host, path, body, content_type)
             try:
                 while not conn.headers_done:
                     if conn.error is not None:
@@ -255,6 +335,25 @@ class HttpPool:
                 raise
             return LeanResponse(self, host, conn, timeout)
         raise UpstreamFailure("host closed the connection")  # pragma: no cover - loop always returns
+
+    async def _request_stream(self, host: str, method: str, path: str, body: StreamBody, timeout: float,
+                              content_type: Optional[str]) -> LeanResponse:
+        conn = await self._connect(host)
+        try:
+            await conn.send_stream(method, host, path, body, content_type, timeout)
+            while not conn.headers_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(timeout)
+        except asyncio.TimeoutError:
+            conn._close()
+            self._all.discard(conn)
+            raise UpstreamFailure(f"no answer from the host within {timeout:g} s") from None
+        except BaseException:
+            conn._close()
+            self._all.discard(conn)
+            raise
+        return LeanResponse(self, host, conn, timeout)
 
     async def close(self) -> None:
         for conn in list(self._all):

@@ -125,6 +125,8 @@ class SollolApp(OperatorActions, App[int]):
         self._seen_at_start = set(snapshot.recent_requests[-100:])
         self._show(snapshot)  # first: the request log names hosts as the table does
         screen.add_requests(snapshot.recent_requests)
+        if self.sollol.config_warnings:  # logged before the dashboard began to capture the log
+            screen.add_log_lines([(logging.WARNING, message) for message in self.sollol.config_warnings])
         if self.capture_logs:
             handler = FeedLogHandler(self.log_feed, partial(self._wake, LOGS))
             logging.getLogger().addHandler(handler)

@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any, Optional, Sequence
 
 from sollol_core import SOLLOL, ConfigError, StartupError, __version__, load_config
-from sollol_core.config import STRATEGIES, SollolConfig, parse_hosts_arg
+from sollol_core.config import STRATEGIES, HostSettings, SollolConfig, parse_hosts_arg
 
 DEFAULT_OLLAMA = "127.0.0.1:11434"
 
@@ -90,9 +90,10 @@ def setup_logging(headless: bool, log_file: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def prepare(args: argparse.Namespace) -> tuple[SollolConfig, Optional[str], Any]:
-    """Config from every source, and a simulated cluster when asked for (or when nothing else is there)."""
-    config, path = load_config(args.config, overrides=overrides_from(args))
+def prepare(args: argparse.Namespace, warnings: Optional[list[str]] = None) -> tuple[SollolConfig, Optional[str], Any]:
+    """Config from every source, and a simulated cluster when asked for (or when nothing else is there).
+    What the environment had that names no setting goes to `warnings`."""
+    config, path = load_config(args.config, overrides=overrides_from(args), warnings=warnings)
     sim = None
     demo = args.demo
     if not demo and not config.all_hosts():
@@ -109,6 +110,9 @@ def prepare(args: argparse.Namespace) -> tuple[SollolConfig, Optional[str], Any]
         sim = SimCluster(demo_specs()).start()
         config.hosts = list(sim.addresses)
         config.hosts_file = None
+        # the simulated nodes' slots are known: the gateway holds them to it, as an operator would
+        config.host_settings = {node.address: HostSettings(num_parallel=node.spec.num_parallel)
+                                for node in sim.nodes if node.spec.num_parallel}
     return config, (str(path) if path else None), sim
 
 
@@ -116,6 +120,15 @@ def demo_labels(sim: Any) -> dict[str, str]:
     if sim is None:
         return {}
     return {node.address: f"simulated {node.spec.name}" for node in sim.nodes}
+
+
+def demo_clients(sim: Any, gateway_url: str) -> Any:
+    """Simulated users of the demo: multi-turn chats and agent sessions sharing system prompts, so
+    cache-aware routing is seen at work (`c` on the dashboard starts and stops them)."""
+    from sollol_core.sim import SimClients
+
+    chat_models = sorted({m for node in sim.nodes for m in node.spec.models if "embed" not in m})
+    return SimClients(gateway_url, chat_models)
 
 
 def run_headless(sollol: SOLLOL) -> int:
@@ -158,8 +171,9 @@ def run_dashboard(app_factory: Any, sollol: SOLLOL) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings: list[str] = []
     try:
-        config, path, sim = prepare(args)
+        config, path, sim = prepare(args, warnings)
     except ConfigError as e:
         print(f"sollol: configuration error: {e}", file=sys.stderr)
         return 2
@@ -173,19 +187,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   file=sys.stderr)
             headless = True
     setup_logging(headless, config.log_file)
-    sollol = SOLLOL(config, host_labels=demo_labels(sim), demo=sim is not None, config_path=path)
+    sollol = SOLLOL(config, host_labels=demo_labels(sim), demo=sim is not None, config_path=path,
+                    config_warnings=warnings)
     try:
         try:
             sollol.start()
         except StartupError as e:
             print(f"sollol: {e}", file=sys.stderr)
             return 1
+        if sim is not None:
+            clients = demo_clients(sim, sollol.gateway_url)
+            sollol.attach_sim_clients(clients)
+            clients.start()
         if headless:
             print(f"sollol: gateway on {sollol.gateway_url} ({len(sollol.registry)} hosts, "
                   f"strategy {sollol.router.strategy_name}); Ctrl-C stops", file=sys.stderr, flush=True)
             return run_headless(sollol)
         return run_dashboard(app_factory, sollol)
     finally:
+        if sollol.sim_clients is not None:
+            sollol.sim_clients.stop()
         sollol.stop()
         if sim is not None:
             sim.stop()

@@ -508,3 +508,18 @@ def test_two_shadows_fed_the_same_sequence_agree():
     first, second = run(), run()
     assert first == second
     assert any(isinstance(x, CacheMatch) and x.cached_chars > 0 for x in first)
+
+
+def test_a_short_load_duration_is_scheduling_not_a_reload():
+    """Real Ollama 0.5.4 answers load_duration ~0.15 s with the model loaded: the cache is still there."""
+    sh, _ = shadow()
+    first = conv(1, turns=1, n=400)
+    p = sh.place("h:1", first, 1)
+    count = first.chars // 4
+    sh.observe(p, Feedback(count, count * 0.002, load_duration_s=4.5))  # a real load: cold
+    sh.complete(p)
+    second = chat(words(100, 400), "an answer", "and then?")
+    p2 = sh.place("h:1", second, 1)
+    assert p2.cached_chars > 0
+    c = sh.observe(p2, Feedback(second.chars // 4, 0.01, load_duration_s=0.144))
+    assert c.kind == "confirmed" and sh.host_view("h:1")["hit_rate"] == 0.5

@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import random
+from pathlib import Path
 
 import pytest
 from starlette.datastructures import Headers
@@ -503,3 +504,20 @@ def test_approx_chars_stops_early():
     assert approx_chars({"a": "x" * 10, "b": ["yy", {"c": "zzz"}]}, 1000) == 15
     assert approx_chars({"a": "x" * 5000}, 1000) > 1000
     assert approx_chars({"a": list(range(10_000))}, 1000) > 1000  # many small values count as large
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_anchor_is_the_same_in_every_process():
+    """Two gateways (two processes, each with its own string-hash seed) must agree on a conversation."""
+    import subprocess
+    import sys
+
+    code = ("from sollol_core.canonical import prompt_key; "
+            "print(prompt_key('/api/chat', {'model': 'm', 'messages': [{'role': 'system', 'content': 'sys'}, "
+            "{'role': 'user', 'content': 'hello'}]}).anchor)")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}, cwd=str(ROOT)).stdout.strip()
+            for seed in ("1", "2", "3")}
+    assert len(seen) == 1 and seen != {""}

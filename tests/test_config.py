@@ -71,11 +71,14 @@ def test_bad_value_names_key(tmp_path):
     assert "routing_strategy" in msg and "routing_weights.latency" in msg and str(f) in msg
 
 
-def test_unknown_env_key_and_bad_env_value():
-    with pytest.raises(ConfigError, match="SOLLOL_GATEWAY_PROT"):
-        load_config(environ={"SOLLOL_GATEWAY_PROT": "1"}, search=False)
+def test_unknown_env_key_is_a_warning_and_bad_env_value_an_error():
+    warnings: list[str] = []
+    config, _ = load_config(environ={"SOLLOL_GATEWAY_PROT": "1", "SOLLOL_CHAT_TIMEOUT": "7"}, search=False,
+                            warnings=warnings)
+    assert config.chat_timeout == 7.0 and config.gateway_port == 8000
+    assert len(warnings) == 1 and "SOLLOL_GATEWAY_PROT" in warnings[0] and "SOLLOL_CHAT_TIMEOUT" not in warnings[0]
     with pytest.raises(ConfigError, match="gateway_port"):
-        load_config(environ={"SOLLOL_GATEWAY_PORT": "eighty"}, search=False)
+        load_config(environ={"SOLLOL_GATEWAY_PORT": "eighty"}, search=False, warnings=warnings)
 
 
 def test_invalid_toml_and_missing_file(tmp_path):

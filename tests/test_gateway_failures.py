@@ -241,7 +241,8 @@ def test_error_after_first_event_ends_an_sse_stream_with_an_error_event(sim_clus
     events = [line for line in r.text.split("\n\n") if line.strip()]
     assert len(events) == 2 and events[0].startswith("data: {")
     assert json.loads(events[0][len("data: "):])["choices"][0]["delta"]["content"] == "[a] tok0"
-    assert events[1].startswith("data: ") and "failed mid-stream" in json.loads(events[1][6:])["error"]["message"]
+    error = json.loads(events[1][6:])["error"]  # OpenAI's error shape, which its SDK raises as APIError
+    assert events[1].startswith("data: ") and "failed mid-stream" in error["message"] and error["type"] == "api_error"
 
 
 # -- every host gone -------------------------------------------------------------------------------------

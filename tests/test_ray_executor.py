@@ -65,6 +65,23 @@ def test_requests_and_streams_run_on_actors(ray_gateway):
     assert os.getpid() not in pids
 
 
+def test_a_multipart_body_and_an_anthropic_stream_run_on_actors(ray_gateway):
+    sim, sollol = ray_gateway
+    with httpx.Client(base_url=sollol.gateway_url, timeout=20, trust_env=False) as c:
+        assert c.post("/api/pull", json={"model": "whisper", "stream": False}).status_code == 200  # in the loop
+        before = sollol.executor.calls_on_ray
+        audio = bytes(range(256)) * 8
+        r = c.post("/v1/audio/transcriptions", files={"file": ("clip.wav", audio)}, data={"model": "whisper"})
+        assert r.status_code == 200 and f"{len(audio)} bytes of audio" in r.json()["text"]  # parsed as multipart
+        with c.stream("POST", "/v1/messages", json={"model": CHAT_MODEL, "max_tokens": 10, "stream": True,
+                                                    "messages": USER}) as s:
+            frames = [f for f in s.read().decode().split("\n\n") if f.strip()]
+        assert frames[0].startswith("event: message_start") and frames[-1].startswith("event: message_stop")
+    assert sollol.executor.calls_on_ray - before == 2
+    sent = [body for node in sim.nodes for path, body in node.received if path == "/v1/audio/transcriptions"]
+    assert sent == [{"model": "whisper", "file": {"filename": "clip.wav", "size": len(audio)}}]
+
+
 def test_killed_actor_is_replaced_and_its_request_retried(ray_gateway):
     sim, sollol = ray_gateway
     import ray

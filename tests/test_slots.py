@@ -54,14 +54,26 @@ def test_release_never_goes_below_zero_and_wakes_listeners():
 def test_busy_lowers_the_limit_for_a_while():
     clock = Clock()
     t = table(clock=clock)  # unlimited host
-    t.acquire("a:1", "m")
-    t.acquire("a:1", "m")
-    assert t.mark_busy("a:1", "m", seconds=10) == 2
+    for _ in range(3):
+        t.acquire("a:1", "m")
+    assert t.mark_busy("a:1", "m", seconds=10) == 2  # held to what the two others hold
+    t.release("a:1", "m")  # the refused request gives its slot back and waits in the gateway
     assert not t.has_room("a:1", "m")
     t.release("a:1", "m")
     assert t.has_room("a:1", "m") and t.free("a:1", "m") == 1
     clock.t += 11
     assert t.free("a:1", "m") is None  # unlimited again
+
+
+def test_busy_with_nothing_else_of_ours_closes_the_host_briefly_then_one_at_a_time():
+    clock = Clock()
+    t = table(clock=clock)
+    t.acquire("a:1", "m")
+    assert t.mark_busy("a:1", "m") == 0
+    t.release("a:1", "m")
+    assert t.free("a:1", "m") == 0  # someone else fills it: nothing for a moment
+    clock.t += 0.6
+    assert t.free("a:1", "m") == 1
 
 
 def test_unfit_is_per_model_and_expires():

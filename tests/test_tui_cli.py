@@ -76,7 +76,7 @@ def test_demo_quits_cleanly(tmp_path, how):
     run = PtyRun([sys.executable, "-m", "sollol_tui.cli", "--demo", "--port", "0", "--metrics-port", "0",
                   "--log-file", str(log_file)], cwd=tmp_path)
     try:
-        run.wait_for(b"Latency trend", timeout=40)
+        run.wait_for(b"Slots", timeout=40)  # the host table is drawn
         time.sleep(0.5)
         if how == "q":
             os.write(run.master, b"q")
@@ -121,7 +121,7 @@ def test_demo_exits_when_the_terminal_hangs_up_under_load(tmp_path):
     run = PtyRun([sys.executable, "-m", "sollol_tui.cli", "--demo", "--port", "0", "--metrics-port", "0",
                   "--log-file", str(log_file)], cwd=tmp_path, cols=120, rows=40)
     try:
-        run.wait_for(b"Latency trend", timeout=40)
+        run.wait_for(b"Slots", timeout=40)  # the host table is drawn
         match = re.search(rb"http://127\.0\.0\.1:(\d+)", bytes(run.output))
         assert match, "gateway URL not on the screen"
         keep_busy(f"http://127.0.0.1:{match.group(1).decode()}", seconds=6)

@@ -48,7 +48,7 @@ def filled(core: SOLLOL) -> ClusterSnapshot:
                                score_terms={**views[FAST].score_terms, "cache": 0.05})
     slow = dataclasses.replace(views[SLOW], slots=2, slots_in_use=2, slots_by_model=(("llama3.2", 2, 2),),
                                unfit_models=("llama3.3:70b",), cache=CacheView(None, 0.0, 0, 0, 0, None))
-    real = dataclasses.replace(views[REAL], slots=None, slots_in_use=5)
+    real = dataclasses.replace(views[REAL], slots=None, slots_in_use=5, cache=None)  # cache-aware routing off
     records = (
         RequestRecord(1_767_258_000.0, "/api/chat", "llama3.2", FAST, 200, 40.0, 24, 0, None, placement=PLACED,
                       wait_ms=0.0, priority="interactive", client="agent-1"),

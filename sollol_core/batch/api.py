@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from .. import api_models as am
 from ..httpio import BadRequest, json_response, read_json
 from ..routing import NoHostForModel
 from .manager import BatchUnavailable
@@ -87,7 +88,8 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             out.append(text)
         return model, docs, out
 
-    @router.post("/api/embed/batch")
+    @router.post("/api/embed/batch", summary="queue documents to embed in the background",
+                 openapi_extra=am.doc(am.EmbedBatchRequest, am.BatchQueued, errors=(400, 404, 413, 503)))
     async def submit(request: Request) -> Response:
         data = await read_json(request, sollol.config.max_body_bytes)
         model, docs, ids = parse(data)
@@ -99,11 +101,13 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             raise BadRequest(503, f"batch queue unavailable: {e}") from None
         return json_response({"job_id": job.job_id, "queued": job.total})
 
-    @router.get("/api/batch-status")
+    @router.get("/api/batch-status", summary="the batch queue: totals, rate, Dask, jobs",
+                openapi_extra=am.doc(answer=am.BatchStatus, errors=()))
     async def batch_status() -> Response:
         return json_response(sollol.batch.status())
 
-    @router.post("/api/batch/trigger")
+    @router.post("/api/batch/trigger", summary="operator: start a batch now",
+                 openapi_extra=am.doc(answer=am.BatchTriggered, errors=(401, 403)))
     async def trigger(request: Request) -> Response:
         require_admin(request)
         return json_response(sollol.trigger_batch())
@@ -120,7 +124,12 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             raise BadRequest(400, f"{name} must be between {low} and {high}")
         return value
 
-    @router.get("/api/batch/{job_id}")
+    @router.get("/api/batch/{job_id}", summary="a batch job: status, totals, results (paged, or ?format=jsonl)",
+                openapi_extra=am.doc(answer=am.BatchJob, stream="application/x-ndjson", errors=(400, 404),
+                                     query={"offset": ("integer", "First result to answer (default 0)."),
+                                            "limit": ("integer", "Results per page, 1..1000 (default 100)."),
+                                            "format": ("string", "json (default) or jsonl: every result, "
+                                                                 "one object a line.")}))
     async def job(job_id: str, request: Request) -> Response:
         fmt = request.query_params.get("format", "json")
         if fmt not in ("json", "jsonl"):

@@ -1,0 +1,454 @@
+"""Model management across the hosts: pull, push, create, copy, delete, and blob uploads for create.
+
+Which hosts act, without `X-SOLLOL-Host`:
+
+    pull, create      every host that can act now (not disabled, not unhealthy: those are listed as skipped);
+                      create only on the hosts that have its base model when it names one (`from`, or a
+                      Modelfile's FROM) and some host has it
+    copy, delete      every such host: a host that answers 404 did not have the model ("absent"); the call
+                      is a 404 only when no host had it
+    push              one host that has the model (pushing the same model twice is wasted work)
+    HEAD /api/blobs   200 only when every such host has the blob
+    POST /api/blobs   the upload goes, as it is read, to every such host that lacks the blob, all at once;
+                      it is never held in memory (a model's weights are gigabytes)
+
+A streamed pull or create (the default, as in Ollama) answers one merged progress stream (fanout.ProgressMerger)
+that the `ollama` command shows as it shows one server's; otherwise one JSON answer. Either way `hosts` tells
+per host what happened. `X-SOLLOL-Host: host:port` narrows any of them to that host (its answer passed on as
+it is); `X-SOLLOL-Host: all` means every host that is not disabled.
+
+Beyond loopback all but HEAD need the operator token (operator_auth.require_management).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from .adaptive import refresh_host
+from .config import normalize_host
+from .executors import StreamBody, UpstreamFailure
+from .fanout import BodySourceError, BodyTee, ProgressMerger
+from .hosts import HostState
+from .httpio import BadRequest, json_response, model_of, read_json
+from .operator_auth import require_management
+from .proxy import RelayResponse
+from .request import Call
+from .routing import NoHostForModel
+from .snapshot import RequestRecord
+
+if TYPE_CHECKING:
+    from .service import SOLLOL
+
+log = logging.getLogger("sollol.management")
+
+PROGRESS_OPS = ("pull", "push", "create")
+DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")  # Ollama's rule (server/modelpath.go)
+HEAD_TIMEOUT_S = 15.0
+_NDJSON = "application/x-ndjson"
+
+
+def _message(result: Any) -> str:
+    if isinstance(result, dict):
+        if isinstance(result.get("error"), str):
+            return result["error"]
+        if "raw" in result:
+            return str(result["raw"])[:200]
+    return "failed"
+
+
+def _parse(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {"raw": body.decode(errors="replace")}
+
+
+def _overall_failure(statuses: list[int]) -> int:
+    """One status for several hosts' failures: theirs when they agree on a 4xx, else 502."""
+    return statuses[0] if len(set(statuses)) == 1 and 400 <= statuses[0] < 500 else 502
+
+
+def base_model(data: dict) -> Optional[str]:
+    """The model a create builds on (`from`, or a Modelfile's FROM), when it names a model, not a file."""
+    base = data.get("from")
+    if not (isinstance(base, str) and base.strip()):
+        base = None
+        modelfile = data.get("modelfile")
+        if isinstance(modelfile, str):
+            for line in modelfile.splitlines():
+                keyword, _, arg = line.strip().partition(" ")
+                if keyword.upper() == "FROM":
+                    base = arg.strip()
+                    break
+    if not base or base.startswith(("@", "/", ".", "~", "sha256")) or base.lower().endswith((".gguf", ".bin")):
+        return None
+    return base
+
+
+class Management:
+    def __init__(self, sollol: "SOLLOL") -> None:
+        self.sollol = sollol
+        self.cfg = sollol.config
+        self.registry = sollol.registry
+        self.executor = sollol.in_loop_executor  # blob bodies are read in this process; Ray is for inference
+
+    # which hosts -----------------------------------------------------------------------------------
+    def named_host(self, request: Request) -> tuple[Optional[list[str]], bool]:
+        """(hosts named by X-SOLLOL-Host or None, whether it named exactly one by address)."""
+        raw = request.headers.get("x-sollol-host")
+        if raw is None or not raw.strip():
+            return None, False
+        raw = raw.strip()
+        if raw.lower() == "all":
+            return [h.address for h in self.registry.hosts() if h.state != HostState.DISABLED], False
+        try:
+            address = normalize_host(raw)
+        except ValueError as e:
+            raise BadRequest(400, f"X-SOLLOL-Host: {e}") from None
+        if address not in self.registry:
+            raise BadRequest(404, f"X-SOLLOL-Host: no such host {address}; see /api/stats")
+        return [address], True
+
+    def acting_hosts(self) -> tuple[list[str], dict[str, str]]:
+        """Hosts that can act now, and those skipped with why (unhealthy)."""
+        hosts, skipped = [], {}
+        for h in self.registry.hosts():
+            if h.state == HostState.DISABLED:
+                continue
+            if h.state == HostState.UNHEALTHY:
+                skipped[h.address] = f"unhealthy ({h.last_error or 'no answer'})"
+            else:
+                hosts.append(h.address)
+        return hosts, skipped
+
+    def targets(self, request: Request) -> tuple[list[str], dict[str, str], bool]:
+        named, one = self.named_host(request)
+        if named is not None:
+            return named, {}, one
+        hosts, skipped = self.acting_hosts()
+        return hosts, skipped, False
+
+    async def push_host(self, model: str) -> str:
+        for attempt in (0, 1):
+            try:
+                order = self.sollol.router.route(model)
+            except NoHostForModel:
+                order = None
+            if order:
+                return order[0].address
+            if attempt == 0:
+                await self.sollol.model_lists.refresh()
+        if order is None:
+            raise BadRequest(404, f"model '{model}' not found on any host")
+        raise BadRequest(503, f"no available host has model '{model}' now; see /api/stats")
+
+    async def refresh(self, hosts: list[str]) -> None:
+        """Re-read the model lists of the hosts that acted, so routing sees the change at once."""
+        await asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts))
+
+    # books ------------------------------------------------------------------------------------------
+    def book(self, endpoint: str, status: int, started: float, hosts: list[str], model: str = "",
+             error: Optional[str] = None) -> None:
+        elapsed = time.perf_counter() - started
+        self.sollol.metrics.observe(endpoint, status, elapsed)
+        self.sollol.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model=model,
+                                               host=",".join(hosts), status=status,
+                                               latency_ms=round(elapsed * 1000, 2), tokens=None, retries=0,
+                                               error=error))
+
+    # pull, push, create, copy, delete ---------------------------------------------------------------
+    async def json_op(self, op: str, method: str, request: Request) -> Response:
+        require_management(self.cfg, request)
+        data = await read_json(request, self.cfg.max_body_bytes)
+        if op == "copy":
+            source, dest = data.get("source"), data.get("destination")
+            if not (isinstance(source, str) and source.strip() and isinstance(dest, str) and dest.strip()):
+                raise BadRequest(400, "source and destination are required (model names)")
+            model = source
+        else:
+            model = model_of(data)  # type: ignore[assignment]
+        stream = False
+        if op in PROGRESS_OPS:
+            stream = data.get("stream")
+            stream = True if stream is None else stream
+            if not isinstance(stream, bool):
+                raise BadRequest(400, "stream must be true or false")
+        named, named_one = self.named_host(request)
+        hosts, skipped = (named, {}) if named is not None else self.acting_hosts()
+        path = f"/api/{op}"
+        if named_one or (op == "push" and named is None):
+            host = hosts[0] if named_one else await self.push_host(model)
+            call = Call(endpoint=path, method=method, path=path, body=request.state.raw_body, model=None,
+                        stream=stream, timeout=self.cfg.management_timeout)
+            response = await self.sollol.proxy.forward_to(host, call)
+            if not stream and response.status_code < 400:
+                await self.refresh([host])
+            return response
+        if op == "create":
+            base = base_model(data)
+            if base is not None:
+                having = [a for a in hosts if self.registry.get(a).has_model(base)]
+                hosts = having or hosts
+        if not hosts:
+            raise BadRequest(503, "no host can act now" + (f" ({len(skipped)} unhealthy)" if skipped else "")
+                             + "; see /api/stats")
+        if stream:
+            return await self.merged_progress(op, hosts, skipped, orjson.dumps(data | {"stream": True}), model)
+        body = orjson.dumps(data | {"stream": False}) if op in PROGRESS_OPS else request.state.raw_body
+        return await self.each(op, method, hosts, skipped, body, model)
+
+    async def _call(self, address: str, method: str, path: str, body: bytes) -> tuple[str, int, Any]:
+        try:
+            resp = await self.executor.open(address, method, path, body, self.cfg.management_timeout, stream=False)
+            try:
+                raw = await resp.read()
+            finally:
+                await resp.close()
+        except UpstreamFailure as e:
+            return address, 502, {"error": str(e)}
+        return address, resp.status, _parse(raw)
+
+    async def each(self, op: str, method: str, hosts: list[str], skipped: dict[str, str], body: bytes,
+                   model: str) -> Response:
+        """The call on every host at once; one JSON answer with each host's result."""
+        started = time.perf_counter()
+        results = await asyncio.gather(*(self._call(a, method, f"/api/{op}", body) for a in hosts))
+        may_be_absent = op in ("copy", "delete")
+        per_host: dict[str, Any] = {}
+        ok, absent, failed = [], [], []
+        for address, status, result in results:
+            if status < 400:
+                outcome = "success"
+                ok.append(address)
+            elif status == 404 and may_be_absent:
+                outcome = "absent"
+                absent.append(address)
+            else:
+                outcome = "failed"
+                failed.append((address, status, result))
+            per_host[address] = {"status_code": status, "outcome": outcome, "result": result}
+        for address, why in skipped.items():
+            per_host[address] = {"status_code": None, "outcome": "skipped", "result": why}
+        await self.refresh(ok)
+        out: dict[str, Any] = {"hosts": per_host}
+        if failed:
+            status = _overall_failure([s for _, s, _ in failed])
+            names = ", ".join(a for a, _, _ in failed)
+            out = {"status": "failed on some hosts", "error": f"/api/{op} failed on {names}: "
+                                                               f"{_message(failed[0][2])}"} | out
+        elif not ok:
+            status = 404
+            out = {"status": "failed", "error": f"model '{model}' not found on any host"} | out
+        else:
+            status = 200
+            out = {"status": "success"} | out
+        self.book(f"/api/{op}", status, started, hosts, model, out.get("error"))
+        return json_response(out, status)
+
+    async def merged_progress(self, op: str, hosts: list[str], skipped: dict[str, str], body: bytes,
+                              model: str) -> Response:
+        """Every host's progress stream as one (see ProgressMerger)."""
+        started = time.perf_counter()
+        path = f"/api/{op}"
+
+        async def open_one(address: str) -> tuple[str, Any, int, Any]:
+            try:
+                resp = await self.executor.open(address, "POST", path, body, self.cfg.management_timeout)
+            except UpstreamFailure as e:
+                return address, None, 502, {"error": str(e)}
+            if resp.status >= 400:
+                try:
+                    raw = await resp.read()
+                except UpstreamFailure as e:
+                    raw = str(e).encode()
+                finally:
+                    await resp.close()
+                return address, None, resp.status, _parse(raw)
+            return address, resp, resp.status, None
+
+        opened = await asyncio.gather(*(open_one(a) for a in hosts))
+        live = [(a, resp) for a, resp, _, _ in opened if resp is not None]
+        failed = {a: _message(result) for a, resp, _, result in opened if resp is None}
+        merger = ProgressMerger(path, hosts, failed, skipped)
+        if not live:
+            status = _overall_failure([s for _, _, s, _ in opened])
+            final = merger.final()
+            self.book(path, status, started, hosts, model, final["error"])
+            return json_response(final, status)
+
+        queue: asyncio.Queue = asyncio.Queue(256)
+
+        async def read(address: str, resp: Any) -> None:
+            pending = b""
+            error = None
+            try:
+                async for chunk in resp.chunks():
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            await queue.put((address, _parse(line)))
+                if pending.strip():
+                    await queue.put((address, _parse(pending)))
+            except UpstreamFailure as e:
+                error = f"broke off: {e}"
+            finally:
+                await queue.put((address, error or True))
+
+        tasks = [asyncio.ensure_future(read(a, resp)) for a, resp in live]
+        state: dict[str, Any] = {"final": None}
+
+        async def merged() -> Any:
+            remaining = len(live)
+            while remaining:
+                address, item = await queue.get()
+                if item is True or isinstance(item, str):
+                    merger.ended(address, item if isinstance(item, str) else None)
+                    remaining -= 1
+                    continue
+                line = merger.feed(address, item)
+                if line is not None:
+                    yield orjson.dumps(line) + b"\n"
+            await self.refresh(sorted(merger.succeeded))
+            state["final"] = final = merger.final()
+            yield orjson.dumps(final) + b"\n"
+
+        async def closed() -> None:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for _, resp in live:
+                await resp.close()
+            final = state["final"]
+            if final is None:
+                self.book(path, 499, started, hosts, model, "client went away before the end")
+            else:
+                self.book(path, 200, started, hosts, model, final.get("error"))
+
+        return RelayResponse(merged(), on_close=closed, status_code=200, media_type=_NDJSON)
+
+    # blobs -----------------------------------------------------------------------------------------
+    @staticmethod
+    def check_digest(digest: str) -> str:
+        if not DIGEST.match(digest):
+            raise BadRequest(400, f"invalid digest {digest[:80]!r}: expected sha256:<64 hex digits>")
+        return digest
+
+    async def has_blob(self, address: str, digest: str) -> Optional[int]:
+        """The host's answer to HEAD /api/blobs/<digest> (200: it has it), None when it did not answer."""
+        try:
+            resp = await self.executor.open(address, "HEAD", f"/api/blobs/{digest}", None, HEAD_TIMEOUT_S,
+                                            stream=False)
+            await resp.close()
+        except UpstreamFailure:
+            return None
+        return resp.status
+
+    async def blob_head(self, digest: str, request: Request) -> Response:
+        self.check_digest(digest)
+        hosts, _, _ = self.targets(request)
+        if not hosts:
+            return Response(status_code=404)
+        statuses = await asyncio.gather(*(self.has_blob(a, digest) for a in hosts))
+        if all(s == 200 for s in statuses):
+            return Response(status_code=200)
+        if any(s == 400 for s in statuses):
+            return Response(status_code=400)
+        return Response(status_code=404)
+
+    async def blob_post(self, digest: str, request: Request) -> Response:
+        require_management(self.cfg, request)
+        self.check_digest(digest)
+        started = time.perf_counter()
+        hosts, skipped, _ = self.targets(request)
+        endpoint = "/api/blobs/{digest}"
+        if not hosts:
+            raise BadRequest(503, "no host can take the blob now; see /api/stats")
+        statuses = await asyncio.gather(*(self.has_blob(a, digest) for a in hosts))
+        per_host: dict[str, Any] = {a: {"status_code": 200, "outcome": "already there"}
+                                    for a, s in zip(hosts, statuses) if s == 200}
+        lacking = [a for a, s in zip(hosts, statuses) if s != 200]
+        for address, why in skipped.items():
+            per_host[address] = {"status_code": None, "outcome": "skipped", "result": why}
+        if not lacking:
+            self.book(endpoint, 200, started, hosts)
+            return json_response({"status": "success", "hosts": per_host}, 200)
+        declared = request.headers.get("content-length")
+        length = int(declared) if declared and declared.isdigit() else None
+        tee = BodyTee(request.stream(), len(lacking))
+
+        async def upload(i: int, address: str) -> tuple[str, int, Any]:
+            try:
+                resp = await self.executor.open(address, "POST", f"/api/blobs/{digest}",
+                                                StreamBody(tee.reader(i), length), self.cfg.management_timeout,
+                                                stream=False, content_type="application/octet-stream")
+                try:
+                    raw = await resp.read()
+                finally:
+                    await resp.close()
+                return address, resp.status, _parse(raw)
+            except BodySourceError as e:
+                return address, 400, {"error": str(e)}
+            except UpstreamFailure as e:
+                return address, 502, {"error": str(e)}
+            finally:
+                tee.close(i)
+
+        pump = asyncio.ensure_future(tee.pump())
+        try:
+            results = await asyncio.gather(*(upload(i, a) for i, a in enumerate(lacking)))
+        finally:
+            if not pump.done():
+                pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+        failed = [(a, s, r) for a, s, r in results if s >= 400]
+        for address, status, result in results:
+            per_host[address] = {"status_code": status, "outcome": "failed" if status >= 400 else "uploaded",
+                                 "result": result}
+        if failed:
+            status = _overall_failure([s for _, s, _ in failed])
+            error = f"upload of {digest} failed on {', '.join(a for a, _, _ in failed)}: {_message(failed[0][2])}"
+            self.book(endpoint, status, started, hosts, error=error)
+            return json_response({"error": error, "hosts": per_host}, status)
+        self.book(endpoint, 201, started, hosts)
+        return json_response({"status": "success", "bytes": tee.bytes_read, "hosts": per_host}, 201)
+
+
+def management_router(sollol: "SOLLOL", docs: Optional[dict[str, dict]] = None) -> APIRouter:
+    """The routes, documented by `docs` (openapi_extra by operation name, see api_models)."""
+    m = Management(sollol)
+    router = APIRouter()
+    docs = docs or {}
+
+    def json_route(op: str, method: str) -> None:
+        async def endpoint(request: Request) -> Response:  # annotated, so FastAPI passes the Request
+            return await m.json_op(op, method, request)
+
+        router.add_api_route(f"/api/{op}", endpoint, methods=[method], name=f"api_{op}",
+                             summary=f"{op} a model", openapi_extra=docs.get(op))
+
+    for op in ("pull", "push", "create", "copy"):
+        json_route(op, "POST")
+    json_route("delete", "DELETE")
+
+    async def blob_head(digest: str, request: Request) -> Response:
+        return await m.blob_head(digest, request)
+
+    async def blob_post(digest: str, request: Request) -> Response:
+        return await m.blob_post(digest, request)
+
+    router.add_api_route("/api/blobs/{digest}", blob_head, methods=["HEAD"], name="api_blob_exists",
+                         summary="whether every host has a blob", openapi_extra=docs.get("blob_head"))
+    router.add_api_route("/api/blobs/{digest}", blob_post, methods=["POST"], name="api_blob_upload",
+                         summary="upload a blob to every host that lacks it", openapi_extra=docs.get("blob_post"))
+    return router

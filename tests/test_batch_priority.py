@@ -1,0 +1,40 @@
+"""Batch chunks take their slots through the gateway queue in the `batch` class: an interactive request
+waiting for the same slots goes ahead of the chunks that wait, so it waits one chunk at most."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import EMBED_MODEL, settled, wait_until
+from sollol_core.sim import SimNodeSpec
+
+pytestmark = pytest.mark.timeout(120)
+
+CHUNK_MS = 32 * 10 + 20  # 32 documents at 10 ms each, plus the call's own 20 ms
+
+
+def test_interactive_embed_goes_ahead_of_waiting_batch_chunks(sim_cluster, gateway, client, tmp_path):
+    sim = sim_cluster(*[SimNodeSpec(name=n, latency_ms=20, embed_ms_per_input=10, capacity=4, seed=i,
+                                    models=[EMBED_MODEL]) for i, n in enumerate("ab")])
+    sollol = gateway(sim.addresses, default_num_parallel=1, batch_db=str(tmp_path / "q.db"),
+                     autobatch_interval=0.2, autobatch_max_batch_size=640, batch_in_flight_per_host=4)
+    http = client(sollol)
+    docs = [f"doc {i}" for i in range(640)]  # 20 chunks for 2 one-slot hosts: several always wait
+    job = http.post("/api/embed/batch", json={"model": EMBED_MODEL, "docs": docs}).json()["job_id"]
+    wait_until(lambda: sollol.queue.depth()["batch"] >= 4, timeout=60, interval=0.01,
+               what="batch chunks waiting for slots in the gateway queue")
+    waiting_chunks = sollol.queue.depth()["batch"]
+    r = http.post("/api/embed", json={"model": EMBED_MODEL, "input": "urgent question"})
+    assert r.status_code == 200
+    record = [x for x in settled(sollol) if x.endpoint == "/api/embed"][-1]
+    # it waited for one running chunk at most, not behind the chunks that were waiting (first come first
+    # served would have put it behind 4 or more of them: two chunk times on two hosts)
+    assert record.wait_ms < 1.5 * CHUNK_MS, (record.wait_ms, waiting_chunks)
+    assert waiting_chunks >= 4
+    # embedding models have one slot: never more than one call inside a host at once
+    final = wait_until(lambda: (lambda s: s if s["status"] == "done" else None)(
+        http.get(f"/api/batch/{job}", params={"limit": 1}).json()), timeout=60, what="the batch to finish")
+    assert final["done"] == 640
+    assert all(n.in_flight == 0 for n in sim.nodes)
