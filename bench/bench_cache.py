@@ -15,15 +15,19 @@ Everything on 127.0.0.1: nodes in their own process(es), the gateway (`sollol --
      default_num_parallel = 2, arms `performance` (cache term on), `performance` with cache weight 0, and
      `round_robin`, open-loop Poisson arrivals, every answer streamed (time to first token = to the first
      chunk):
-       (a) 24 multi-turn conversations, each with its own system prompt
+       (a) 24 conversations x 6 turns (Poisson 1.5 conversations/s, think time 0.3 s), each with its own
+           12,000-character system prompt
        (b) agent sessions in 3 groups, each group sharing a 20,000-character system prompt, each session its
-           own task and tool results
-       (c) unrelated prompts (no reuse possible)
-       (d) 80 % of the requests share one 20,000-character prefix
+           own task and tool results (12 sessions x 5 calls, Poisson 1/s)
+       (c) unrelated 8,000-character prompts (no reuse possible; 60, Poisson 5/s)
+       (d) 80 % of the requests share one 20,000-character prefix, 20 % unrelated (320, Poisson 40/s: more
+           than the hot prefix's first home can serve alone)
      Figures: mean and p99 time to first token, summed prompt_eval_duration, prefill saved (the answers' cold
      cost on the host that served them minus what they were charged), each host's share of the requests.
      Targets: (a), (b) mean TTFT <= 0.5 x the cache-weight-0 arm; (c) mean TTFT <= 1.1 x that arm; (d) the
-     busiest host's share <= 1.5 x its fair share (by slots) and p99 <= the weight-0 arm's.
+     busiest host's share of the requests <= 1.5 x its fair share (by slots: all equal), also judged on its
+     share of the requests in flight (sampled from /api/stats: what the bounded-load rule caps), and p99 <=
+     the weight-0 arm's. The warm-up before each arm (16 short prompts) is not measured.
   3. The hashing cost: sollol_core.canonical.prompt_key on a 200 KB chat body, p50 / p99, and how long
      prompt_key_async (what the gateway calls) holds the event loop at most.
 
