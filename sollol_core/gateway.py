@@ -121,6 +121,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         data = await read_json(request, cfg.max_body_bytes)
         if "messages" in data and not isinstance(data["messages"], list):
             raise BadRequest(400, "messages must be a list")
+        if not data.get("messages") and is_unload(data):
+            return await unload_everywhere("/api/chat", data, request)
         return await proxy("/api/chat", "/api/chat", data, request, timeout=cfg.chat_timeout, stream_default=True)
 
     @app.post("/api/generate", summary="generate, routed by model",
@@ -128,8 +130,42 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                                   errors=(400, 404, 413, 502, 503)))
     async def generate(request: Request) -> Response:
         data = await read_json(request, cfg.max_body_bytes)
+        if not data.get("prompt") and not data.get("images") and is_unload(data):
+            return await unload_everywhere("/api/generate", data, request)
         return await proxy("/api/generate", "/api/generate", data, request, timeout=cfg.chat_timeout,
                            stream_default=True)
+
+    def is_unload(data: dict) -> bool:
+        """An empty request with keep_alive 0: Ollama's way to unload a model (`ollama stop`, `ollama rm`)."""
+        value = data.get("keep_alive")
+        return value in (0, "0") or (isinstance(value, str) and value.strip() in ("0s", "0m", "0h"))
+
+    async def unload_everywhere(path: str, data: dict, request: Request) -> Response:
+        """Unload the model on every host that has it loaded (one host would leave it loaded on the others);
+        the answer is the first host's, as from one Ollama."""
+        model = model_of(data)
+        hosts = [h.address for h in sollol.registry.hosts()
+                 if h.state.value in ("healthy", "draining") and h.has_model(model) is not False]
+        if not hosts:
+            raise BadRequest(404, f"model '{model}' not found on any host")
+        raw = request.state.raw_body
+
+        async def one(address: str) -> tuple[int, bytes]:
+            try:
+                resp = await sollol.executor.open(address, "POST", path, raw, META_TIMEOUT_S, stream=False)
+                try:
+                    return resp.status, await resp.read()
+                finally:
+                    await resp.close()
+            except UpstreamFailure as e:
+                return 502, orjson.dumps({"error": f"{address}: {e}"})
+
+        answers = await asyncio.gather(*(one(a) for a in hosts))
+        for address, (status, _) in zip(hosts, answers):
+            if status < 400:
+                sollol.registry.forget_loaded(address, model)
+        status, body = next(((st, b) for st, b in answers if st < 400), answers[0])
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.post("/api/embed", summary="embed one text or several, routed by model",
               openapi_extra=am.doc(am.EmbedRequest, am.EmbedResponse, errors=(400, 404, 413, 502, 503)))

@@ -333,6 +333,16 @@ class HostRegistry:
         if eject:
             self.mark_unhealthy(address, error)
 
+    def forget_loaded(self, address: str, model: str) -> None:
+        """The host unloaded the model (it still has it); told as "unloaded:<model>"."""
+        key = model_key(model)
+        with self._lock:
+            host = self._hosts.get(address)
+            if host is None or key not in host.models_loaded:
+                return
+            host.models_loaded.discard(key)
+        self._emit(address, f"unloaded:{key}")
+
     def forget_model(self, address: str, model: str) -> None:
         """The host said it does not have the model."""
         with self._lock:

@@ -141,8 +141,10 @@ class Placement:
             order, reason = self._slow_start(room, self._reason(room[0], estimates, key, room, room))
             return Decision(order, reason, estimates)
         estimates = self._estimates(call, room + full, key)
+        bounded = room
+        if key is not None and weights.cache > 0:
+            bounded = self._bounded(room, estimates, model or "")
         prefill = {a: e.prefill_s for a, e in estimates.items()} if key is not None else None
-        bounded = self._bounded(room, estimates, call)
         ranked = strategy.order(room, weights, model, prefill)  # once: round_robin counts its calls
         order = [h for h in ranked if h in bounded] + [h for h in ranked if h not in bounded]
         reason = self._reason(order[0], estimates, key, bounded, room)
@@ -184,22 +186,32 @@ class Placement:
                                       displaced=m.displaced, match=m)
         return out
 
-    def _bounded(self, room: list[Host], estimates: dict[str, Estimate], call: Call) -> list[Host]:
-        """Hosts within their bounded-load cap; the others go last (a full home sends a hot prefix on)."""
+    def _bounded(self, room: list[Host], estimates: dict[str, Estimate], model: str) -> list[Host]:
+        """Bounded load for cache affinity: a host over (1 + epsilon) × its share (by slots) of the requests
+        in flight is not a prompt's home now. Where every host's slots are known the share is exact and the
+        bound is hard (the host goes last); where some are not (shadowed as one slot each, whatever they run)
+        an over-bound host only loses its cache advantage, and is weighed on its other terms like any host,
+        so a fast host that nobody configured is not held to a slow one's share."""
         if len(room) < 2:
             return list(room)
         eps = self.config.cache.load_epsilon
         everyone = [h for h in self.registry.hosts() if h.available]
         total_slots = sum(self.shadow_slots(h.address) for h in everyone) or 1
         in_flight = sum(h.in_flight for h in everyone)
+        known = all(self.num_parallel(h.address) is not None for h in room)
         out = []
         for h in room:
             share = self.shadow_slots(h.address) / total_slots
             cap = max(1.0, (1 + eps) * (in_flight + 1) * share)
-            if h.in_flight + 1 <= math.ceil(cap):
+            e = estimates.get(h.address)
+            if h.in_flight + 1 <= math.ceil(cap) or e is None or not e.cached_chars:
                 out.append(h)
-            elif h.address in estimates:
-                estimates[h.address].over_bound = True
+                continue
+            e.over_bound = True
+            if known:
+                continue
+            e.prefill_s = self.shadow.prefill_s(h.address, model, e.prompt_chars) if self.shadow else e.prefill_s
+            out.append(h)
         return out or list(room)
 
     def _reason(self, host: Host, estimates: dict[str, Estimate], key, bounded: list[Host],  # type: ignore[no-untyped-def]
@@ -207,7 +219,10 @@ class Placement:
         e = estimates.get(host.address)
         if key is None or e is None:
             return "no prompt cache term" if key is None and self.config.cache.enabled else "scored"
-        if e.cached_chars:
+        if e.cached_chars and e.over_bound:  # kept on its other terms (slots unknown): no cache advantage
+            text = (f"cached {e.fraction:.0%} but over its load bound, placed on its other terms; "
+                    f"est. {e.prefill_s:.2f} s")
+        elif e.cached_chars:
             where = "displaced, in host RAM" if e.displaced else "cached"
             text = (f"{where} {e.fraction:.0%} ({_kchars(e.cached_chars)} of {_kchars(e.prompt_chars)} chars), "
                     f"est. {e.prefill_s:.2f} s")

@@ -18,9 +18,10 @@ from sollol_core.sim import SimNodeSpec, sim_embedding
 
 pytestmark = pytest.mark.timeout(120)
 
-# fast: 2 ms per document, mid: 4 ms, slow: 8 ms; one request at a time each, like Ollama's default
+# fast: 4 ms per document, mid: 8 ms, slow: 16 ms (slow enough that a chunk's fixed cost on a busy machine does
+# not even the shares out); one request at a time each, like Ollama's default
 SPECS = [SimNodeSpec(name=name, latency_ms=0, embed_ms_per_input=ms, capacity=1, seed=i, models=[EMBED_MODEL])
-         for i, (name, ms) in enumerate((("fast", 2.0), ("mid", 4.0), ("slow", 8.0)))]
+         for i, (name, ms) in enumerate((("fast", 4.0), ("mid", 8.0), ("slow", 16.0)))]
 FAST, MID, SLOW = 0, 1, 2
 
 

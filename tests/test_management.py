@@ -471,3 +471,18 @@ def test_on_loopback_management_needs_no_token(two):
     assert sollol.config.is_loopback_only()
     r = http.post("/api/copy", json={"source": MODEL, "destination": "c"})
     assert r.status_code == 200 and all("c:latest" in n.models for n in cluster.nodes)
+
+
+def test_unload_with_keep_alive_zero_reaches_every_host(sim_cluster, gateway, client):
+    """`ollama stop` / `ollama rm` unload with an empty generate and keep_alive 0: every host unloads it."""
+    sim = sim_cluster(n=2)
+    sollol = gateway(sim.addresses)
+    http = client(sollol)
+    assert all("llama3.2:latest" in node.loaded for node in sim.nodes)
+    r = http.post("/api/generate", json={"model": "llama3.2", "keep_alive": 0})
+    assert r.status_code == 200 and r.json()["done_reason"] == "unload"
+    assert all("llama3.2:latest" not in node.loaded for node in sim.nodes)
+    assert all("llama3.2:latest" not in h.models_loaded for h in sollol.registry.hosts())
+    r = http.post("/api/chat", json={"model": "llama3.2", "messages": [], "keep_alive": "0s"})
+    assert r.status_code == 200
+    assert http.post("/api/generate", json={"model": "nope", "keep_alive": 0}).status_code == 404

@@ -210,3 +210,19 @@ def test_a_host_restart_or_unload_clears_its_shadow(sim_cluster, gateway, client
     # an unload seen by the adaptive round (/api/ps no longer lists it) forgets that model's slots
     sollol.registry.update_models(host, [CHAT_MODEL + ":latest"], [])
     assert sollol.shadow.host_view(host)["entries"] == 0
+
+
+def test_with_slots_unknown_the_load_bound_only_takes_away_the_cache_advantage():
+    """No slots configured: every host is shadowed as one slot, which says nothing about its capacity, so a
+    fast home over its bound is not pushed onto a slow host; it only stops counting its cache."""
+    p, shadow = world(hosts=("fast:1", "slow:1"), slots=None)
+    p.registry.record_success("fast:1", 30.0)
+    for _ in range(5):
+        p.registry.record_success("slow:1", 900.0)
+    for n in range(6):  # six on the fast host, all sharing one prefix: answered, yet still counted in flight
+        d = place(p, shadow, call_for(conversation(n)))
+        assert d.host == "fast:1", d.reason
+        p.registry.begin("fast:1")
+    d = p.decide(call_for(conversation(99)))
+    assert d.host == "fast:1" and "over its load bound" in d.reason
+    assert d.estimates["fast:1"].over_bound
