@@ -123,6 +123,7 @@ class GatewayQueue:
         self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
         self._seq = 0
         self._waiting = 0
+        self._per_model: dict[Optional[str], int] = {}  # requests waiting, per model
         self._since_batch = 0  # dispatches since the last batch one (the starvation guard)
         self._dispatching = False
         self._again = False
@@ -245,6 +246,9 @@ class GatewayQueue:
                     return True
         return False
 
+    def _model_waiting(self, model: Optional[str]) -> int:
+        return self._per_model.get(model, 0)
+
     def _ahead(self, cls: str, model: Optional[str]) -> int:
         rank = PRIORITY_CLASSES.index(cls)
         return sum(1 for c in PRIORITY_CLASSES[: rank + 1] for d in self._classes[c].clients.values()
@@ -264,6 +268,7 @@ class GatewayQueue:
         else:
             d.append(ticket)
         self._waiting += 1
+        self._per_model[call.model] = self._per_model.get(call.model, 0) + 1
         self._observe_depth()
         self._arm_retick()
         return ticket
@@ -371,7 +376,9 @@ class GatewayQueue:
                     continue
                 seen_models.add(t.call.model)
                 try:
-                    decision = self.placement.decide(t.call, t.exclude)
+                    # the others waiting for this model are the line: with a line, a free slot is taken
+                    # rather than waited past for a faster host (no head-of-line blocking)
+                    decision = self.placement.decide(t.call, t.exclude, ahead=self._model_waiting(t.call.model) - 1)
                 except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
                     self._fail(t, e)
                     return self._next(cls, placed_models)
@@ -397,6 +404,7 @@ class GatewayQueue:
         d = q.clients[ticket.client]
         d.remove(ticket)
         self._waiting -= 1
+        self._per_model[ticket.call.model] -= 1
         q.clients.move_to_end(ticket.client)  # round robin: the next turn starts after this client
         if not d:
             del q.clients[ticket.client]
@@ -418,6 +426,7 @@ class GatewayQueue:
         if d is not None and ticket in d:
             d.remove(ticket)
             self._waiting -= 1
+            self._per_model[ticket.call.model] -= 1
             if not d:
                 del q.clients[ticket.client]
                 q.deficit.pop(ticket.client, None)

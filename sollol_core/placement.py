@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 COLD_BAND = 0.01  # performance score units (0.01 is 50 ms of latency at the default weight)
 COLD_BAND_P2C_MS = 20.0  # p2c's cost
 COLD_BAND_SHARE = 0.05
+VICTIM_GRAIN_S = 30.0  # slots whose last use is this close in age displace alike (the hash chooses among them)
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
 
 
@@ -253,7 +254,9 @@ class Placement:
         near = [h for h in pool if scores[h.address] <= best + max(band, COLD_BAND_SHARE * abs(best))]
         quiet = [h for h in near if not estimates[h.address].evicts_active] or near
         ident = key.session or str(key.anchor)
-        pick = max(quiet, key=lambda h: rendezvous(ident, h.address))
+        # what it would displace: an empty slot first, then the coldest; equals by the conversation's hash
+        pick = max(quiet, key=lambda h: (min(estimates[h.address].victim_idle_s, 1e9) // VICTIM_GRAIN_S,
+                                         rendezvous(ident, h.address)))
         why = "cold; rendezvous" if len(quiet) > 1 else "cold; balanced"
         if len(quiet) < len(near):
             why += f", {len(near) - len(quiet)} host(s) keep a conversation still going"

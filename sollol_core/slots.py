@@ -40,7 +40,8 @@ class _Pair:
     closed_until: float = 0.0  # busy with nothing of ours in flight: no request at all until then
     unfit_until: float = 0.0
     unfit_reason: str = ""
-    embedding: bool = False  # an embedding model: one slot
+    embedded: bool = False  # it served embedding requests
+    generated: bool = False  # it served chat or generate requests: then it is not an embedding model
 
 
 class SlotTable:
@@ -65,7 +66,9 @@ class SlotTable:
         if configured is None:
             return None
         pair = self._pairs.get(self._key(host, model))
-        return 1 if embedding or (pair is not None and pair.embedding) else configured
+        if pair is not None and pair.generated:
+            return configured  # a generation model keeps its slots for the embeddings it is asked for too
+        return 1 if embedding or (pair is not None and pair.embedded) else configured
 
     def limit(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
         """Requests SOLLOL lets be in flight on (host, model): slots + host_queue_depth, lowered while busy."""
@@ -100,7 +103,10 @@ class SlotTable:
     # accounting ---------------------------------------------------------------------------------------
     def acquire(self, host: str, model: Optional[str], embedding: bool = False) -> None:
         pair = self._pair(host, model)
-        pair.embedding = pair.embedding or embedding
+        if embedding:
+            pair.embedded = True
+        else:
+            pair.generated = True
         pair.in_use += 1
         pair.started.append(self._clock())
 

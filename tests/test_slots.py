@@ -102,3 +102,14 @@ def test_view_lists_models_with_limits():
     t.acquire("a:1", "llama3.2")
     total, by_model, unfit = t.view("a:1")
     assert total == 1 and by_model == (("llama3.2:latest", 1, 3),) and unfit == ()
+
+
+def test_a_generation_model_asked_for_embeddings_keeps_its_slots():
+    """Embedding-only models run one request at a time; a chat model that also embeds does not."""
+    t = table({"a:1": 4})
+    t.acquire("a:1", "llama3.2")  # a chat
+    t.release("a:1", "llama3.2")
+    t.acquire("a:1", "llama3.2", embedding=True)
+    assert t.slots("a:1", "llama3.2", embedding=True) == 4 and t.has_room("a:1", "llama3.2", embedding=True)
+    t.acquire("a:1", "nomic-embed-text", embedding=True)
+    assert t.slots("a:1", "nomic-embed-text", embedding=True) == 1
