@@ -18,6 +18,7 @@ request), None when no host can take the request at all, or raises Rejected / No
 from __future__ import annotations
 
 import asyncio
+import bisect
 import math
 import time
 from collections import OrderedDict, deque
@@ -123,7 +124,7 @@ class GatewayQueue:
         self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
         self._seq = 0
         self._waiting = 0
-        self._per_model: dict[Optional[str], int] = {}  # requests waiting, per model
+        self._per_model: dict[Optional[str], list[int]] = {}  # seq of the requests waiting, per model, in order
         self._since_batch = 0  # dispatches since the last batch one (the starvation guard)
         self._dispatching = False
         self._again = False
@@ -246,8 +247,17 @@ class GatewayQueue:
                     return True
         return False
 
-    def _model_waiting(self, model: Optional[str]) -> int:
-        return self._per_model.get(model, 0)
+    def _ahead_of(self, ticket: "_Ticket") -> int:
+        """Requests for the same model that came before this one and still wait (they take the slots that
+        free first)."""
+        return bisect.bisect_left(self._per_model.get(ticket.call.model, ()), ticket.seq)
+
+    def _unlist(self, ticket: "_Ticket") -> None:
+        seqs = self._per_model.get(ticket.call.model)
+        if seqs:
+            i = bisect.bisect_left(seqs, ticket.seq)
+            if i < len(seqs) and seqs[i] == ticket.seq:
+                del seqs[i]
 
     def _ahead(self, cls: str, model: Optional[str]) -> int:
         rank = PRIORITY_CLASSES.index(cls)
@@ -268,7 +278,7 @@ class GatewayQueue:
         else:
             d.append(ticket)
         self._waiting += 1
-        self._per_model[call.model] = self._per_model.get(call.model, 0) + 1
+        bisect.insort(self._per_model.setdefault(call.model, []), ticket.seq)
         self._observe_depth()
         self._arm_retick()
         return ticket
@@ -378,7 +388,7 @@ class GatewayQueue:
                 try:
                     # the others waiting for this model are the line: with a line, a free slot is taken
                     # rather than waited past for a faster host (no head-of-line blocking)
-                    decision = self.placement.decide(t.call, t.exclude, ahead=self._model_waiting(t.call.model) - 1)
+                    decision = self.placement.decide(t.call, t.exclude, ahead=self._ahead_of(t))
                 except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
                     self._fail(t, e)
                     return self._next(cls, placed_models)
@@ -404,7 +414,7 @@ class GatewayQueue:
         d = q.clients[ticket.client]
         d.remove(ticket)
         self._waiting -= 1
-        self._per_model[ticket.call.model] -= 1
+        self._unlist(ticket)
         q.clients.move_to_end(ticket.client)  # round robin: the next turn starts after this client
         if not d:
             del q.clients[ticket.client]
@@ -426,7 +436,7 @@ class GatewayQueue:
         if d is not None and ticket in d:
             d.remove(ticket)
             self._waiting -= 1
-            self._per_model[ticket.call.model] -= 1
+            self._unlist(ticket)
             if not d:
                 del q.clients[ticket.client]
                 q.deficit.pop(ticket.client, None)

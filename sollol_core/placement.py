@@ -205,11 +205,15 @@ class Placement:
             share = self.shadow_slots(h.address) / total_slots
             cap = max(1.0, (1 + eps) * (in_flight + 1) * share)
             e = estimates.get(h.address)
-            if h.in_flight + 1 <= math.ceil(cap) or e is None or not e.cached_chars:
+            if h.in_flight + 1 <= math.ceil(cap):
                 out.append(h)
                 continue
-            e.over_bound = True
+            if e is not None:
+                e.over_bound = True
             if known:
+                continue  # hard: its share is exact
+            if e is None or not e.cached_chars:
+                out.append(h)  # nothing cached to take away
                 continue
             e.prefill_s = self.shadow.prefill_s(h.address, model, e.prompt_chars) if self.shadow else e.prefill_s
             out.append(h)
