@@ -248,9 +248,18 @@ class GatewayQueue:
         return False
 
     def _ahead_of(self, ticket: "_Ticket") -> int:
-        """Requests for the same model that came before this one and still wait (they take the slots that
-        free first)."""
-        return bisect.bisect_left(self._per_model.get(ticket.call.model, ()), ticket.seq)
+        """Requests for the same model to be placed before this one: its client's own older ones, and one
+        per other client waiting in its class or a higher one (they take turns: deficit round robin)."""
+        own = 0
+        for t in self._classes[ticket.cls].clients.get(ticket.client, ()):
+            if t is ticket:
+                break
+            if t.call.model == ticket.call.model:
+                own += 1
+        rank = PRIORITY_CLASSES.index(ticket.cls)
+        others = sum(1 for c in PRIORITY_CLASSES[: rank + 1] for client in self._classes[c].clients
+                     if client != ticket.client)
+        return own + others
 
     def _unlist(self, ticket: "_Ticket") -> None:
         seqs = self._per_model.get(ticket.call.model)
