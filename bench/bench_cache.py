@@ -9,8 +9,10 @@ Everything on 127.0.0.1: nodes in their own process(es), the gateway (`sollol --
      conversation 1 turn 1, ...) so that the hosts' slots are contended as in real use; num_predict 16,
      temperature 0. Arms: SOLLOL (`performance`, cache term on, default_num_parallel = 2 as the servers),
      SOLLOL with routing_weights.cache = 0, and a sticky-hash oracle calling the hosts directly (conversation
-     i -> host i mod 2). Figures: total time of the follow-up turns (2..5) and their summed
-     prompt_eval_duration. Target: SOLLOL <= 1.1 x the oracle.
+     i -> host i mod 2). Figures: total time of the follow-up turns (2..5), their summed
+     prompt_eval_duration and eval_duration, and the time spent outside Ollama (client-seen time minus
+     total_duration: the HTTP path, the gateway); each request's host and placement reason.
+     Target: SOLLOL <= 1.1 x the oracle.
   2. Simulated nodes (4 nodes of mixed speed, 2 slots each, prefill dominating a long prompt), gateway with
      default_num_parallel = 2, arms `performance` (cache term on), `performance` with cache weight 0, and
      `round_robin`, open-loop Poisson arrivals, every answer streamed (time to first token = to the first
@@ -99,6 +101,8 @@ class RealTurn:
     prompt_eval_count: int
     host: str
     placement: str = ""
+    eval_s: float = 0.0  # eval_duration: generating the answer, inside Ollama
+    total_s: float = 0.0  # total_duration: all of it inside Ollama (load, prompt eval, eval)
 
 
 def real_system(conv: int, chars: int) -> str:
@@ -132,7 +136,8 @@ async def real_arm(name: str, hosts: list[str], convs: int, turns: int, sys_char
                         host, placement = recent[-1]["host"], recent[-1]["placement"]
                 history[c].append({"role": "assistant", "content": a.text})
                 out.append(RealTurn(c, t + 1, a.latency_ms / 1000, a.final.get("prompt_eval_duration", 0) / 1e9,
-                                    a.final.get("prompt_eval_count", 0), host, placement))
+                                    a.final.get("prompt_eval_count", 0), host, placement,
+                                    a.final.get("eval_duration", 0) / 1e9, a.final.get("total_duration", 0) / 1e9))
             line(f"    {name}: turn {t + 1} of {turns} done ({time.perf_counter() - t_round:.1f} s)")
     return out
 
@@ -168,8 +173,8 @@ def real_bench(quick: bool) -> None:
     first = results["oracle"][0]
     line(f"  {convs} conversations x {turns} turns, system prompts ~{first.prompt_eval_count} tokens "
          f"(turn 1 of conversation 0: prompt_eval_count)")
-    line(f"  {'arm':<16} {'follow-ups s':>12} {'of which prompt eval s':>22} {'first turns s':>13} "
-         f"{'hits':>6}  hosts per conversation (turn 1..{turns})")
+    line(f"  {'arm':<16} {'follow-ups s':>12} {'of which prompt eval s':>22} {'eval s':>7} {'outside Ollama s':>16} "
+         f"{'first turns s':>13} {'hits':>6}  hosts per conversation (turn 1..{turns})")
     summary = {}
     for name, rows in results.items():
         follow = [r for r in rows if r.turn > 1]
@@ -180,8 +185,10 @@ def real_bench(quick: bool) -> None:
         names = {f"127.0.0.1:{p}": "AB"[i] for i, p in enumerate(ports)}
         by_conv = " ".join(f"c{c}:" + "".join(names.get(r.host, "?") for r in rows if r.conv == c)
                            for c in range(convs))
-        line(f"  {name:<16} {total:>12.2f} {pe:>22.2f} {sum(r.seconds for r in firsts.values()):>13.2f} "
-             f"{hits:>3}/{len(follow):<2}  {by_conv}")
+        ev = sum(r.eval_s for r in follow)
+        outside = sum(r.seconds - r.total_s for r in follow)
+        line(f"  {name:<16} {total:>12.2f} {pe:>22.2f} {ev:>7.2f} {outside:>16.2f} "
+             f"{sum(r.seconds for r in firsts.values()):>13.2f} {hits:>3}/{len(follow):<2}  {by_conv}")
     o_total, o_pe = summary["oracle"]
     for name in ("sollol", "sollol cache=0"):
         total, pe = summary[name]
