@@ -110,7 +110,6 @@ class QueueStats:
     rejected: dict = field(default_factory=dict)  # reason -> count
     expired: int = 0
     cancelled: int = 0
-    waits: dict = field(default_factory=dict)  # class -> list of recent wait seconds (for the view)
 
 
 class GatewayQueue:

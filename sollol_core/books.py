@@ -46,7 +46,7 @@ class Books:
         self.requests.add(RequestRecord(
             time=time.time(), endpoint=call.endpoint, model=call.model or "", host=host, status=status,
             latency_ms=round(elapsed * 1000, 2), tokens=tokens, retries=retries, error=error,
-            placement=lease.reason if lease is not None else call.extra.get("placement", ""),
+            placement=lease.reason if lease is not None else "",
             wait_ms=round((lease.wait_s if lease is not None else wait_s) * 1000, 2),
             priority=call.priority, client=call.client))
 

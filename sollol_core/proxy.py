@@ -24,7 +24,7 @@ from typing import Optional
 from starlette.responses import Response, StreamingResponse
 
 from .adaptive import ModelListRefresher
-from .admission import GatewayQueue, Lease, Rejected
+from .admission import ClientGone, GatewayQueue, Lease, Rejected
 from .api_errors import api_for_path, error_response
 from .books import FAILED, UNTOUCHED, Books
 from .config import SollolConfig
@@ -113,6 +113,10 @@ class Proxy:
             except Rejected as r:
                 self.books.record(call, started, r.status, "", attempt, error=r.message, wait_s=waited)
                 return error_response(call.api, r.status, r.message, headers=r.headers)
+            except ClientGone:  # it left while waiting: nothing was sent anywhere, nobody hears the answer
+                msg = "client went away while the request waited in the gateway queue"
+                self.books.record(call, started, 499, "", attempt, error=msg, wait_s=waited)
+                return error_response(call.api, 499, msg)
             except asyncio.CancelledError:
                 raise
             front = False

@@ -7,7 +7,7 @@ back up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 HIGH, INTERACTIVE, BATCH = "high", "interactive", "batch"
@@ -36,4 +36,3 @@ class Call:
     receive: Any = None  # the client's ASGI receive channel: a request waiting in the queue leaves when it closes
     host_filter: Any = None  # Optional[Callable[[str], bool]]: hosts this request may use (batch: its per-host cap)
     uses_slot: bool = True  # inference takes one of the model's slots; /api/show and management do not
-    extra: dict = field(default_factory=dict)  # per-stage notes (placement reasons, wait) for the books

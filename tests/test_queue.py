@@ -91,6 +91,8 @@ def test_client_leaving_while_queued_costs_no_host_anything(sim_cluster, gateway
                 chat(impatient)
         wait_until(lambda: sollol.queue.stats.cancelled == 1, what="the queued request to leave")
         assert sollol.queue.total == 0
+        wait_until(lambda: any(r.status == 499 and "waited in the gateway queue" in (r.error or "")
+                               for r in sollol.recent_requests()), what="the departure in the request log")
         assert first.result().status_code == 200
     time.sleep(0.1)
     assert len(sim.nodes[0].received) == 1  # only the first ever reached the host
