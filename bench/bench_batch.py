@@ -32,7 +32,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
-
 from common import gateway_process, sim_process  # noqa: E402
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402

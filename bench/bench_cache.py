@@ -30,7 +30,7 @@ Everything on 127.0.0.1: nodes in their own process(es), the gateway (`sollol --
      busiest host's share of the requests <= 1.5 x its fair share (by slots: all equal), also judged on its
      share of the requests in flight (sampled from /api/stats: what the bounded-load rule caps), and p99 <=
      the weight-0 arm's. The warm-up before each arm (16 short prompts) is not measured.
-  3. The hashing cost: sollol_core.canonical.prompt_key on a 200 KB chat body, p50 / p99, and how long
+  3. The hashing cost: sollol_core.prompt_cache.canonical.prompt_key on a 200 KB chat body, p50 / p99, and how long
      prompt_key_async (what the gateway calls) holds the event loop at most.
 
 The machine is shared: figures are noisy; arms run back to back in one process so drift hits them alike.
@@ -53,9 +53,22 @@ from typing import Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import aiohttp  # noqa: E402
-
-from common import (REPO, Answer, free_port, gateway_process, http_json, mean, open_loop, pct,  # noqa: E402
-                    poisson_times, real_ollama, real_ollama_available, send, sim_process, toml_config)
+from common import (  # noqa: E402
+    REPO,
+    Answer,
+    free_port,
+    gateway_process,
+    http_json,
+    mean,
+    open_loop,
+    pct,
+    poisson_times,
+    real_ollama,
+    real_ollama_available,
+    send,
+    sim_process,
+    toml_config,
+)
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402
 from sollol_core.sim.render import chat_turns, render  # noqa: E402
@@ -449,7 +462,7 @@ def sim_bench(quick: bool, which: str = "abcd") -> None:
 
 # 3. the hashing cost --------------------------------------------------------------------------------------
 def hash_bench(reps: int) -> None:
-    from sollol_core.canonical import prompt_key, prompt_key_async
+    from sollol_core.prompt_cache.canonical import prompt_key, prompt_key_async
 
     rng = random.Random(3)
     msgs = [{"role": "system", "content": "System. " + prose(20000, rng)}]

@@ -17,9 +17,9 @@ import statistics
 import time
 from array import array
 
-from sollol_core.cache import CacheShadow
-from sollol_core.canonical import _chain, canonical_text, extend_with_answer, prompt_key, prompt_key_async
 from sollol_core.config import CacheSettings
+from sollol_core.prompt_cache.canonical import _chain, canonical_text, extend_with_answer, prompt_key, prompt_key_async
+from sollol_core.prompt_cache.shadow import CacheShadow
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches of "
          "sphinx and quartz under the black vow").split()

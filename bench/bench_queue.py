@@ -42,9 +42,18 @@ from typing import Iterator, Optional
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import aiohttp  # noqa: E402
-
-from common import (REPO, Answer, gateway_process, http_json, open_loop, pct, poisson_times,  # noqa: E402
-                    send, sim_process, toml_config)
+from common import (  # noqa: E402
+    REPO,
+    Answer,
+    gateway_process,
+    http_json,
+    open_loop,
+    pct,
+    poisson_times,
+    send,
+    sim_process,
+    toml_config,
+)
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402
 
@@ -246,7 +255,7 @@ def batch_scenario(seeds: list[int], seconds: float, alone_s: float, n_docs: int
                 both = chat_windows(url, seeds, seconds)
                 d2, t2 = batch_done(url), time.perf_counter()
                 if d2 - base >= n_docs:
-                    line(f"    note: the whole job finished inside the window; docs/s understated")
+                    line("    note: the whole job finished inside the window; docs/s understated")
             a, b = summary(alone), summary(both)
             rate_alone = (d1 - d0) / (t1 - t0)
             rate_both = (d2 - d1) / (t2 - t1)

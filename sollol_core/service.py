@@ -25,25 +25,32 @@ from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
-from .adaptive import ModelListRefresher, adaptive_loop
 from .batch import BatchManager
+from .cluster.adaptive import ModelListRefresher, adaptive_loop
+from .cluster.health import check_all, health_loop
+from .cluster.hosts import HostRegistry
+from .cluster.routing import Router
+from .cluster.slots import SlotTable
 from .config import HostSettings, SollolConfig, normalize_host, save_config
-from .executors import AsyncExecutor, Executor
-from .gateway import create_app
-from .health import check_all, health_loop
-from .hosts import HostRegistry
-from .metrics import CONTENT_TYPE, Metrics
-from .admission import GatewayQueue
-from .books import Books
-from .cache import CacheShadow
-from .placement import Placement
-from .proxy import Proxy
-from .slots import SlotTable
-from .ray_executor import RayExecutor, RayRuntime
-from .requestlog import RequestLog
-from .routing import Router
-from .snapshot import (CacheView, ClientView, ClusterSnapshot, ComponentState, HostView, QueueView,
-                       RequestRecord)
+from .http.app import create_app
+from .observability.metrics import CONTENT_TYPE, Metrics
+from .observability.requestlog import RequestLog
+from .observability.snapshot import (
+    CacheView,
+    ClientView,
+    ClusterSnapshot,
+    ComponentState,
+    HostView,
+    QueueView,
+    RequestRecord,
+)
+from .prompt_cache.shadow import CacheShadow
+from .request.admission import GatewayQueue
+from .request.books import Books
+from .request.path import Proxy
+from .request.placement import Placement
+from .upstream.executor import AsyncExecutor, Executor
+from .upstream.ray_actors import RayExecutor, RayRuntime
 
 log = logging.getLogger("sollol")
 
@@ -500,7 +507,7 @@ class SOLLOL:
         return address
 
     async def _refresh_new_host(self, address: str) -> None:
-        from .adaptive import refresh_host
+        from .cluster.adaptive import refresh_host
 
         await check_all(self.in_loop_executor, self.registry)
         await refresh_host(self.in_loop_executor, self.registry, address)

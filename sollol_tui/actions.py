@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from textual.app import App
     from textual.binding import Binding
 
+    from sollol_core.observability.snapshot import ClusterSnapshot
     from sollol_core.service import SOLLOL
-    from sollol_core.snapshot import ClusterSnapshot
 
     from .screens.dashboard import DashboardScreen
 

@@ -28,8 +28,8 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.timer import Timer
 
+from sollol_core.observability.snapshot import ClusterSnapshot, RequestRecord
 from sollol_core.service import SOLLOL
-from sollol_core.snapshot import ClusterSnapshot, RequestRecord
 
 from .actions import OperatorActions, describe_trigger
 from .commands import SollolCommands

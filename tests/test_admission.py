@@ -4,13 +4,13 @@ import asyncio
 
 import pytest
 
-from sollol_core.admission import GatewayQueue, Rejected
+from sollol_core.cluster.hosts import HostRegistry
+from sollol_core.cluster.routing import Router
+from sollol_core.cluster.slots import SlotTable
 from sollol_core.config import SollolConfig
-from sollol_core.hosts import HostRegistry
-from sollol_core.placement import Placement
-from sollol_core.request import Call
-from sollol_core.routing import Router
-from sollol_core.slots import SlotTable
+from sollol_core.request.admission import GatewayQueue, Rejected
+from sollol_core.request.call import Call
+from sollol_core.request.placement import Placement
 
 
 def make(hosts=("a:1",), slots=1, **queue):

@@ -11,8 +11,8 @@ import anthropic
 import httpx
 import openai
 import pytest
-
 from conftest import make_client, settled
+
 from sollol_core.sim import SimNodeSpec
 
 pytestmark = pytest.mark.timeout(90)

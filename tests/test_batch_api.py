@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
 from conftest import EMBED_MODEL
 
 LIMITS = dict(batch_max_docs_per_request=50, batch_max_doc_chars=200, max_body_bytes=64 * 1024,

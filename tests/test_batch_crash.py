@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
 from conftest import EMBED_MODEL, wait_until
+
 from sollol_core.sim import SimNodeSpec, sim_embedding
 
 pytestmark = pytest.mark.timeout(120)

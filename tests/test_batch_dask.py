@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import EMBED_MODEL, wait_until
+
 from sollol_core.sim import SimNodeSpec, sim_embedding
 
 pytestmark = pytest.mark.timeout(120)

@@ -3,11 +3,9 @@ waiting for the same slots goes ahead of the chunks that wait, so it waits one c
 
 from __future__ import annotations
 
-import time
-
 import pytest
-
 from conftest import EMBED_MODEL, settled, wait_until
+
 from sollol_core.sim import SimNodeSpec
 
 pytestmark = pytest.mark.timeout(120)

@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from sollol_core.cache import CacheMatch, CacheShadow, Correction, Feedback
-from sollol_core.canonical import PromptKey, extend_with_answer, prompt_key
 from sollol_core.config import CacheSettings
-from sollol_core.snapshot import CacheView
+from sollol_core.observability.snapshot import CacheView
+from sollol_core.prompt_cache.canonical import PromptKey, extend_with_answer, prompt_key
+from sollol_core.prompt_cache.shadow import CacheMatch, CacheShadow, Correction, Feedback
 
 BC = 32
 M = "m:latest"

@@ -14,8 +14,18 @@ from pathlib import Path
 import pytest
 from starlette.datastructures import Headers
 
-from sollol_core.canonical import (MSG, SEG, PromptKey, approx_chars, canonical_text, extend_with_answer,
-                                   image_digest, prompt_key, prompt_key_async, session_key)
+from sollol_core.prompt_cache.canonical import (
+    MSG,
+    SEG,
+    PromptKey,
+    approx_chars,
+    canonical_text,
+    extend_with_answer,
+    image_digest,
+    prompt_key,
+    prompt_key_async,
+    session_key,
+)
 
 IMG = base64.b64encode(bytes(range(256)) * 8).decode()
 IMG2 = base64.b64encode(bytes(range(255, -1, -1)) * 8).decode()
@@ -514,7 +524,7 @@ def test_the_anchor_is_the_same_in_every_process():
     import subprocess
     import sys
 
-    code = ("from sollol_core.canonical import prompt_key; "
+    code = ("from sollol_core.prompt_cache.canonical import prompt_key; "
             "print(prompt_key('/api/chat', {'model': 'm', 'messages': [{'role': 'system', 'content': 'sys'}, "
             "{'role': 'user', 'content': 'hello'}]}).anchor)")
     seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

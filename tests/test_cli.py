@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import CHAT_MODEL, USER
 
 pytestmark = pytest.mark.timeout(90)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sollol_core.clients import ClientKeys, ClientRefused
 from sollol_core.config import SollolConfig
+from sollol_core.http.clients import ClientKeys, ClientRefused
 
 
 def keys(**api_keys):

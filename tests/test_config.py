@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from sollol_core.config import (ConfigError, SollolConfig, env_overrides, load_config, normalize_host,
-                                parse_hosts_arg, read_hosts_file, save_config)
+from sollol_core.config import (
+    ConfigError,
+    SollolConfig,
+    env_overrides,
+    load_config,
+    normalize_host,
+    parse_hosts_arg,
+    read_hosts_file,
+    save_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "sollol.toml.example"

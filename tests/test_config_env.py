@@ -9,13 +9,13 @@ import signal
 
 import httpx
 import pytest
-
 from conftest import wait_until
+from test_cli import START_TIMEOUT_S, run_to_end, sollol_process  # noqa: F401 - the fixture
+
 from sollol_core import SOLLOL, SollolConfig
 from sollol_core.config import ConfigError, env_overrides, load_config
 from sollol_tui.app import SollolApp
 from sollol_tui.themes import bundled_theme_dir
-from test_cli import START_TIMEOUT_S, run_to_end, sollol_process  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.timeout(90)
 

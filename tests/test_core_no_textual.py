@@ -26,8 +26,8 @@ print(json.dumps(report))
 
 
 def test_the_list_of_modules_is_complete():
-    assert {"sollol_core.service", "sollol_core.gateway", "sollol_core.proxy", "sollol_core.sim",
-            "sollol_core.config", "sollol_core.hosts", "sollol_core.routing"} <= set(MODULES)
+    assert {"sollol_core.service", "sollol_core.http.app", "sollol_core.request.path", "sollol_core.sim",
+            "sollol_core.config", "sollol_core.cluster.hosts", "sollol_core.cluster.routing"} <= set(MODULES)
 
 
 @pytest.mark.timeout(90)

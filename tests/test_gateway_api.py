@@ -10,11 +10,10 @@ import time
 import httpx
 import orjson
 import pytest
+from conftest import CHAT_MODEL, EMBED_MODEL, USER, wait_until
 
 from sollol_core import SOLLOL, SollolConfig
 from sollol_core.sim import SimNodeSpec, sim_embedding
-
-from conftest import CHAT_MODEL, EMBED_MODEL, USER, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -2,8 +2,8 @@
 and the model-list refresh for unknown models."""
 
 import httpx
-
 from conftest import CHAT_MODEL, USER
+
 from sollol_core.sim import SimNodeSpec
 
 

@@ -10,10 +10,9 @@ import time
 
 import httpx
 import pytest
+from conftest import CHAT_MODEL, EMBED_MODEL, USER, settled, wait_until
 
 from sollol_core.sim import SimNodeSpec, sim_embedding
-
-from conftest import CHAT_MODEL, EMBED_MODEL, USER, settled, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from sollol_core.hosts import HostRegistry, HostState, UnknownHost, model_key
-from sollol_core.routing import performance_score
+from sollol_core.cluster.hosts import HostRegistry, HostState, UnknownHost, model_key
+from sollol_core.cluster.routing import performance_score
 from sollol_core.config import RoutingWeights
 
 
@@ -71,7 +71,7 @@ def test_accounting_and_ewmas():
 
 
 def test_peak_ewma_decays_with_time(monkeypatch):
-    import sollol_core.hosts as hosts_mod
+    import sollol_core.cluster.hosts as hosts_mod
 
     clock = [1000.0]
     monkeypatch.setattr(hosts_mod.time, "monotonic", lambda: clock[0])

@@ -15,10 +15,10 @@ import httpx
 import ollama
 import pytest
 from aiohttp import web
-
 from conftest import make_client, settled, wait_until
-from sollol_core.fanout import BodyTee, ProgressMerger
+
 from sollol_core.sim import SimNodeSpec
+from sollol_core.upstream.fanout import BodyTee, ProgressMerger
 
 pytestmark = pytest.mark.timeout(90)
 

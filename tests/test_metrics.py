@@ -7,11 +7,10 @@ import socket
 
 import httpx
 import pytest
+from conftest import CHAT_MODEL, EMBED_MODEL, USER, settled, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from sollol_core.sim import SimNodeSpec
-
-from conftest import CHAT_MODEL, EMBED_MODEL, USER, settled, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

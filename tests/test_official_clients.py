@@ -6,10 +6,9 @@ import httpx
 import ollama
 import openai
 import pytest
+from conftest import CHAT_MODEL, EMBED_MODEL, USER
 
 from sollol_core.sim import sim_embedding
-
-from conftest import CHAT_MODEL, EMBED_MODEL, USER
 
 pytestmark = pytest.mark.timeout(60)
 

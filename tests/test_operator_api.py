@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from conftest import CHAT_MODEL, USER, models_known, wait_until
 
 from sollol_core import SOLLOL, SollolConfig
-
-from conftest import CHAT_MODEL, USER, models_known, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

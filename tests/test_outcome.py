@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from sollol_core.outcome import Verdict, classify, error_text, stream_error
+from sollol_core.request.outcome import Verdict, classify, error_text, stream_error
 
 
 def body(text):

@@ -2,14 +2,14 @@
 
 import time
 
-from sollol_core.cache import CacheShadow
-from sollol_core.canonical import prompt_key
+from sollol_core.cluster.hosts import HostRegistry
+from sollol_core.cluster.routing import Router
+from sollol_core.cluster.slots import SlotTable
 from sollol_core.config import SollolConfig
-from sollol_core.hosts import HostRegistry
-from sollol_core.placement import Decision, Placement, Wait
-from sollol_core.request import Call
-from sollol_core.routing import Router
-from sollol_core.slots import SlotTable
+from sollol_core.prompt_cache.canonical import prompt_key
+from sollol_core.prompt_cache.shadow import CacheShadow
+from sollol_core.request.call import Call
+from sollol_core.request.placement import Decision, Placement, Wait
 
 SYSTEM = "You are a careful assistant. " * 40  # ~1,200 characters
 

@@ -7,9 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
 from conftest import CHAT_MODEL, USER, settled, wait_until
-from sollol_core.sim import SimNodeSpec
 
 
 def chat(http, **extra):

@@ -15,8 +15,8 @@ import time
 import httpx
 import psutil
 import pytest
-
 from conftest import CHAT_MODEL, USER, wait_until
+
 from sollol_core.sim import SimNodeSpec
 
 pytestmark = pytest.mark.ray

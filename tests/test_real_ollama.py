@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import ollama
 import pytest
-
 from conftest import wait_until
 
 pytestmark = [pytest.mark.real_ollama, pytest.mark.timeout(120)]

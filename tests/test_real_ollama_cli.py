@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import wait_until
 from test_real_ollama import _free_port, _tool, _unavailable
 

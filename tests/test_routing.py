@@ -4,10 +4,16 @@ import random
 
 import pytest
 
+from sollol_core.cluster.hosts import HostRegistry
+from sollol_core.cluster.routing import (
+    NoHostForModel,
+    P2CStrategy,
+    Router,
+    make_strategy,
+    performance_score,
+    performance_terms,
+)
 from sollol_core.config import RoutingWeights
-from sollol_core.hosts import HostRegistry
-from sollol_core.routing import (NoHostForModel, P2CStrategy, Router, make_strategy, performance_score,
-                                 performance_terms)
 
 
 def registry(*addresses):
@@ -179,7 +185,7 @@ def test_set_strategy_rejects_unknown():
 
 
 def test_p2c_cost_of_an_idle_host_decays_back(monkeypatch):
-    import sollol_core.hosts as hosts_mod
+    import sollol_core.cluster.hosts as hosts_mod
 
     clock = [500.0]
     monkeypatch.setattr(hosts_mod.time, "monotonic", lambda: clock[0])

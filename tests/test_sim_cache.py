@@ -11,11 +11,10 @@ import anthropic
 import httpx
 import openai
 import pytest
+from conftest import wait_until
 
 from sollol_core.sim import SimCluster, SimNodeSpec, main
 from sollol_core.sim.render import chat_turns, render
-
-from conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import wait_until
 
 from sollol_core.sim import SimClients, SimNodeSpec
-
-from conftest import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

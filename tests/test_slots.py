@@ -1,6 +1,6 @@
 """SlotTable: limits per (host, model), accounting, busy and unfit corrections."""
 
-from sollol_core.slots import SlotTable
+from sollol_core.cluster.slots import SlotTable
 
 
 class Clock:

@@ -2,8 +2,8 @@
 call is closed, in-flight counts return to zero and the request log says what happened."""
 
 import httpx
-
 from conftest import CHAT_MODEL, USER, wait_until
+
 from sollol_core.sim import SimNodeSpec
 
 

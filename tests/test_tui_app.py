@@ -539,7 +539,7 @@ async def test_request_burst_collapses_into_few_messages(sollol, make_app):
     import threading
     import time
 
-    from sollol_core.snapshot import RequestRecord
+    from sollol_core.observability.snapshot import RequestRecord
     from sollol_tui.feed import FeedPending
 
     app = make_app(refresh_hz=4)

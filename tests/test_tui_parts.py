@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from sollol_core.snapshot import ClusterSnapshot, ComponentState, QueueView
+from sollol_core.observability.snapshot import ClusterSnapshot, ComponentState, QueueView
 from sollol_tui import fmt
 from sollol_tui.app import describe_trigger
 from sollol_tui.feed import Feed

@@ -16,8 +16,16 @@ import pytest
 from textual.widgets import TabbedContent
 
 from sollol_core import SOLLOL, SollolConfig
-from sollol_core.snapshot import (BatchJobView, BatchView, CacheView, ClientView, ClusterSnapshot, ComponentState,
-                                  QueueView, RequestRecord)
+from sollol_core.observability.snapshot import (
+    BatchJobView,
+    BatchView,
+    CacheView,
+    ClientView,
+    ClusterSnapshot,
+    ComponentState,
+    QueueView,
+    RequestRecord,
+)
 from sollol_tui.app import SollolApp
 from sollol_tui.themes import bundled_theme_dir
 

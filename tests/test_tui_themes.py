@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 from textual.theme import BUILTIN_THEMES
 
-from sollol_tui.themes import (DEFAULT_THEME, FALLBACK_THEME, ThemeFileError, bundled_theme_dir, choose_theme,
-                               load_theme_file, load_themes)
+from sollol_tui.themes import (
+    DEFAULT_THEME,
+    FALLBACK_THEME,
+    ThemeFileError,
+    bundled_theme_dir,
+    choose_theme,
+    load_theme_file,
+    load_themes,
+)
 
 
 def test_bundled_themes_load():

@@ -13,7 +13,14 @@ import pytest
 from textual.widgets import Static
 
 from sollol_core import SOLLOL, SollolConfig
-from sollol_core.snapshot import CacheView, ClientView, ClusterSnapshot, HostView, QueueView, RequestRecord
+from sollol_core.observability.snapshot import (
+    CacheView,
+    ClientView,
+    ClusterSnapshot,
+    HostView,
+    QueueView,
+    RequestRecord,
+)
 from sollol_tui.app import SollolApp
 from sollol_tui.screens.slots import parse_slots
 from sollol_tui.themes import bundled_theme_dir

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import CHAT_MODEL, USER, settled, wait_until
+
 from sollol_core.sim import SimNodeSpec
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from sollol_core.upstream_http import HttpPool, StreamBody, UpstreamFailure
 from test_upstream_http import RawServer, ok, read_request
+
+from sollol_core.upstream.pool import HttpPool, StreamBody, UpstreamFailure
 
 
 async def read_chunked(reader) -> bytes:

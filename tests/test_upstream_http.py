@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from sollol_core.upstream_http import HttpPool, UpstreamFailure
+from sollol_core.upstream.pool import HttpPool, UpstreamFailure
 
 
 class RawServer:
@@ -163,7 +163,7 @@ async def test_refused_and_garbage():
 
 
 async def test_connection_paused_for_a_slow_reader_is_not_reused():
-    from sollol_core.upstream_http import _Connection
+    from sollol_core.upstream.pool import _Connection
 
     class Transport:
         paused = False

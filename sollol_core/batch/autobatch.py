@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Optional
 
 import orjson
 
-from ..adaptive import refresh_host
-from ..admission import Lease, Rejected
-from ..hosts import HostState
-from ..outcome import Verdict, classify
-from ..request import BATCH, Call
-from ..routing import NoHostForModel
+from ..cluster.adaptive import refresh_host
+from ..cluster.hosts import HostState
+from ..cluster.routing import NoHostForModel
+from ..request.admission import Lease, Rejected
+from ..request.call import BATCH, Call
+from ..request.outcome import Verdict, classify
 from .runner import DaskUnavailable, portable
 from .store import ClaimedDoc
 from .task import embed_chunk

@@ -15,7 +15,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-from ..snapshot import BatchJobView, BatchView
+from ..observability.snapshot import BatchJobView, BatchView
 from .autobatch import AutoBatch
 from .runner import DaskRunner, check_not_spawned_reimport, prepare_process
 from .store import BatchStore, JobInfo

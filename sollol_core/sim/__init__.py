@@ -20,12 +20,12 @@ API family (info, native, openai, responses, anthropic, management), cluster (Si
 """
 
 from .cli import main
-from .clients import SimClients
 from .cluster import SimCluster
+from .kv_slots import Prefill, SlotState
 from .metadata import sim_embedding
 from .node import SimNode
-from .slots import Prefill, SlotState
 from .spec import SimNodeSpec, demo_specs
+from .traffic import SimClients
 
 __all__ = ["SimNodeSpec", "SimNode", "SimCluster", "SimClients", "SlotState", "Prefill", "sim_embedding",
            "demo_specs", "main"]

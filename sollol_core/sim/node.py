@@ -17,9 +17,11 @@ from typing import Any, Awaitable, Callable, Optional
 import orjson
 from aiohttp import web
 
-from . import anthropic, info, management, native, openai, responses
-from .metadata import is_embedding_model, norm as norm_name
-from .slots import Prefill, SlotPool, SlotState
+from . import anthropic, info, native, openai, responses
+from . import model_ops as management
+from .kv_slots import Prefill, SlotPool, SlotState
+from .metadata import is_embedding_model
+from .metadata import norm as norm_name
 from .spec import SimNodeSpec
 from .wire import NO_MEMORY, NO_SLOTS, Abort, Family, SimError, error_body, json_response
 

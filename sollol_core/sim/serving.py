@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NamedTuple
 import orjson
 from aiohttp import web
 
+from .kv_slots import Prefill
 from .metadata import embedding
 from .render import Prompt
-from .slots import Prefill
 from .wire import JSON, NDJSON, NL, RUNNER_GONE, Abort, SimError, Stats
 
 if TYPE_CHECKING:

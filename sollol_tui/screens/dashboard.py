@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from sollol_core.snapshot import ClusterSnapshot, HostView, RequestRecord
+from sollol_core.observability.snapshot import ClusterSnapshot, HostView, RequestRecord
 
 from ..widgets.batch_panel import BatchPanel
 from ..widgets.header import ClusterHeader

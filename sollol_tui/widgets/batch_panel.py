@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from sollol_core.snapshot import BatchJobView, BatchView
+from sollol_core.observability.snapshot import BatchJobView, BatchView
 
 BAR_WIDTH = 20
 JOB_STYLES = {"done": "$success", "failed": "bold $error", "in_progress": "bold $primary", "queued": "$text-muted"}

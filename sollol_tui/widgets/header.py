@@ -6,7 +6,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from sollol_core.snapshot import ClusterSnapshot, ComponentState, QueueView
+from sollol_core.observability.snapshot import ClusterSnapshot, ComponentState, QueueView
 
 from .. import fmt
 

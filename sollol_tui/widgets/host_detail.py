@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Sparkline, Static
 
-from sollol_core.snapshot import CacheView, HostView
+from sollol_core.observability.snapshot import CacheView, HostView
 
 from .. import fmt
 

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 
-from sollol_core.snapshot import HostView
+from sollol_core.observability.snapshot import HostView
 
 from .. import fmt
 

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Static
 
-from sollol_core.snapshot import ClientView, QueueView
+from sollol_core.observability.snapshot import ClientView, QueueView
 
 from .. import fmt
 from .header import CLASSES

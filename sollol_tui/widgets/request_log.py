@@ -24,7 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input
 
-from sollol_core.snapshot import RequestRecord
+from sollol_core.observability.snapshot import RequestRecord
 
 from .. import fmt
 

@@ -12,8 +12,8 @@ from typing import Optional
 
 import psutil
 
-from .config import SollolConfig
-from .executors import AsyncExecutor, UpstreamFailure
+from ..config import SollolConfig
+from ..upstream.executor import AsyncExecutor, UpstreamFailure
 from .hosts import HostRegistry, HostState
 
 log = logging.getLogger("sollol.adaptive")

@@ -27,14 +27,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from .config import SollolConfig
-from .hosts import Host, HostRegistry, model_key
-from .request import Call
-from .routing import PerformanceStrategy, Router
-from .slots import SlotTable
+from ..cluster.hosts import Host, HostRegistry, model_key
+from ..cluster.routing import PerformanceStrategy, Router
+from ..cluster.slots import SlotTable
+from ..config import SollolConfig
+from .call import Call
 
 if TYPE_CHECKING:
-    from .cache import CacheShadow
+    from ..prompt_cache.shadow import CacheShadow
 
 # A cold prompt's hosts count as equal when their scores are this close to the best (absolute, or this share
 # of the best when larger): then the conversation's rendezvous hash chooses, so every gateway agrees
@@ -249,7 +249,7 @@ class Placement:
             scores = {h.address: PerformanceStrategy.score(h, weights, model, prefill) for h in pool}
             band = COLD_BAND
         else:
-            from .routing import P2CStrategy
+            from ..cluster.routing import P2CStrategy
 
             scores = {h.address: P2CStrategy.cost(h, None, model, weights.cache * prefill.get(h.address, 0.0))
                       for h in pool}

@@ -11,7 +11,7 @@ from typing import AsyncIterator, Optional, Protocol
 
 import orjson
 
-from .upstream_http import Body, HttpPool, StreamBody, UpstreamFailure
+from .pool import Body, HttpPool, StreamBody, UpstreamFailure
 
 __all__ = ["AsyncExecutor", "Body", "Executor", "ExecutorFailure", "StreamBody", "UpstreamFailure",
            "UpstreamResponse"]

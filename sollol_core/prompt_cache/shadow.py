@@ -4,7 +4,7 @@ Ollama gives every loaded model OLLAMA_NUM_PARALLEL slots; a slot keeps the KV c
 last, and a new request takes the idle slot whose cache shares the longest common prefix with it when that
 covers more than 10% of the prompt, else the least recently used one (Ollama >= 0.30, llama-server), which
 may also restore a displaced prompt from host RAM. The shadow replays that choice on the canonical prompts
-(sollol_core.canonical) SOLLOL sent, so placement can ask, for every host, how much of a prompt it would
+(sollol_core.prompt_cache.canonical) SOLLOL sent, so placement can ask, for every host, how much of a prompt it would
 reuse and what it would evict, without asking the host.
 
 The shadow is a guess; the host's answers correct it. Native answers report `prompt_eval_count` (the whole
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Mapping, Optional
 
+from ..config import CacheSettings
+from ..observability.snapshot import CacheView
 from .canonical import PromptKey, _common_blocks
-from .config import CacheSettings
-from .snapshot import CacheView
 
 # Ollama 0.5.4 reports a load_duration on every answer, ~0.15 s on this CPU with the model loaded (its
 # scheduling), and seconds for a real load: only this much counts as a reload. A quicker reload shows as

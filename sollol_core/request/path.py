@@ -23,20 +23,19 @@ from typing import Optional
 
 from starlette.responses import Response, StreamingResponse
 
-from .adaptive import ModelListRefresher
+from ..cluster.adaptive import ModelListRefresher
+from ..cluster.hosts import HostRegistry
+from ..cluster.routing import NoHostForModel
+from ..cluster.slots import SlotTable
+from ..config import SollolConfig
+from ..http.errors import api_for_path, error_response
+from ..observability.metrics import Metrics
+from ..upstream.executor import Executor, UpstreamFailure
 from .admission import ClientGone, GatewayQueue, Lease, Rejected
-from .api_errors import api_for_path, error_response
 from .books import FAILED, UNTOUCHED, Books
-from .config import SollolConfig
-from .executors import Executor, UpstreamFailure
-from .hosts import HostRegistry
-from .metrics import Metrics
+from .call import Call
 from .outcome import Verdict, classify
-from .relay import (CHAT_ENDPOINTS, AnswerText, BookedResponse, RelayResponse, StreamState, answer_of, relay,
-                    usage_from)
-from .request import Call
-from .routing import NoHostForModel
-from .slots import SlotTable
+from .relay import CHAT_ENDPOINTS, AnswerText, BookedResponse, RelayResponse, StreamState, answer_of, relay, usage_from
 
 log = logging.getLogger("sollol.proxy")
 MAX_REQUEUES = 50  # busy answers one request may meet before it is answered 503 (its class timeout also bounds it)

@@ -21,9 +21,9 @@ import threading
 import time
 from typing import Any, AsyncIterator, Callable, Optional
 
-from .config import SollolConfig
-from .executors import AsyncExecutor, Body, ExecutorFailure, StreamBody, UpstreamResponse
-from .upstream_http import HttpPool, UpstreamFailure
+from ..config import SollolConfig
+from .executor import AsyncExecutor, Body, ExecutorFailure, StreamBody, UpstreamResponse
+from .pool import HttpPool, UpstreamFailure
 
 log = logging.getLogger("sollol.ray")
 OBJECT_STORE_BYTES = 128 * 2**20  # chunks are small and short-lived; Ray's default takes GBs of /dev/shm

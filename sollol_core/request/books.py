@@ -11,17 +11,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Optional
 
-from .executors import ExecutorFailure, UpstreamFailure
-from .hosts import HostRegistry, model_key
-from .metrics import Metrics
+from ..cluster.hosts import HostRegistry, model_key
+from ..observability.metrics import Metrics
+from ..observability.requestlog import RequestLog
+from ..observability.snapshot import RequestRecord
+from ..upstream.executor import ExecutorFailure, UpstreamFailure
+from .call import Call
 from .relay import Usage
-from .request import Call
-from .requestlog import RequestLog
-from .snapshot import RequestRecord
 
 if TYPE_CHECKING:
+    from ..prompt_cache.shadow import CacheShadow
     from .admission import Lease
-    from .cache import CacheShadow
 
 log = logging.getLogger("sollol.proxy")
 SERVED, UNTOUCHED, FAILED = "served", "untouched", "failed"
@@ -85,8 +85,8 @@ class Books:
             return
         if lease.placed is not None and self.shadow is not None:
             if how == SERVED:
-                from .cache import Feedback
-                from .canonical import extend_with_answer
+                from ..prompt_cache.canonical import extend_with_answer
+                from ..prompt_cache.shadow import Feedback
 
                 held = extend_with_answer(lease.prompt, answer) if answer and lease.prompt is not None else None
                 self.shadow.complete(lease.placed, answer=held)

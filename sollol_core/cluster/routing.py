@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Mapping, Optional, Protocol, Sequence
 
-from .config import RoutingWeights, STRATEGIES
+from ..config import STRATEGIES, RoutingWeights
 from .hosts import Host, HostRegistry, HostState, model_key
 
 NEUTRAL_CPU_LOAD = 0.5  # a remote host's CPU load cannot be read: a neutral middle value

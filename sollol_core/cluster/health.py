@@ -10,8 +10,8 @@ import asyncio
 import logging
 import time
 
-from .config import SollolConfig
-from .executors import AsyncExecutor, UpstreamFailure
+from ..config import SollolConfig
+from ..upstream.executor import AsyncExecutor, UpstreamFailure
 from .hosts import HostRegistry, HostState
 
 log = logging.getLogger("sollol.health")

@@ -44,7 +44,7 @@ from typing import Any, Callable, Generator, Iterable, Mapping, Optional, Sequen
 
 import orjson
 
-from .hosts import model_key
+from ..cluster.hosts import model_key
 
 MSG = "\x1e"  # starts a message
 SEG = "\x1f"  # starts a segment (header field or message part)

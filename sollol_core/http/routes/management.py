@@ -32,20 +32,20 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from .adaptive import refresh_host
-from .config import normalize_host
-from .executors import StreamBody, UpstreamFailure
-from .fanout import BodySourceError, BodyTee, ProgressMerger
-from .hosts import HostState
-from .httpio import BadRequest, json_response, model_of, read_json
-from .operator_auth import require_management
-from .proxy import RelayResponse
-from .request import Call
-from .routing import NoHostForModel
-from .snapshot import RequestRecord
+from ...cluster.adaptive import refresh_host
+from ...cluster.hosts import HostState
+from ...cluster.routing import NoHostForModel
+from ...config import normalize_host
+from ...observability.snapshot import RequestRecord
+from ...request.call import Call
+from ...request.path import RelayResponse
+from ...upstream.executor import StreamBody, UpstreamFailure
+from ...upstream.fanout import BodySourceError, BodyTee, ProgressMerger
+from ..auth import require_management
+from ..io import BadRequest, json_response, model_of, read_json
 
 if TYPE_CHECKING:
-    from .service import SOLLOL
+    from ...service import SOLLOL
 
 log = logging.getLogger("sollol.management")
 

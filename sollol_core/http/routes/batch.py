@@ -15,13 +15,13 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from .. import api_models as am
-from ..httpio import BadRequest, json_response, read_json
-from ..routing import NoHostForModel
-from .manager import BatchUnavailable
+from ...batch.manager import BatchUnavailable
+from ...cluster.routing import NoHostForModel
+from .. import openapi as am
+from ..io import BadRequest, json_response, read_json
 
 if TYPE_CHECKING:
-    from ..service import SOLLOL
+    from ...service import SOLLOL
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

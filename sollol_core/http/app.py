@@ -19,23 +19,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match
 
-from . import __version__
-from . import api_models as am
-from .api_errors import ANTHROPIC, OLLAMA, OPENAI, api_for_path, error_response
-from .batch.api import batch_router
-from .config import STRATEGIES, normalize_host
-from .executors import UpstreamFailure
-from .canonical import prompt_key_async, session_key
+from .. import __version__
+from ..config import STRATEGIES, normalize_host
+from ..observability.metrics import CONTENT_TYPE
+from ..prompt_cache.canonical import prompt_key_async, session_key
+from ..request.call import Call
+from ..upstream.executor import UpstreamFailure
+from . import openapi as am
+from .auth import require_admin as check_admin
 from .clients import Client, ClientKeys, ClientRefused
-from .httpio import (BadRequest, entries, float_field, int_field, json_response, model_of, multipart_fields,
-                     read_body, read_json)
-from .management import management_router
-from .metrics import CONTENT_TYPE
-from .operator_auth import require_admin as check_admin
-from .request import Call
+from .errors import ANTHROPIC, OLLAMA, OPENAI, api_for_path, error_response
+from .io import (
+    BadRequest,
+    entries,
+    float_field,
+    int_field,
+    json_response,
+    model_of,
+    multipart_fields,
+    read_body,
+    read_json,
+)
+from .routes.batch import batch_router
+from .routes.management import management_router
 
 if TYPE_CHECKING:
-    from .service import SOLLOL
+    from ..service import SOLLOL
 
 log = logging.getLogger("sollol.gateway")
 META_TIMEOUT_S = 15.0

@@ -16,7 +16,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Callable, Iterable, Optional
 
-from .snapshot import HostView
+from ..observability.snapshot import HostView
 
 PEAK_EWMA_TAU_S = 10.0  # decay time constant of the peak-EWMA latency (Finagle uses 10 s)
 LATENCY_ALPHA = 0.3  # weight of a new sample in the display EWMA

@@ -12,8 +12,8 @@ import hmac
 
 from fastapi import Request
 
-from .config import SollolConfig
-from .httpio import BadRequest
+from ..config import SollolConfig
+from .io import BadRequest
 
 
 def given_token(request: Request) -> str:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from .metadata import meta, norm as norm_name
+from .metadata import meta
+from .metadata import norm as norm_name
 from .wire import NDJSON, NL, SimError, json_response
 
 if TYPE_CHECKING:

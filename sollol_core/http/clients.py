@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from .config import SollolConfig
-from .request import INTERACTIVE, PRIORITY_CLASSES
+from ..config import SollolConfig
+from ..request.call import INTERACTIVE, PRIORITY_CLASSES
 
 BURST_S = 10.0  # a rate-limited key may spend this many seconds' worth of requests at once
 

@@ -14,10 +14,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from .api_errors import stream_error_frame
-from .executors import UpstreamFailure
+from ..http.errors import stream_error_frame
+from ..upstream.executor import UpstreamFailure
+from .call import Call
 from .outcome import stream_error
-from .request import Call
 
 TAIL_BYTES = 8192
 

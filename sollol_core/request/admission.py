@@ -25,13 +25,13 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from .config import SollolConfig
-from .placement import Decision, Placement, Wait
-from .request import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call
-from .slots import SlotTable
+from ..cluster.slots import SlotTable
+from ..config import SollolConfig
+from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call
+from .placement import Decision, Placement
 
 if TYPE_CHECKING:
-    from .cache import CacheShadow
+    from ..prompt_cache.shadow import CacheShadow
 
 QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)

@@ -1,0 +1,1 @@
+"""sollol_core.cluster."""
