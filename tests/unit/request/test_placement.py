@@ -1,0 +1,228 @@
+"""Placement on its own: real registry, router, slots and prompt-cache shadow; no HTTP."""
+
+import time
+
+from sollol_core.cluster.hosts import HostRegistry
+from sollol_core.cluster.routing import Router
+from sollol_core.cluster.slots import SlotTable
+from sollol_core.config import SollolConfig
+from sollol_core.prompt_cache.canonical import prompt_key
+from sollol_core.prompt_cache.shadow import CacheShadow
+from sollol_core.request.call import Call
+from sollol_core.request.placement import Decision, Placement, Wait
+
+SYSTEM = "You are a careful assistant. " * 40  # ~1,200 characters
+
+
+def world(hosts=("a:1", "b:1"), slots=2, weights=None, strategy="performance", **cache):
+    config = SollolConfig(default_num_parallel=slots, cache=cache, routing_strategy=strategy,
+                          routing_weights=weights or {})
+    registry = HostRegistry()
+    for h in hosts:
+        registry.add(h)
+        registry.update_models(h, ["m:latest"], ["m:latest"])
+        registry.record_success(h, 50.0)
+    router = Router(registry, strategy, config.routing_weights)
+    table = SlotTable(lambda host: config.default_num_parallel, lambda: 0)
+    shadow = CacheShadow(config.cache)
+    return Placement(config, registry, router, table, shadow, lambda host: config.default_num_parallel), shadow
+
+
+def conversation(n, turns=1, system=SYSTEM):
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": f"conversation {n}: hello"}]
+    for t in range(1, turns):
+        messages += [{"role": "assistant", "content": f"answer {t} of {n}"},
+                     {"role": "user", "content": f"follow-up {t} in conversation {n}"}]
+    return messages
+
+
+def call_for(messages):
+    data = {"model": "m", "messages": messages}
+    return Call(endpoint="/api/chat", method="POST", path="/api/chat", body=b"", model="m", stream=False,
+                timeout=5, prompt=prompt_key("/api/chat", data))
+
+
+def place(p, shadow, c, complete=True):
+    d = p.decide(c)
+    assert isinstance(d, Decision), d
+    placed = shadow.place(d.host, c.prompt, p.shadow_slots(d.host))
+    p.slots.acquire(d.host, c.model)
+    p.registry.begin(d.host)
+    if complete:
+        shadow.complete(placed)
+        p.slots.release(d.host, c.model)
+        p.registry.end(d.host)
+    return d
+
+
+def test_the_next_turn_goes_where_the_conversation_is_cached():
+    p, shadow = world()
+    first = place(p, shadow, call_for(conversation(1)))
+    assert first.reason.startswith("cold")
+    other = "b:1" if first.host == "a:1" else "a:1"
+    p.registry.record_success(first.host, 400.0)  # the home is now slower on paper
+    second = place(p, shadow, call_for(conversation(1, turns=2)))
+    assert second.host == first.host
+    assert second.reason.startswith("cached ") and "chars" in second.reason
+    est = second.estimates
+    assert est[first.host].cached_chars > 1000 and est[other].cached_chars == 0
+    assert est[first.host].prefill_s < est[other].prefill_s
+
+
+def test_cache_weight_zero_routes_by_the_other_terms_alone():
+    p, shadow = world(weights={"cache": 0.0})
+    first = place(p, shadow, call_for(conversation(1)))
+    other = "b:1" if first.host == "a:1" else "a:1"
+    p.registry.record_success(first.host, 2000.0)  # the home is much slower now
+    second = place(p, shadow, call_for(conversation(1, turns=2)))
+    assert second.host == other
+
+
+def test_bounded_load_under_a_hot_prefix():
+    hosts = ("a:1", "b:1", "c:1", "d:1")
+    p, shadow = world(hosts=hosts, slots=8, load_epsilon=0.25)
+    shared = "Shared agent instructions and tool list. " * 100  # every conversation shares this prefix
+    counts = {h: 0 for h in hosts}
+    for n in range(24):  # none completes: they all stay in flight
+        d = place(p, shadow, call_for(conversation(n, system=shared)), complete=False)
+        counts[d.host] += 1
+    # fair share is 6 each; the bound is ceil(1.25 * share of the requests in flight)
+    assert max(counts.values()) <= 8, counts
+    second_homes = [h for h, n in counts.items() if n]
+    assert len(second_homes) >= 3  # the hot prefix's home filled up: it is cached on other hosts now
+
+
+def test_two_gateways_place_the_same_conversations_alike():
+    p1, s1 = world(hosts=("a:1", "b:1", "c:1"))
+    p2, s2 = world(hosts=("a:1", "b:1", "c:1"))
+    for n in range(12):
+        c = conversation(n)
+        assert place(p1, s1, call_for(c)).host == place(p2, s2, call_for(c)).host
+
+
+def test_a_restarted_gateway_sends_conversations_home():
+    p1, s1 = world(hosts=("a:1", "b:1", "c:1"))
+    own = {n: f"system prompt of agent {n}. " * 30 for n in range(9)}  # unrelated conversations
+    homes = {n: place(p1, s1, call_for(conversation(n, system=own[n]))).host for n in range(9)}
+    assert len(set(homes.values())) >= 2  # spread by their rendezvous hash, not all on one
+    p2, s2 = world(hosts=("a:1", "b:1", "c:1"))  # a fresh gateway: empty shadow
+    back = sum(place(p2, s2, call_for(conversation(n, turns=3, system=own[n]))).host == homes[n] for n in range(9))
+    assert back >= 7
+
+
+def test_a_cold_prompt_does_not_evict_a_conversation_still_going():
+    p, shadow = world(slots=1)
+    first = place(p, shadow, call_for(conversation(1)))
+    # conversation 1 holds first.host's only slot and was used just now; an unrelated prompt goes elsewhere,
+    # whatever its rendezvous hash prefers
+    for n in range(2, 8):
+        c = call_for(conversation(n, system=f"other system prompt {n} " * 20))
+        d = p.decide(c)
+        assert isinstance(d, Decision)
+        if d.host == first.host:
+            raise AssertionError(f"conversation {n} would evict conversation 1: {d.reason}")
+
+
+def test_a_request_waits_for_a_faster_host_that_frees_first():
+    p, shadow = world(hosts=("fast:1", "slow:1"), slots=1)
+    p.registry.record_success("fast:1", 30.0)
+    for _ in range(5):
+        p.registry.record_success("slow:1", 800.0)
+    p.slots.acquire("fast:1", "m")  # the fast host's only slot is taken
+    c = call_for(conversation(1))
+    d = p.decide(c)
+    assert isinstance(d, Wait) and "fast:1" in d.reason
+    assert isinstance(p.decide(c, ahead=40), Decision)  # far back in the line: the slow host is sooner
+
+
+def test_all_slots_busy_is_a_wait_and_no_host_is_none():
+    p, shadow = world(slots=1)
+    for h in ("a:1", "b:1"):
+        p.slots.acquire(h, "m")
+    assert isinstance(p.decide(call_for(conversation(1))), Wait)
+    for h in ("a:1", "b:1"):
+        p.registry.drain(h)
+    assert p.decide(call_for(conversation(1))) is None
+
+
+def test_unfit_model_on_one_host_goes_to_the_other():
+    p, shadow = world()
+    p.slots.mark_unfit("a:1", "m", "out of memory")
+    for n in range(5):
+        assert place(p, shadow, call_for(conversation(n))).host == "b:1"
+
+
+def test_slow_start_gives_a_readmitted_host_its_probe_share():
+    p, shadow = world()
+    p.registry.record_failure("b:1", "cannot connect")
+    p.registry.mark_healthy("b:1")
+    host = p.registry.get("b:1")
+    host.readmitted_at = time.monotonic() - 27.0  # near the end of its ramp: about every request
+    host.latency_ms = 5000.0  # and on paper it looks bad: without slow start it would get nothing
+    chosen = [p.decide(call_for(conversation(n))).host for n in range(10)]
+    assert chosen.count("b:1") >= 5
+    host.readmitted_at = time.monotonic() - 60.0  # ramp over: scored like everyone
+    assert all(p.decide(call_for(conversation(n))).host == "a:1" for n in range(10, 15))
+
+
+def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_cluster, gateway, client):
+    """Through the gateway: the answer streamed back is followed, so the next turn (which carries it as the
+    assistant message) is cached up to its new user message."""
+    from helpers import CHAT_MODEL, settled
+
+    sim = sim_cluster(n=1, tokens=60)  # an answer of ~400 characters: several blocks
+    sollol = gateway(sim.addresses)
+    http = client(sollol)
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "first question"}]
+    with http.stream("POST", "/api/chat", json={"model": CHAT_MODEL, "messages": messages}) as r:
+        import json as _json
+
+        answer = "".join(_json.loads(line)["message"]["content"] for line in r.iter_lines() if line)
+    settled(sollol)  # the stream's books are written after its last byte
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "second"}]
+    key = prompt_key("/api/chat", {"model": CHAT_MODEL, "messages": messages})
+    m = sollol.shadow.match(sim.addresses[0], key, 1)
+    without_answer = prompt_key("/api/chat", {"model": CHAT_MODEL, "messages": messages[:2]})
+    # the answer is part of what the slot holds: without it the match would end inside the first prompt
+    assert m.cached_chars > without_answer.chars + 128
+    assert key.chars - m.cached_chars < 150  # only the new user message (and a partial block) is not
+
+
+def test_a_host_restart_or_unload_clears_its_shadow(sim_cluster, gateway, client):
+    from helpers import CHAT_MODEL, settled, wait_until
+
+    sim = sim_cluster(n=1)
+    sollol = gateway(sim.addresses, unhealthy_recheck_interval=0.2)
+    http = client(sollol)
+    host = sim.addresses[0]
+    chat = {"model": CHAT_MODEL, "messages": conversation(1), "stream": False}
+    assert http.post("/api/chat", json=chat).status_code == 200
+    settled(sollol)
+    assert sollol.shadow.host_view(host)["entries"] == 1
+    sim.kill(0)
+    assert http.post("/api/chat", json=chat).status_code in (502, 503)
+    sim.revive(0)  # a restarted Ollama: nothing loaded, nothing cached
+    wait_until(lambda: sollol.registry.get(host).state.value == "healthy", what="the host to be re-admitted")
+    assert sollol.shadow.host_view(host)["entries"] == 0
+    assert http.post("/api/chat", json=chat).status_code == 200
+    settled(sollol)
+    assert sollol.shadow.host_view(host)["entries"] == 1
+    # an unload seen by the adaptive round (/api/ps no longer lists it) forgets that model's slots
+    sollol.registry.update_models(host, [CHAT_MODEL + ":latest"], [])
+    assert sollol.shadow.host_view(host)["entries"] == 0
+
+
+def test_with_slots_unknown_the_load_bound_only_takes_away_the_cache_advantage():
+    """No slots configured: every host is shadowed as one slot, which says nothing about its capacity, so a
+    fast home over its bound is not pushed onto a slow host; it only stops counting its cache."""
+    p, shadow = world(hosts=("fast:1", "slow:1"), slots=None)
+    p.registry.record_success("fast:1", 30.0)
+    for _ in range(5):
+        p.registry.record_success("slow:1", 900.0)
+    for n in range(6):  # six on the fast host, all sharing one prefix: answered, yet still counted in flight
+        d = place(p, shadow, call_for(conversation(n)))
+        assert d.host == "fast:1", d.reason
+        p.registry.begin("fast:1")
+    d = p.decide(call_for(conversation(99)))
+    assert d.host == "fast:1" and "over its load bound" in d.reason
+    assert d.estimates["fast:1"].over_bound
