@@ -1,7 +1,12 @@
-"""Gateway benchmark: one command, one table. `python bench/bench_gateway.py [--quick]`
+"""Gateway benchmark: one command, one table. `python bench/bench_gateway.py [--quick] [--lane-only]
+[--against COMMIT ...]`
 
 Side by side in one run, on simulated nodes in their own process and the gateway (`sollol --no-ui`) in
 its own process, all on 127.0.0.1:
+  0. the fast lane, against older source trees (git worktrees of --against, default 2da9b9d and b334434)
+     run at the same time on the same two 20 ms nodes with 64 slots, rounds interleaved: added p50 at c=1
+     on /v1/chat/completions and /api/chat (target <= 0.5 ms), throughput at c=64 (target >= 2da9b9d's),
+     gateway CPU per request at c=16 (target <= 0.8 x 2da9b9d's) and each node's share (target 45-55%)
   1. added latency against direct at concurrency 1 on a 20 ms node (target: p50 added <= 1 ms)
   2. throughput through the gateway against direct at concurrency 16 on a 200 ms node with 64 slots
      (target >= 0.95 of direct)
@@ -19,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import closed_loop, gateway_process, run, sim_process  # noqa: E402
+from common import closed_loop, cpu_seconds, gateway_process, http_json, run, sim_process, worktree  # noqa: E402
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402
 
@@ -29,6 +34,101 @@ CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hello"}],
 
 def line(*cols) -> None:
     print("  ".join(str(c) for c in cols), flush=True)
+
+
+V1_CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
+LANE_ROUTES = (("/v1/chat/completions", V1_CHAT), ("/api/chat", CHAT))
+DEFAULT_AGAINST = ("2da9b9d", "b334434")
+
+
+def _served(url: str) -> dict[str, int]:
+    """Requests each host served, from the gateway's /api/stats (every tree has the field)."""
+    return {h["host"]: h.get("requests_total", 0) for h in http_json("GET", url + "/api/stats")["hosts"]}
+
+
+def fast_lane(against: list[str], quick: bool) -> dict:
+    """Every tree's gateway runs at once on the same nodes; each measurement goes round the trees in turn,
+    so drift on a shared machine hits every tree alike. Returns {tree: {figure: value}} and the direct run."""
+    import statistics
+
+    from contextlib import ExitStack
+
+    trees = [(c, worktree(c)) for c in against] + [("this tree", None)]
+    specs = [SimNodeSpec(name=n, latency_ms=20, capacity=64, tokens=1, tokens_per_s=0) for n in ("a", "b")]
+    n1, n64, n16 = (60, 600, 600) if quick else (200, 3000, 2000)
+    rounds = 2 if quick else 4
+    out: dict = {label: {} for label, _ in trees}
+    out["direct"] = {}
+    with sim_process(specs) as nodes, ExitStack() as stack:
+        gws = {label: stack.enter_context(gateway_process(nodes, "--no-adaptive-metrics", root=root))
+               for label, root in trees}
+        direct = f"http://{nodes[0]}"
+        for route, body in LANE_ROUTES:
+            for url in [direct] + [g.url for g in gws.values()]:
+                run(closed_loop(url + route, body, 4, count=100))  # warm: connections, code paths
+            lat: dict[str, list[float]] = {k: [] for k in out}
+            for _ in range(rounds):
+                lat["direct"] += run(closed_loop(direct + route, body, 1, count=n1 // rounds)).latencies_ms
+                for label, g in gws.items():
+                    lat[label] += run(closed_loop(g.url + route, body, 1, count=n1 // rounds)).latencies_ms
+            d50 = statistics.median(lat["direct"])
+            out["direct"][f"p50 {route}"] = d50
+            for label in gws:
+                out[label][f"added {route}"] = statistics.median(lat[label]) - d50
+            rps: dict[str, list[float]] = {k: [] for k in out}
+            for _ in range(2):
+                rps["direct"].append(run(closed_loop(direct + route, body, 64, count=n64 // 2)).throughput)
+                for label, g in gws.items():
+                    rps[label].append(run(closed_loop(g.url + route, body, 64, count=n64 // 2)).throughput)
+            for label in out:
+                out[label][f"c64 {route}"] = statistics.median(rps[label])
+        for label, g in gws.items():  # CPU per request and the nodes' shares at c=16
+            before, cpu0 = _served(g.url), cpu_seconds(g.proc.pid)
+            r = run(closed_loop(g.url + "/api/chat", CHAT, 16, count=n16))
+            cpu = cpu_seconds(g.proc.pid) - cpu0
+            after = _served(g.url)
+            done = [after.get(n, 0) - before.get(n, 0) for n in nodes]
+            out[label]["cpu ms/request c16"] = cpu * 1000 / max(1, r.count)
+            out[label]["share of node b c16"] = done[1] / max(1, sum(done))
+            out[label]["errors"] = r.errors
+    return out
+
+
+def print_lane(res: dict, against: list[str]) -> bool:
+    base = res[against[0]] if against else None
+    labels = [k for k in res if k != "direct"]
+    line(f"  {'':<34}" + "".join(f"{k:>14}" for k in labels) + f"{'direct':>12}")
+    ok = True
+    rows = [f"added {r}" for r, _ in LANE_ROUTES] + [f"c64 {r}" for r, _ in LANE_ROUTES] + \
+        ["cpu ms/request c16", "share of node b c16"]
+    for row in rows:
+        cells = []
+        for k in labels:
+            v = res[k].get(row)
+            cells.append(f"{v:>14.3f}" if isinstance(v, float) else f"{'':>14}")
+        d = res["direct"].get(row.replace("added", "p50"))
+        line(f"  {row:<34}" + "".join(cells) + (f"{d:>12.2f}" if d is not None else ""))
+    me = res["this tree"]
+    for r, _ in LANE_ROUTES:
+        good = me[f"added {r}"] <= 0.5
+        ok &= good
+        line(f"  added p50 c=1 {r}: {me[f'added {r}']:.2f} ms (target <= 0.5 ms) {'OK' if good else 'MISS'}")
+    if base is not None:
+        for r, _ in LANE_ROUTES:
+            good = me[f"c64 {r}"] >= base[f"c64 {r}"]
+            ok &= good
+            line(f"  c=64 {r}: {me[f'c64 {r}']:.0f} req/s against {base[f'c64 {r}']:.0f} for {against[0]} "
+                 f"(target >=) {'OK' if good else 'MISS'}")
+        ratio = me["cpu ms/request c16"] / base["cpu ms/request c16"]
+        good = ratio <= 0.8
+        ok &= good
+        line(f"  gateway CPU per request c=16: {me['cpu ms/request c16']:.3f} ms, {ratio:.2f} x {against[0]}'s "
+             f"(target <= 0.8) {'OK' if good else 'MISS'}")
+    share = me["share of node b c16"]
+    good = 0.45 <= share <= 0.55
+    ok &= good
+    line(f"  share of the second node c=16: {share:.0%} (target 45-55%) {'OK' if good else 'MISS'}")
+    return ok
 
 
 def added_latency(n: int) -> dict:
@@ -88,10 +188,21 @@ def startup(rounds: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, noisier figures)")
+    ap.add_argument("--against", action="append", metavar="COMMIT",
+                    help=f"older trees for the fast-lane rows (default {' and '.join(DEFAULT_AGAINST)}); "
+                         "'none' for none")
+    ap.add_argument("--lane-only", action="store_true", help="only the fast-lane rows")
     args = ap.parse_args()
     q = args.quick
     ok = True
     print("SOLLOL gateway benchmark (simulated nodes, 127.0.0.1)\n")
+    against = [c for c in (args.against or list(DEFAULT_AGAINST)) if c != "none"]
+    print(f"0 fast lane: two 20 ms nodes x 64 slots; trees: {', '.join(against + ['this tree'])}; "
+          "added and p50 in ms, c64 in req/s")
+    ok &= print_lane(fast_lane(against, q), against)
+    if args.lane_only:
+        print("\nall targets met" if ok else "\nsome targets missed")
+        return 0 if ok else 1
 
     a = added_latency(100 if q else 500)
     good = a["added_p50_ms"] <= 1.0

@@ -374,3 +374,32 @@ def real_ollama(ports: list[int], env: Optional[dict] = None) -> Iterator[list[s
         for port in started:
             subprocess.run([tool, "stop", folder, str(port)], capture_output=True, timeout=60,
                            stdin=subprocess.DEVNULL)
+
+
+# older source trees, for side-by-side runs ----------------------------------------------------------------
+def worktree(commit: str, folder: Optional[str] = None) -> str:
+    """A git worktree of `commit` (made once under /tmp, reused while it is at that commit); its path."""
+    want = subprocess.run(["git", "-C", REPO, "rev-parse", commit], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    folder = folder or f"/tmp/sollol-tree-{want[:10]}"
+    if os.path.isdir(os.path.join(folder, "sollol_core")):
+        head = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if head.stdout.strip() == want:
+            return folder
+        raise SystemExit(f"{folder} exists but is not a worktree of {commit}: remove it")
+    subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", folder, want], check=True,
+                   capture_output=True)
+    return folder
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children so far."""
+    p = psutil.Process(pid)
+    total = 0.0
+    for q in [p] + p.children(recursive=True):
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total

@@ -67,6 +67,8 @@ class CacheSettings(BaseModel):
 
     enabled: bool = Field(True, description="Keep the shadow and place by it (the cache weight scales the term).")
     block_chars: int = Field(128, ge=16, le=4096, description="Characters per hashed block of a canonical prompt.")
+    min_prompt_chars: int = Field(512, ge=0, description="Shorter prompts skip cache-aware placement (the fast "
+                                                         "lane): their prefill is too cheap to place them by.")
     max_blocks_per_host: int = Field(65536, ge=64, description="Blocks the shadow keeps per host, all slots "
                                                                 "and models together (8 bytes each).")
     displaced_per_host: int = Field(0, ge=0, le=1024, description="Displaced prompts remembered per host "

@@ -1,7 +1,7 @@
 """SOLLOL: owns the core thread and its event loop, and everything that runs in it.
 
     main thread   your program, or the dashboard (sollol_tui)
-    core thread   one asyncio loop: gateway (uvicorn.Server.serve), health checks, adaptive metrics,
+    core thread   one asyncio loop: gateway (http.server.GatewayServer), health checks, adaptive metrics,
                   the metrics server and a one-second ticker for sparkline history
 
 The programmatic API (start/stop/get_status/get_health/get_stats/update_config) and the operator actions
@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Optional
 
-import uvicorn
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -47,7 +46,8 @@ from .observability.snapshot import (
 from .prompt_cache.shadow import CacheShadow
 from .request.admission import GatewayQueue
 from .request.books import Books
-from .request.path import Proxy
+from .request.path import RequestPath
+from .http.server import ConnectionLimits, GatewayServer
 from .request.placement import Placement
 from .upstream.executor import AsyncExecutor, Executor
 from .upstream.ray_actors import RayExecutor, RayRuntime
@@ -120,9 +120,9 @@ class SOLLOL:
         self.placement = Placement(self.config, self.registry, self.router, self.slots, self.shadow,
                                    self.num_parallel)
         self.queue = GatewayQueue(self.config, self.placement, self.slots, self.shadow, self.metrics)
-        self.books = Books(self.registry, self.metrics, self.requests, self.shadow)
-        self.proxy = Proxy(self.config, self.registry, self.executor, self.metrics, self.queue, self.slots,
-                           self.books, self.model_lists)
+        self.books = Books(self.registry, self.slots, self.metrics, self.requests, self.shadow)
+        self.proxy = RequestPath(self.config, self.registry, self.executor, self.metrics, self.queue,
+                                 self.placement, self.books, self.model_lists)
         self.metrics.add_collector(self._collect_metrics)
         self.registry.on_change(self._forget_on_change)
         self.app = create_app(self)
@@ -136,7 +136,7 @@ class SOLLOL:
         self._stopped = threading.Event()
         self._startup_error: Optional[BaseException] = None
         self._stop_event: Optional[asyncio.Event] = None
-        self._server: Optional[uvicorn.Server] = None
+        self._server: Optional[GatewayServer] = None
         self._hooks: list[Callable[["SOLLOL"], Coroutine[Any, Any, None]]] = []
         self._stop_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self.registry.on_change(self._log_host_change)
@@ -240,19 +240,13 @@ class SOLLOL:
         await self.executor.start()
         tasks: list[asyncio.Task] = []
         metrics_runner: Optional[web.AppRunner] = None
-        serve_task: Optional[asyncio.Task] = None
         self._server = None
         try:
-            server_config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
-                                           timeout_graceful_shutdown=cfg.shutdown_grace, loop="none",
-                                           server_header=False, timeout_keep_alive=30,
-                                           proxy_headers=False, date_header=False)
-            self._server = server = uvicorn.Server(server_config)
-            serve_task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started:
-                if serve_task.done():
-                    raise StartupError(f"gateway failed to start: {serve_task.exception()}")
-                await asyncio.sleep(0.005)
+            self._server = server = GatewayServer(self.app, self.app.native_handlers(), ConnectionLimits())
+            try:
+                await server.start(sock)
+            except OSError as e:
+                raise StartupError(f"gateway failed to start: {e}") from None
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host
             self.gateway_url = f"http://{shown}:{port}"
@@ -275,12 +269,9 @@ class SOLLOL:
             self._ready.set()
             await self._stop_event.wait()
             log.info("stopping: no new requests; waiting for %d in flight", self.proxy.active)
-            server.should_exit = True
-            await serve_task
         finally:
-            if serve_task is not None and not serve_task.done():  # a start that failed half-way
-                self._server.should_exit = True  # type: ignore[union-attr]
-                await asyncio.gather(serve_task, return_exceptions=True)
+            if self._server is not None:
+                await self._server.stop(cfg.shutdown_grace)
             for hook in reversed(self._stop_hooks):
                 try:
                     await hook()

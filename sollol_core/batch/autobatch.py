@@ -22,19 +22,16 @@ import asyncio
 import logging
 import math
 import secrets
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
-
-import orjson
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..cluster.adaptive import refresh_host
 from ..cluster.hosts import HostState
 from ..cluster.routing import NoHostForModel
-from ..request.admission import Lease, Rejected
+from ..request.admission import Lease, Rejected, Settle
 from ..request.call import BATCH, Call
-from ..request.outcome import Verdict, classify
+from ..request.outcome import SERVED, Outcome, Verdict, classify
 from .runner import DaskUnavailable, portable
 from .store import ClaimedDoc
 from .task import embed_chunk
@@ -67,12 +64,23 @@ class Chunk:
         return [d.seq for d in self.docs]
 
 
+def _judge(kind: str, status: int, payload: Any) -> Outcome:
+    """The verdict on a chunk's answer, by the live path's rules (task.embed_chunk says what came back)."""
+    if kind == "ok":
+        return SERVED
+    if kind == "answer":
+        return classify(status, payload if isinstance(payload, bytes) else str(payload).encode())
+    prefix = "cannot reach the host: " if kind == "unreachable" else ""
+    return Outcome(Verdict.HOST_FAILED, prefix + str(payload))
+
+
 class AutoBatch:
     def __init__(self, manager: "BatchManager") -> None:
         self.manager = manager
         self.sollol = manager.sollol
         self.config = manager.sollol.config
         self.runner = manager.runner
+        self.books = manager.sollol.books
         self.token = secrets.randbits(62)  # this process's claims; another process's are left alone
         self.pending: deque[Chunk] = deque()
         self.host_load: dict[str, int] = {}
@@ -220,7 +228,7 @@ class AutoBatch:
         self._timer = None
         self._pump()
 
-    def _chunk_call(self, chunk: Chunk) -> Call:
+    def chunk_call(self, chunk: Chunk) -> Call:
         limit = self.config.batch_in_flight_per_host
         return Call(endpoint="/api/embed (batch)", method="POST", path="/api/embed", body=None, model=chunk.model,
                     stream=False, timeout=self.config.embedding_timeout, priority=BATCH, client="batch",
@@ -232,7 +240,8 @@ class AutoBatch:
         lease: Optional[Lease] = None
         try:
             try:
-                lease = await self.sollol.queue.admit(self._chunk_call(chunk), frozenset(chunk.tried))
+                call = self.chunk_call(chunk)
+                lease = await self.sollol.queue.admit(call, frozenset(chunk.tried))
             except NoHostForModel:
                 self._spawn(self._no_model(chunk))
                 return
@@ -257,9 +266,9 @@ class AutoBatch:
             self._pump()
             return
         if self._closing:
-            lease.release(ok=True)
+            lease.end(Settle.UNTOUCHED)
             return
-        self._launch(chunk, lease)
+        self._launch(chunk, call, lease)
         self._pump()
 
     def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
@@ -267,50 +276,40 @@ class AutoBatch:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _launch(self, chunk: Chunk, lease: Lease) -> None:
+    def _launch(self, chunk: Chunk, call: Call, lease: Lease) -> None:
         host = lease.host
         self.in_flight += 1
         self.host_load[host] = self.host_load.get(host, 0) + 1
-        self.sollol.registry.begin(host)
-        self._spawn(self._run_chunk(chunk, lease))
+        started = self.books.opened(host)
+        self._spawn(self._run_chunk(chunk, call, lease, started))
 
-    async def _run_chunk(self, chunk: Chunk, lease: Lease) -> None:
+    async def _run_chunk(self, chunk: Chunk, call: Call, lease: Lease, started: float) -> None:
+        """One chunk on its host, judged and booked as a live request's answer would be."""
         cfg = self.config
-        registry = self.sollol.registry
         host = lease.host
-        started = time.perf_counter()
-        outcome: Optional[tuple] = None
+        result: Optional[tuple[str, int, Any]] = None
         lost: Optional[str] = None
         try:
-            outcome = await self.runner.run(
+            result = await self.runner.run(
                 EMBED_CHUNK, host, chunk.model, [d.text for d in chunk.docs], cfg.embedding_timeout,
                 cfg.connect_timeout, timeout=cfg.embedding_timeout + cfg.connect_timeout + DASK_GRACE_S)
         except DaskUnavailable as e:
             lost = str(e)
         finally:
-            registry.end(host)
+            self.books.closed(host)
             self.in_flight -= 1
             self.host_load[host] = max(0, self.host_load.get(host, 0) - 1)
-            lease.release(ok=True)  # after the per-host count: the queue may give this host its next chunk
-        latency_ms = (time.perf_counter() - started) * 1000
-        if lost is not None:
+        if lost is not None or result is None:
             # not the host's fault: the chunk waits for Dask (a lost worker's task, or Dask gone)
-            chunk.lost += 1
-            if self.runner.client is None or self.runner.client.status != "running":
-                self.pending.appendleft(chunk)
-                await self._dask_lost(lost)
-            elif chunk.lost > ROUNDS + 1:
-                chunk.last_error = f"its dask task was lost {chunk.lost} times: {lost}"
-                await self._give_back(chunk, count=True)
-            else:
-                self.pending.appendleft(chunk)
-                log.warning("batch: a chunk's task was lost (%s); sending it again", lost)
-                chunk.not_before = asyncio.get_running_loop().time() + 0.5
-                self._pump()
+            self.books.apply(call, host, lease, Outcome(Verdict.EXECUTOR_FAILED, f"dask: {lost}"), started)
+            await self._task_lost(chunk, lost or "no result")
             return
-        kind, status, payload = outcome  # type: ignore[misc]
-        if kind == "ok":
-            registry.record_success(host, latency_ms, model=chunk.model)
+        kind, status, payload = result
+        outcome = _judge(kind, status, payload)
+        # after the per-host count: ending the lease lets the queue give this host its next chunk
+        self.books.apply(call, host, lease, outcome, started)
+        v = outcome.verdict
+        if v is Verdict.PASS:
             self.chunks_done[host] = self.chunks_done.get(host, 0) + 1
             self._pump()  # the host's next chunk goes out before this one is written
             if not self.pending and self.in_flight == 0:
@@ -322,33 +321,41 @@ class AutoBatch:
                 log.exception("batch: could not store the results of a chunk")
                 await self._give_back(chunk, count=False)
             return
-        chunk.last_error = f"{host}: {payload}"
-        if kind == "error" and classify(status, orjson.dumps({"error": str(payload)})).verdict == Verdict.BUSY:
-            # busy is not broken: the chunk goes back to the head of the line, the host keeps its place
-            self.sollol.slots.mark_busy(host, chunk.model)
+        chunk.last_error = f"{host}: {outcome.reason}"
+        if v is Verdict.BUSY:  # busy is not broken: back to the head of the line, the host keeps its place
             self.pending.appendleft(chunk)
             self._pump()
             return
-        if kind == "rejected":
+        if v is Verdict.CLIENT_ERROR:
             if len(chunk.docs) > 1:  # find the document the host refuses: one by one
                 for doc in reversed(chunk.docs):
                     self.pending.appendleft(Chunk([doc], chunk.model))
             else:
-                log.warning("batch: %s refused a document: %s", host, payload)
-                await self.manager.db("fail", chunk.seqs, str(payload), self.token)
+                log.warning("batch: %s refused a document: %s", host, outcome.reason)
+                await self.manager.db("fail", chunk.seqs, f"HTTP {status}: {outcome.reason}", self.token)
             self._pump()
             return
         chunk.tried.add(host)
-        if kind == "model_missing":
-            registry.forget_model(host, chunk.model)
-        elif kind == "unreachable":
-            registry.record_failure(host, str(payload))
-        else:
-            chunk.errors += 1
-            registry.record_failure(host, str(payload), latency_ms=latency_ms)
-        log.warning("batch: chunk of %d failed on %s (%s); trying another host", len(chunk.docs), host, payload)
+        if v is Verdict.HOST_FAILED and kind != "unreachable":
+            chunk.errors += 1  # a host that cannot be reached costs its documents nothing
+        log.warning("batch: chunk of %d failed on %s (%s); trying another host", len(chunk.docs), host,
+                    outcome.reason)
         self.pending.appendleft(chunk)
         self._pump()
+
+    async def _task_lost(self, chunk: Chunk, lost: str) -> None:
+        chunk.lost += 1
+        if self.runner.client is None or self.runner.client.status != "running":
+            self.pending.appendleft(chunk)
+            await self._dask_lost(lost)
+        elif chunk.lost > ROUNDS + 1:
+            chunk.last_error = f"its dask task was lost {chunk.lost} times: {lost}"
+            await self._give_back(chunk, count=True)
+        else:
+            self.pending.appendleft(chunk)
+            log.warning("batch: a chunk's task was lost (%s); sending it again", lost)
+            chunk.not_before = asyncio.get_running_loop().time() + 0.5
+            self._pump()
 
     async def _give_back(self, chunk: Chunk, count: Optional[bool] = None) -> None:
         """Documents back to the queue; with host errors, one attempt more (failed at the limit)."""

@@ -4,12 +4,13 @@ The function needs the standard library only (orjson, when the worker has it, pa
 faster), imports it inside its body, and is sent to the workers by value (runner.portable), so a
 `dask worker` on another machine needs dask and the same Python version, not SOLLOL.
 
-The task never raises for an upstream problem; it answers (kind, status, payload):
+The task never raises for an upstream problem, and does not judge an error answer: the core does, with
+the same rules as for live requests (request.outcome.classify). It answers (kind, status, payload):
     ("ok", 200, [embedding as JSON array bytes, one per input, in order])
-    ("unreachable", 0, message)      no connection: the host is down; the documents wait, no attempt counted
-    ("error", status, message)       5xx, timeout, broken or wrong answer: the host is at fault, try another
-    ("model_missing", 404, message)  this host does not have the model: try another
-    ("rejected", status, message)    another 4xx: the input itself is refused
+    ("answer", status, body)     an error answer (status >= 400) and its body as the host sent it (bounded)
+    ("unreachable", 0, message)  no connection: the host is down; the documents wait, no attempt counted
+    ("failed", 0, message)       no answer in time, a broken connection, or an answer that is not an
+                                 /api/embed answer: the host is at fault
 """
 
 from __future__ import annotations
@@ -44,36 +45,24 @@ def embed_chunk(host: str, model: str, texts: list, timeout: float, connect_time
             resp = conn.getresponse()
             data = resp.read()
         except socket.timeout:
-            return ("error", 0, f"no answer within {timeout:g} s")
+            return ("failed", 0, f"no answer within {timeout:g} s")
         except (OSError, http.client.HTTPException) as e:
-            return ("error", 0, f"connection broke: {type(e).__name__}: {e}")
+            return ("failed", 0, f"connection broke: {type(e).__name__}: {e}")
     finally:
         conn.close()
     status = resp.status
     if status >= 400:
-        message = data[:500].decode("utf-8", "replace")
-        try:
-            parsed = json.loads(data)
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
-                message = parsed["error"]
-        except ValueError:
-            pass
-        message = f"HTTP {status}: {message}"
-        if status == 404 and "not found" in message:
-            return ("model_missing", status, message)
-        if 400 <= status < 500 and status not in (408, 429):
-            return ("rejected", status, message)
-        return ("error", status, message)
+        return ("answer", status, data[:4096])
     try:
         embeddings = loads(data)["embeddings"]
     except (ValueError, KeyError, TypeError):
-        return ("error", status, "the host answered something that is not an /api/embed answer")
+        return ("failed", 0, "the host answered something that is not an /api/embed answer")
     if not isinstance(embeddings, list) or len(embeddings) != len(texts):
         got = len(embeddings) if isinstance(embeddings, list) else "no"
-        return ("error", status, f"the host answered {got} embeddings for {len(texts)} inputs")
+        return ("failed", 0, f"the host answered {got} embeddings for {len(texts)} inputs")
     out = []
     for vector in embeddings:
         if not isinstance(vector, list) or not vector:
-            return ("error", status, "the host answered an empty or malformed embedding")
+            return ("failed", 0, "the host answered an empty or malformed embedding")
         out.append(dumps(vector))
     return ("ok", status, out)

@@ -25,6 +25,10 @@ UNMEASURED_BUSY_LATENCY_S = 1.0
 UNMEASURED_BUSY_COST_MS = 1e6
 # p2c: a host that would have to load the model first counts as this much slower (a load takes seconds)
 COLD_MODEL_PENALTY_MS = 1000.0
+# A cold prompt's hosts count as equal when their scores are this close to the best: then the conversation's
+# rendezvous hash chooses among them (placement), so every gateway agrees
+COLD_BAND = 0.01  # performance score units (0.01 is 50 ms of latency at the default weight)
+COLD_BAND_P2C_MS = 20.0  # p2c's cost
 
 
 class NoHostForModel(Exception):
@@ -82,6 +86,7 @@ def performance_score(host: Host, weights: RoutingWeights, model: Optional[str] 
 
 class Strategy(Protocol):
     name: str
+    weighs_cache: bool  # the expected prefill counts in its order (cache-aware placement uses a prompt key)
 
     def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
               prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
@@ -89,9 +94,23 @@ class Strategy(Protocol):
         key (None when the request names none); `prefill` the expected prefill seconds per host address
         (cache-aware placement; None when the request has no prompt or the cache is off)."""
 
+    def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
+                    prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:
+        """Each host's score as `order` weighs it (lower is better), and the band within which two hosts
+        count as equal for a prompt no host has cached (only asked of strategies that weigh the cache)."""
+
+
+class _IgnoresCache:
+    weighs_cache = False
+
+    def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
+                    prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:
+        return {h.address: 0.0 for h in candidates}, 0.0
+
 
 class PerformanceStrategy:
     name = "performance"
+    weighs_cache = True
 
     def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
               prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
@@ -102,8 +121,12 @@ class PerformanceStrategy:
               prefill: Optional[Mapping[str, float]] = None) -> float:
         return performance_score(host, weights, model, None if prefill is None else prefill.get(host.address, 0.0))[0]
 
+    def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
+                    prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:
+        return {h.address: self.score(h, weights, model, prefill) for h in candidates}, COLD_BAND
 
-class RoundRobinStrategy:
+
+class RoundRobinStrategy(_IgnoresCache):
     name = "round_robin"
 
     def __init__(self) -> None:
@@ -116,7 +139,7 @@ class RoundRobinStrategy:
         return ordered[start:] + ordered[:start]
 
 
-class PriorityStrategy:
+class PriorityStrategy(_IgnoresCache):
     """Lowest priority rank first; within a rank, hosts with the model loaded, then fewest in flight."""
 
     name = "priority"
@@ -136,6 +159,7 @@ class P2CStrategy:
     """
 
     name = "p2c"
+    weighs_cache = True
 
     def __init__(self, rng: Optional[random.Random] = None) -> None:
         self._rng = rng or random.Random()
@@ -166,6 +190,12 @@ class P2CStrategy:
             a, b = self._rng.sample(list(candidates), 2)
         first = a if (cost[a.address], a.address) <= (cost[b.address], b.address) else b
         return [first] + [h for h in by_cost if h is not first]
+
+    def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
+                    prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:
+        now = time.monotonic()
+        return ({h.address: self.cost(h, now, model, weights.cache * prefill.get(h.address, 0.0))
+                 for h in candidates}, COLD_BAND_P2C_MS)
 
 
 def make_strategy(name: str, rng: Optional[random.Random] = None) -> Strategy:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 from urllib.parse import quote
 
 import orjson
@@ -22,13 +22,17 @@ from starlette.routing import Match
 from .. import __version__
 from ..config import STRATEGIES, normalize_host
 from ..observability.metrics import CONTENT_TYPE
-from ..prompt_cache.canonical import prompt_key_async, session_key
-from ..request.call import Call
+from ..prompt_cache.canonical import session_key
+from ..request.answer import Answer, Whole
+from ..request.call import Call, Priority
+from ..request.shapes import ApiFamily
 from ..upstream.executor import UpstreamFailure
 from . import openapi as am
+from .answers import to_asgi, write_answer
 from .auth import require_admin as check_admin
 from .clients import Client, ClientKeys, ClientRefused
 from .errors import ANTHROPIC, OLLAMA, OPENAI, api_for_path, error_response
+from .inbound import AsgiInbound, ClientDisconnected, Inbound
 from .io import (
     BadRequest,
     entries,
@@ -37,11 +41,14 @@ from .io import (
     json_response,
     model_of,
     multipart_fields,
-    read_body,
+    read_inbound_body,
+    read_inbound_json,
     read_json,
 )
 from .routes.batch import batch_router
 from .routes.management import management_router
+from .server import Handler, Responder
+from .server import Inbound as ServerInbound
 
 if TYPE_CHECKING:
     from ..service import SOLLOL
@@ -62,7 +69,8 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def _bad_request(request: Request, exc: BadRequest) -> Response:
         # the route's template, not the path: /api/hosts/{host} must not become one label per host
         endpoint = getattr(request.scope.get("route"), "path", request.url.path)
-        return sollol.proxy.reject(endpoint, exc.status, exc.message, api_for_path(request.url.path), exc.headers)
+        return to_asgi(sollol.proxy.reject(endpoint, exc.status, exc.message, api_for_path(request.url.path),
+                                           exc.headers))
 
     def allowed_methods(scope: dict) -> str:
         """Every method some route takes on this path (a path may have one route per method, and included
@@ -83,11 +91,27 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         return error_response(api_for_path(request.url.path), exc.status_code, detail, headers=headers)
 
     keys = ClientKeys(cfg)
+    fast: dict[tuple[str, str], InboundHandler] = {}
 
-    def identify(request: Request) -> Client:
-        address = request.client.host if request.client else ""
+    def hot(path: str, **doc: Any) -> Callable[[InboundHandler], InboundHandler]:
+        """A hot endpoint: served from the fast path's dict (FastPathApp, and the gateway's own server
+        natively); registered with FastAPI too, so /docs lists it (there it runs the same handler)."""
+
+        def register(handler: InboundHandler) -> InboundHandler:
+            async def documented(request: Request) -> Response:
+                return to_asgi(await answer_inbound(handler, AsgiInbound(request.scope, request.receive), path,
+                                                    sollol.proxy.reject))
+
+            documented.__name__ = handler.__name__
+            app.add_api_route(path, documented, methods=["POST"], **doc)
+            fast[("POST", path)] = handler
+            return handler
+
+        return register
+
+    def identify(req: Inbound) -> Client:
         try:
-            return keys.identify(request.headers, address)
+            return keys.identify(req.headers, req.client_host)
         except ClientRefused as e:
             raise BadRequest(e.status, e.message, e.headers) from None
 
@@ -98,22 +122,20 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             raise BadRequest(400, "stream must be true or false")
         return stream
 
-    async def proxy(endpoint: str, path: str, data: dict, request: Request, *, timeout: float,
+    async def proxy(endpoint: str, path: str, data: dict[str, Any], raw: bytes, req: Inbound, *, timeout: float,
                     stream_default: bool, sse: bool = False, body: Optional[bytes] = None, api: str = OLLAMA,
                     embedding: bool = False, cost: float = 1.0, inference: bool = True,
-                    model: Optional[str] = None, content_type: Optional[str] = None) -> Response:
+                    model: Optional[str] = None, content_type: Optional[str] = None) -> Answer:
         stream = stream_flag(data, stream_default)
         model = model or model_of(data)
-        client = identify(request) if inference else Client(request.client.host if request.client else "", "high")
-        prompt = None
-        if cfg.cache.enabled and inference and not embedding:
-            prompt = await prompt_key_async(path, data, block_chars=cfg.cache.block_chars,
-                                            session=session_key(path, data, request.headers))
-        call = Call(endpoint=endpoint, method="POST", path=path,
-                    body=body if body is not None else request.state.raw_body,
-                    model=model, stream=stream, timeout=timeout, sse=sse, api=api, prompt=prompt,
-                    priority=client.priority, client=client.name, cost=cost, embedding=embedding,
-                    receive=request.receive, uses_slot=inference, content_type=content_type)
+        client = identify(req) if inference else Client(req.client_host, "high")
+        prompted = cfg.cache.enabled and inference and not embedding
+        call = Call(endpoint=endpoint, method="POST", path=path, body=body if body is not None else raw,
+                    model=model, stream=stream, timeout=timeout, sse=sse, api=ApiFamily(api),
+                    data=data if prompted else None,
+                    session=session_key(path, data, req.headers) if prompted else None,
+                    priority=Priority(client.priority), client=client.name, cost=cost, embedding=embedding,
+                    gone=req.wait_gone, uses_slot=inference, content_type=content_type)
         return await sollol.proxy.forward(call)
 
     # Ollama API -----------------------------------------------------------------------------------
@@ -123,25 +145,25 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def root() -> str:
         return "Ollama is running"
 
-    @app.post("/api/chat", summary="chat, routed by model",
-              openapi_extra=am.doc(am.ChatRequest, am.ChatResponse, stream="application/x-ndjson",
+    @hot("/api/chat", summary="chat, routed by model",
+         openapi_extra=am.doc(am.ChatRequest, am.ChatResponse, stream="application/x-ndjson",
                                    errors=(400, 404, 413, 502, 503)))
-    async def chat(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
+    async def chat(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
         if "messages" in data and not isinstance(data["messages"], list):
             raise BadRequest(400, "messages must be a list")
         if not data.get("messages") and is_unload(data):
-            return await unload_everywhere("/api/chat", data, request)
-        return await proxy("/api/chat", "/api/chat", data, request, timeout=cfg.chat_timeout, stream_default=True)
+            return await unload_everywhere("/api/chat", data, raw)
+        return await proxy("/api/chat", "/api/chat", data, raw, req, timeout=cfg.chat_timeout, stream_default=True)
 
-    @app.post("/api/generate", summary="generate, routed by model",
+    @hot("/api/generate", summary="generate, routed by model",
               openapi_extra=am.doc(am.GenerateRequest, am.GenerateResponse, stream="application/x-ndjson",
                                   errors=(400, 404, 413, 502, 503)))
-    async def generate(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
+    async def generate(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
         if not data.get("prompt") and not data.get("images") and is_unload(data):
-            return await unload_everywhere("/api/generate", data, request)
-        return await proxy("/api/generate", "/api/generate", data, request, timeout=cfg.chat_timeout,
+            return await unload_everywhere("/api/generate", data, raw)
+        return await proxy("/api/generate", "/api/generate", data, raw, req, timeout=cfg.chat_timeout,
                            stream_default=True)
 
     def is_unload(data: dict) -> bool:
@@ -149,7 +171,7 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         value = data.get("keep_alive")
         return value in (0, "0") or (isinstance(value, str) and value.strip() in ("0s", "0m", "0h"))
 
-    async def unload_everywhere(path: str, data: dict, request: Request) -> Response:
+    async def unload_everywhere(path: str, data: dict[str, Any], raw: bytes) -> Answer:
         """Unload the model on every host that has it loaded (one host would leave it loaded on the others);
         the answer is the first host's, as from one Ollama."""
         model = model_of(data)
@@ -157,7 +179,6 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
                  if h.state.value in ("healthy", "draining") and h.has_model(model) is not False]
         if not hosts:
             raise BadRequest(404, f"model '{model}' not found on any host")
-        raw = request.state.raw_body
 
         async def one(address: str) -> tuple[int, bytes]:
             try:
@@ -174,12 +195,12 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
             if status < 400:
                 sollol.registry.forget_loaded(address, model)
         status, body = next(((st, b) for st, b in answers if st < 400), answers[0])
-        return Response(body, status_code=status, media_type="application/json")
+        return Whole(status, body)
 
-    @app.post("/api/embed", summary="embed one text or several, routed by model",
+    @hot("/api/embed", summary="embed one text or several, routed by model",
               openapi_extra=am.doc(am.EmbedRequest, am.EmbedResponse, errors=(400, 404, 413, 502, 503)))
-    async def embed(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
+    async def embed(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
         body = None
         if "input" not in data and "text" in data:  # the original SOLLOL's {"text": ..., "model": ...}
             data = {k: v for k, v in data.items() if k != "text"} | {"input": data["text"]}
@@ -189,23 +210,24 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         inp = data["input"]
         if not (isinstance(inp, str) or (isinstance(inp, list) and all(isinstance(x, str) for x in inp))):
             raise BadRequest(400, "input must be a string or a list of strings")
-        return await proxy("/api/embed", "/api/embed", data, request, timeout=cfg.embedding_timeout,
+        return await proxy("/api/embed", "/api/embed", data, raw, req, timeout=cfg.embedding_timeout,
                            stream_default=False, body=body, embedding=True,
                            cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
-    @app.post("/api/embeddings", summary="embed one text (the older endpoint)",
+    @hot("/api/embeddings", summary="embed one text (the older endpoint)",
               openapi_extra=am.doc(am.EmbeddingsRequest, am.EmbeddingsResponse, errors=(400, 404, 413, 502, 503)))
-    async def embeddings(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
-        return await proxy("/api/embeddings", "/api/embeddings", data, request, timeout=cfg.embedding_timeout,
+    async def embeddings(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
+        return await proxy("/api/embeddings", "/api/embeddings", data, raw, req, timeout=cfg.embedding_timeout,
                            stream_default=False, embedding=True)
 
     @app.post("/api/show", summary="a model's details, from a host that has it",
               openapi_extra=am.doc(am.ShowRequest, am.ShowResponse, errors=(400, 404, 502, 503)))
     async def show(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
-        return await proxy("/api/show", "/api/show", data, request, timeout=META_TIMEOUT_S, stream_default=False,
-                           inference=False)
+        req = AsgiInbound(request.scope, request.receive)
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
+        return to_asgi(await proxy("/api/show", "/api/show", data, raw, req, timeout=META_TIMEOUT_S,
+                                   stream_default=False, inference=False))
 
     @app.head("/api/version", include_in_schema=False)
     @app.get("/api/version", summary="the version of the first available host",
@@ -266,28 +288,28 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     }))
 
     # OpenAI-compatible ------------------------------------------------------------------------------
-    @app.post("/v1/chat/completions", summary="OpenAI chat completions, routed by model",
+    @hot("/v1/chat/completions", summary="OpenAI chat completions, routed by model",
               openapi_extra=am.doc(am.ChatCompletionRequest, am.ChatCompletion, api=OPENAI, stream="text/event-stream",
                                   errors=(400, 404, 413, 502, 503)))
-    async def v1_chat(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
-        return await proxy("/v1/chat/completions", "/v1/chat/completions", data, request,
+    async def v1_chat(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
+        return await proxy("/v1/chat/completions", "/v1/chat/completions", data, raw, req,
                            timeout=cfg.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
-    @app.post("/v1/completions", summary="OpenAI completions, routed by model",
+    @hot("/v1/completions", summary="OpenAI completions, routed by model",
               openapi_extra=am.doc(am.CompletionRequest, am.Completion, api=OPENAI, stream="text/event-stream",
                                   errors=(400, 404, 413, 502, 503)))
-    async def v1_completions(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
-        return await proxy("/v1/completions", "/v1/completions", data, request,
+    async def v1_completions(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
+        return await proxy("/v1/completions", "/v1/completions", data, raw, req,
                            timeout=cfg.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
-    @app.post("/v1/embeddings", summary="OpenAI embeddings, routed by model",
+    @hot("/v1/embeddings", summary="OpenAI embeddings, routed by model",
               openapi_extra=am.doc(am.EmbeddingRequest, am.EmbeddingList, api=OPENAI, errors=(400, 404, 413, 502, 503)))
-    async def v1_embeddings(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
+    async def v1_embeddings(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
         inp = data.get("input")
-        return await proxy("/v1/embeddings", "/v1/embeddings", data, request,
+        return await proxy("/v1/embeddings", "/v1/embeddings", data, raw, req,
                            timeout=cfg.embedding_timeout, stream_default=False, api=OPENAI, embedding=True,
                            cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
@@ -306,23 +328,23 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
     async def v1_model(model: str) -> Response:
         call = Call(endpoint="/v1/models/{model}", method="GET", path="/v1/models/" + quote(model, safe=":@/"),
                     body=None, model=model, stream=False, timeout=META_TIMEOUT_S, api=OPENAI, uses_slot=False)
-        return await sollol.proxy.forward(call)
+        return to_asgi(await sollol.proxy.forward(call))
 
-    @app.post("/v1/responses", summary="OpenAI Responses, routed by model",
+    @hot("/v1/responses", summary="OpenAI Responses, routed by model",
               openapi_extra=am.doc(am.ResponsesRequest, am.ResponseObject, api=OPENAI, stream="text/event-stream",
                                   errors=(400, 404, 413, 502, 503)))
-    async def v1_responses(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
-        return await proxy("/v1/responses", "/v1/responses", data, request, timeout=cfg.chat_timeout,
+    async def v1_responses(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
+        return await proxy("/v1/responses", "/v1/responses", data, raw, req, timeout=cfg.chat_timeout,
                            stream_default=False, sse=True, api=OPENAI)
 
-    @app.post("/v1/audio/transcriptions", summary="OpenAI audio transcription, routed by model",
+    @hot("/v1/audio/transcriptions", summary="OpenAI audio transcription, routed by model",
               openapi_extra=am.doc(am.TranscriptionForm, am.Transcription, api=OPENAI,
                                    request_media="multipart/form-data", stream="text/event-stream",
                                    errors=(400, 404, 413, 502, 503)))
-    async def v1_transcriptions(request: Request) -> Response:
-        body = await read_body(request, cfg.max_body_bytes)
-        content_type = request.headers.get("content-type", "")
+    async def v1_transcriptions(req: Inbound) -> Answer:
+        body = await read_inbound_body(req, cfg.max_body_bytes)
+        content_type = req.headers.get("content-type", "")
         fields = multipart_fields(body, content_type, ("model", "stream"))
         model = fields.get("model", "").strip()
         if not model:
@@ -330,22 +352,22 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
         stream = fields.get("stream", "false").strip().lower()
         if stream not in ("true", "false"):
             raise BadRequest(400, "stream must be true or false")
-        client = identify(request)
+        client = identify(req)
         call = Call(endpoint="/v1/audio/transcriptions", method="POST", path="/v1/audio/transcriptions", body=body,
                     model=model, stream=stream == "true", timeout=cfg.chat_timeout, sse=True, api=OPENAI,
-                    content_type=content_type, priority=client.priority, client=client.name,
-                    receive=request.receive)
+                    content_type=content_type, priority=Priority(client.priority), client=client.name,
+                    gone=req.wait_gone)
         return await sollol.proxy.forward(call)
 
     # Anthropic-compatible -----------------------------------------------------------------------------
-    @app.post("/v1/messages", summary="Anthropic Messages, routed by model",
+    @hot("/v1/messages", summary="Anthropic Messages, routed by model",
               openapi_extra=am.doc(am.MessagesRequest, am.MessageObject, api=ANTHROPIC, stream="text/event-stream",
                                   errors=(400, 404, 413, 502, 503)))
-    async def v1_messages(request: Request) -> Response:
-        data = await read_json(request, cfg.max_body_bytes)
+    async def v1_messages(req: Inbound) -> Answer:
+        data, raw = await read_inbound_json(req, cfg.max_body_bytes)
         if "messages" in data and not isinstance(data["messages"], list):
             raise BadRequest(400, "messages must be a list")
-        return await proxy("/v1/messages", "/v1/messages", data, request, timeout=cfg.chat_timeout,
+        return await proxy("/v1/messages", "/v1/messages", data, raw, req, timeout=cfg.chat_timeout,
                            stream_default=False, sse=True, api=ANTHROPIC)
 
     # SOLLOL's own -----------------------------------------------------------------------------------
@@ -459,43 +481,59 @@ def create_app(sollol: "SOLLOL") -> FastAPI:
 
     app.include_router(batch_router(sollol, require_admin))  # /api/embed/batch, /api/batch/..., /api/batch-status
 
-    fast = {("POST", path): endpoint for path, endpoint in (
-        ("/api/chat", chat), ("/api/generate", generate), ("/api/embed", embed), ("/api/embeddings", embeddings),
-        ("/v1/chat/completions", v1_chat), ("/v1/completions", v1_completions), ("/v1/embeddings", v1_embeddings),
-        ("/v1/messages", v1_messages), ("/v1/responses", v1_responses),
-        ("/v1/audio/transcriptions", v1_transcriptions),
-    )}
     return FastPathApp(app, fast, sollol.proxy.reject)
+
+
+InboundHandler = Callable[[Inbound], Awaitable[Answer]]
+Reject = Callable[..., Whole]
+
+
+async def answer_inbound(handler: InboundHandler, req: Inbound, path: str, reject: Reject) -> Answer:
+    """The handler's answer; bad input and bugs answered in the API's shape (a bug is logged too)."""
+    try:
+        return await handler(req)
+    except BadRequest as exc:
+        return reject(path, exc.status, exc.message, api_for_path(path), exc.headers)
+    except ClientDisconnected:
+        return reject(path, 499, "client went away before its request arrived", api_for_path(path))
+    except Exception as exc:  # a bug must still answer in the API's shape, and be logged
+        log.exception("unexpected error on %s", path)
+        return reject(path, 500, f"internal error: {type(exc).__name__}: {exc}", api_for_path(path))
 
 
 class FastPathApp:
     """The request path's hot endpoints dispatched straight from a dict, everything else by FastAPI.
 
     The proxied endpoints take only the raw request, so FastAPI's routing and dependency solving buy
-    them nothing; skipping them is a measurable share of the latency the gateway adds. They stay
-    registered on the FastAPI app, so /docs still lists them.
+    them nothing; skipping them is a measurable share of the latency the gateway adds. Under the gateway's
+    own server (http.server) they run natively (`native_handlers`), with no ASGI at all; under any ASGI
+    server (or an in-process client) through this app. They stay registered on the FastAPI app, so /docs
+    still lists them.
     """
 
-    def __init__(self, app: FastAPI, fast: dict[tuple[str, str], Any],
-                 reject: Callable[..., Response]) -> None:
+    def __init__(self, app: FastAPI, fast: dict[tuple[str, str], InboundHandler], reject: Reject) -> None:
         self.app = app
         self.fast = fast
         self.reject = reject
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            endpoint = self.fast.get((scope["method"], scope["path"]))
-            if endpoint is not None:
-                request = Request(scope, receive)
-                try:
-                    response = await endpoint(request)
-                except BadRequest as exc:
-                    response = self.reject(scope["path"], exc.status, exc.message, api_for_path(scope["path"]),
-                                           exc.headers)
-                except Exception as exc:  # a bug must still answer in the API's shape, and be logged
-                    log.exception("unexpected error on %s", scope["path"])
-                    response = self.reject(scope["path"], 500, f"internal error: {type(exc).__name__}: {exc}",
-                                           api_for_path(scope["path"]))
-                await response(scope, receive, send)
+            handler = self.fast.get((scope["method"], scope["path"]))
+            if handler is not None:
+                answer = await answer_inbound(handler, AsgiInbound(scope, receive), scope["path"], self.reject)
+                await to_asgi(answer)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def native_handlers(self) -> dict[tuple[str, str], Handler]:
+        """The hot endpoints as handlers of the gateway's own server: answers written straight to the
+        connection."""
+        reject = self.reject
+
+        def native(handler: InboundHandler, path: str) -> Handler:
+            async def serve(req: ServerInbound, out: Responder) -> None:
+                await write_answer(await answer_inbound(handler, req, path, reject), out)
+
+            return serve
+
+        return {key: native(handler, key[1]) for key, handler in self.fast.items()}

@@ -12,6 +12,8 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from .inbound import BodyTooLarge, Inbound
+
 
 class BadRequest(Exception):
     """Answered as `status` with `message`, in the error shape of the route's API family."""
@@ -45,14 +47,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def read_json(request: Request, limit: int) -> dict:
     """The body as a dict, bounded in size; BadRequest otherwise (answered in the route's error shape)."""
     raw = await read_body(request, limit)
-    if not raw.strip():
-        raise BadRequest(400, "request body is empty; send a JSON object")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(400, f"invalid JSON in request body: {e}") from None
-    if not isinstance(data, dict):
-        raise BadRequest(400, "request body must be a JSON object")
+    data = parse_json_object(raw)
     request.state.raw_body = raw
     return data
 
@@ -123,3 +118,31 @@ def multipart_fields(body: bytes, content_type: str, names: tuple[str, ...]) -> 
         if name in wanted and name not in found:
             found[name] = value.removesuffix(b"\r\n").decode("utf-8", errors="replace")
     return found
+
+
+async def read_inbound_body(req: Inbound, limit: int) -> bytes:
+    """The whole body of a hot endpoint's request, at most `limit` bytes (413 beyond)."""
+    try:
+        return await req.body(limit)
+    except BodyTooLarge:
+        declared = req.headers.get("content-length")
+        size = f"of {declared} bytes " if declared and declared.isdigit() and int(declared) > limit else ""
+        raise BadRequest(413, f"request body {size}is over the limit of {limit} bytes (max_body_bytes)") from None
+
+
+async def read_inbound_json(req: Inbound, limit: int) -> tuple[dict[str, Any], bytes]:
+    """The body of a hot endpoint's request as a dict, and its raw bytes (forwarded as they are)."""
+    raw = await read_inbound_body(req, limit)
+    return parse_json_object(raw), raw
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise BadRequest(400, "request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(400, f"invalid JSON in request body: {e}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "request body must be a JSON object")
+    return data

@@ -11,8 +11,9 @@ slot frees, on the best host at that moment (late binding), so it can still go a
                  wait); a full queue sheds its newest lowest-class request before refusing a higher one
     leaving      a request whose client goes away while it waits leaves at once and costs no host anything
 
-`admit` returns a Lease on one slot of one (host, model) (released exactly once by whoever ends the
-request), None when no host can take the request at all, or raises Rejected / NoHostForModel.
+`admit` returns a Lease on one slot of one (host, model), None when no host can take the request at all,
+or raises Rejected / NoHostForModel / ClientGone. A lease is ended exactly once (Lease.end, called by the
+books): it gives the slot back and tells the prompt-cache shadow what the host's slot holds now.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from enum import StrEnum
+from typing import TYPE_CHECKING, Optional
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
-from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call
+from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call, Priority
 from .placement import Decision, Placement
 
 if TYPE_CHECKING:
-    from ..prompt_cache.shadow import CacheShadow
+    from ..observability.metrics import Metrics
+    from ..prompt_cache.key import PromptKey
+    from ..prompt_cache.shadow import CacheShadow, Feedback, Placed
 
 QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)
@@ -58,7 +62,15 @@ class ClientGone(Exception):
     """The client went away while its request waited."""
 
 
-@dataclass(eq=False)
+class Settle(StrEnum):
+    """What the host's slot holds once a request ends."""
+
+    SERVED = "served"  # the host ran the prompt: the slot holds it (and the answer)
+    UNTOUCHED = "untouched"  # the host did not run it (busy, a 4xx, never sent): it holds what it held
+    FAILED = "failed"  # broken off or unknown: what it holds is not known any more
+
+
+@dataclass(eq=False, slots=True)
 class Lease:
     """One slot of one (host, model), held from placement until the request ends."""
 
@@ -66,32 +78,37 @@ class Lease:
     model: Optional[str]
     reason: str  # why this host (placement), for the request log
     wait_s: float
-    placed: Any = None  # the cache shadow's placement (cache.Placed), None without a prompt
-    prompt: Any = None
-    cached_chars: int = 0
+    claim: Optional["Placed"] = None  # the shadow's slot for this prompt (None: no prompt, or the cache is off)
+    prompt: Optional["PromptKey"] = None
     client: str = ""
     uses_slot: bool = True
     _queue: Optional["GatewayQueue"] = None
-    released: bool = False
+    ended: bool = False
 
-    def release(self, *, ok: bool = True) -> None:
-        """Give the slot back (idempotent); ok=False also forgets what the shadow thought the slot holds."""
-        if self.released:
+    @property
+    def cached_chars(self) -> int:
+        return self.claim.cached_chars if self.claim is not None else 0
+
+    def end(self, how: Settle, *, answer: Optional[str] = None, feedback: Optional["Feedback"] = None) -> None:
+        """Give the slot back (once; later calls do nothing). The shadow learns what the slot holds now:
+        SERVED with the answer's text (the slot holds prompt and answer) and what the host reported
+        (`feedback` corrects the prediction); UNTOUCHED keeps what it held; FAILED forgets it."""
+        if self.ended:
             return
-        self.released = True
+        self.ended = True
         if self._queue is not None:
-            self._queue._release(self, ok)
+            self._queue._end(self, how, answer, feedback)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Ticket:
     call: Call
-    cls: str
+    cls: Priority
     client: str
     cost: float
-    exclude: frozenset
+    exclude: frozenset[str]
     enqueued: float
-    future: asyncio.Future
+    future: "asyncio.Future[Lease]"
     seq: int
 
 
@@ -114,7 +131,7 @@ class QueueStats:
 
 class GatewayQueue:
     def __init__(self, config: SollolConfig, placement: Placement, slots: SlotTable,
-                 shadow: Optional["CacheShadow"] = None, metrics: Any = None) -> None:
+                 shadow: Optional["CacheShadow"] = None, metrics: Optional["Metrics"] = None) -> None:
         self.config = config
         self.placement = placement
         self.slots = slots
@@ -136,14 +153,14 @@ class GatewayQueue:
 
     # reading --------------------------------------------------------------------------------------
     def depth(self) -> dict[str, int]:
-        return {c: len(q) for c, q in self._classes.items()}
+        return {c.value: len(q) for c, q in self._classes.items()}
 
     def oldest_wait_s(self) -> dict[str, float]:
         now = time.monotonic()
         out = {}
         for c, q in self._classes.items():
             oldest = min((t.enqueued for d in q.clients.values() for t in d), default=None)
-            out[c] = 0.0 if oldest is None else round(now - oldest, 3)
+            out[c.value] = 0.0 if oldest is None else round(now - oldest, 3)
         return out
 
     def waiting_by_client(self) -> dict[str, int]:
@@ -187,7 +204,7 @@ class GatewayQueue:
                            "queue_full", expected)
         ticket = self._enqueue(call, cls, client, exclude, front)
         self.dispatch()  # a slot may have freed between the decision and now
-        waiter = asyncio.ensure_future(self._client_gone(call.receive)) if call.receive is not None else None
+        waiter = asyncio.ensure_future(call.gone()) if call.gone is not None else None
         try:
             if waiter is None:
                 lease = await asyncio.wait_for(asyncio.shield(ticket.future), timeout)
@@ -215,26 +232,18 @@ class GatewayQueue:
             if self._withdraw(ticket):
                 self.stats.cancelled += 1
                 raise
-            lease = ticket.future.result()
-            lease.release(ok=True)
+            ticket.future.result().end(Settle.UNTOUCHED)
             raise
         except asyncio.CancelledError:
             if not self._withdraw(ticket) and ticket.future.done() and not ticket.future.cancelled() \
                     and ticket.future.exception() is None:
-                ticket.future.result().release(ok=True)  # granted as its request was cancelled
+                ticket.future.result().end(Settle.UNTOUCHED)  # granted as its request was cancelled
             raise
         finally:
             if waiter is not None and not waiter.done():
                 waiter.cancel()
         lease.wait_s = time.monotonic() - started
         return lease
-
-    @staticmethod
-    async def _client_gone(receive: Any) -> None:
-        while True:
-            message = await receive()
-            if message.get("type") == "http.disconnect":
-                return
 
     # internals ------------------------------------------------------------------------------------
     def _others_wait(self, call: Call, cls: str) -> bool:
@@ -320,27 +329,35 @@ class GatewayQueue:
 
     def _grant(self, call: Call, decision: Decision, wait_s: float, client: str) -> Lease:
         host = decision.host
-        placed = None
-        cached = 0
-        if call.prompt is not None and self.shadow is not None and self.config.cache.enabled:
+        claim = None
+        if call.prompt is not None and self.shadow is not None:
             est = decision.estimates.get(host)
-            cached = est.cached_chars if est is not None else 0
-            placed = self.shadow.place(host, call.prompt, self.placement.shadow_slots(host, call.embedding),
-                                       est.match if est is not None else None)
+            claim = self.shadow.place(host, call.prompt, self.placement.shadow_slots(host, call.embedding),
+                                      est.match if est is not None else None)
         if call.uses_slot:
             self.slots.acquire(host, call.model, call.embedding)
         self.stats.admitted += 1
         if self.metrics is not None:
             self.metrics.child(self.metrics.queue_wait, call.priority).observe(wait_s)
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
-        return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, placed=placed,
-                     prompt=call.prompt, cached_chars=cached, client=client, uses_slot=call.uses_slot, _queue=self)
+        return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, claim=claim,
+                     prompt=call.prompt, client=client, uses_slot=call.uses_slot, _queue=self)
 
-    def _release(self, lease: Lease, ok: bool) -> None:
+    def _end(self, lease: Lease, how: Settle, answer: Optional[str], feedback: Optional["Feedback"]) -> None:
         client = lease.client
         self.in_flight_by_client[client] = max(0, self.in_flight_by_client.get(client, 1) - 1)
-        if lease.placed is not None and self.shadow is not None and not ok:
-            self.shadow.release(lease.placed, failed=True)
+        claim = lease.claim
+        if claim is not None and self.shadow is not None:
+            if how is Settle.SERVED:
+                held = None
+                if answer and lease.prompt is not None:
+                    from ..prompt_cache.canonical import extend_with_answer
+                    held = extend_with_answer(lease.prompt, answer)
+                self.shadow.complete(claim, answer=held)
+                if feedback is not None:
+                    self.shadow.observe(claim, feedback)
+            else:
+                self.shadow.release(claim, failed=how is Settle.FAILED)
         if lease.uses_slot:
             self.slots.release(lease.host, lease.model)  # wakes dispatch
         else:
@@ -358,9 +375,8 @@ class GatewayQueue:
                 progress = True
                 while progress and self.total:
                     progress = False
-                    placed_models: dict[Optional[str], int] = {}
                     for cls in self._class_order():
-                        ticket, decision = self._next(cls, placed_models)
+                        ticket, decision = self._next(cls)
                         if ticket is not None and decision is not None:
                             self._serve(ticket, decision)
                             progress = True
@@ -381,31 +397,18 @@ class GatewayQueue:
                 order = [BATCH] + [c for c in order if c != BATCH]
         return order
 
-    def _next(self, cls: str, placed_models: dict) -> tuple[Optional[_Ticket], Optional[Decision]]:
-        """Deficit round robin over the class's clients; each client's first placeable ticket competes."""
+    def _next(self, cls: Priority) -> tuple[Optional[_Ticket], Optional[Decision]]:
+        """Deficit round robin over the class's clients; each client's first placeable ticket competes.
+
+        A waiter whose request no host can take any more is answered and the class looked at again: a loop,
+        not a recursion, however many waiters lost their host at once."""
         q = self._classes[cls]
-        if not q.clients:
-            return None, None
-        heads: list[tuple[str, _Ticket, Decision]] = []
-        for client, d in q.clients.items():
-            seen_models: set = set()
-            for t in d:  # first come first served within a client, per model
-                if t.call.model in seen_models:
-                    continue
-                seen_models.add(t.call.model)
-                try:
-                    # the others waiting for this model are the line: with a line, a free slot is taken
-                    # rather than waited past for a faster host (no head-of-line blocking)
-                    decision = self.placement.decide(t.call, t.exclude, ahead=self._ahead_of(t))
-                except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
-                    self._fail(t, e)
-                    return self._next(cls, placed_models)
-                if decision is None:
-                    self._fail(t, None)
-                    return self._next(cls, placed_models)
-                if isinstance(decision, Decision):
-                    heads.append((client, t, decision))
-                    break
+        while True:
+            if not q.clients:
+                return None, None
+            heads, failed = self._heads(q)
+            if not failed:
+                break
         if not heads:
             return None, None
         need = {c: max(0.0, math.ceil((t.cost - q.deficit.get(c, 0.0)) / QUANTUM)) for c, t, _ in heads}
@@ -416,6 +419,31 @@ class GatewayQueue:
         client, ticket, decision = next((c, t, dec) for c, t, dec in heads if need[c] == rounds)
         q.deficit[client] = q.deficit.get(client, 0.0) - ticket.cost
         return ticket, decision
+
+    def _heads(self, q: "_ClassQueue") -> tuple[list[tuple[str, _Ticket, Decision]], bool]:
+        """Each client's first ticket that can be placed now (per model, first come first served), and
+        whether a waiter was answered on the way (the queue changed: the caller looks again)."""
+        heads: list[tuple[str, _Ticket, Decision]] = []
+        for client, d in q.clients.items():
+            seen_models: set[Optional[str]] = set()
+            for t in d:
+                if t.call.model in seen_models:
+                    continue
+                seen_models.add(t.call.model)
+                try:
+                    # the others waiting for this model are the line: with a line, a free slot is taken
+                    # rather than waited past for a faster host (no head-of-line blocking)
+                    decision = self.placement.decide(t.call, t.exclude, ahead=self._ahead_of(t))
+                except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
+                    self._fail(t, e)
+                    return heads, True
+                if decision is None:
+                    self._fail(t, None)
+                    return heads, True
+                if isinstance(decision, Decision):
+                    heads.append((client, t, decision))
+                    break
+        return heads, False
 
     def _serve(self, ticket: _Ticket, decision: Decision) -> None:
         q = self._classes[ticket.cls]
@@ -431,7 +459,7 @@ class GatewayQueue:
         wait = time.monotonic() - ticket.enqueued
         lease = self._grant(ticket.call, decision, wait, ticket.client)
         if ticket.future.done():  # its waiter left at this very moment
-            lease.release(ok=True)
+            lease.end(Settle.UNTOUCHED)
             return
         ticket.future.set_result(lease)
 

@@ -1,8 +1,9 @@
-"""Books: the one place a request's end is written down.
+"""Books: the one place where what happened to a request is written down.
 
-The registry (latency, success, tokens/s, models loaded), the cache shadow (the slot now holds this prompt;
-what the host reported corrects what the shadow predicted), the slot lease, the metrics and the request log
-are all updated here, so each reads one story.
+`apply` turns an attempt's verdict (outcome.Verdict) into its side effects — the registry (latency, success,
+failures, in-flight counts, models), the slot table (busy, unfit), the lease (which tells the cache shadow
+what the host's slot holds now) and the metrics — for live requests and batch chunks alike. `record` writes
+the one request-log entry and the request metrics of a client request, however it ended.
 """
 
 from __future__ import annotations
@@ -12,31 +13,88 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from ..cluster.hosts import HostRegistry, model_key
+from ..cluster.slots import SlotTable
 from ..observability.metrics import Metrics
 from ..observability.requestlog import RequestLog
 from ..observability.snapshot import RequestRecord
-from ..upstream.executor import ExecutorFailure, UpstreamFailure
+from .admission import Lease, Settle
 from .call import Call
-from .relay import Usage
+from .outcome import Outcome, Verdict
+from .usage import Usage
 
 if TYPE_CHECKING:
-    from ..prompt_cache.shadow import CacheShadow
-    from .admission import Lease
+    from ..prompt_cache.shadow import CacheShadow, Feedback
 
-log = logging.getLogger("sollol.proxy")
-SERVED, UNTOUCHED, FAILED = "served", "untouched", "failed"
+log = logging.getLogger("sollol.request")
 
 
 class Books:
-    def __init__(self, registry: HostRegistry, metrics: Metrics, requests: RequestLog,
+    def __init__(self, registry: HostRegistry, slots: SlotTable, metrics: Metrics, requests: RequestLog,
                  shadow: Optional["CacheShadow"] = None) -> None:
         self.registry = registry
+        self.slots = slots
         self.metrics = metrics
         self.requests = requests
         self.shadow = shadow
 
+    # one upstream call ----------------------------------------------------------------------------
+    def opened(self, host: str) -> float:
+        """A call to the host begins (it counts in the host's in-flight requests); returns its start time."""
+        self.registry.begin(host)
+        return time.perf_counter()
+
+    def closed(self, host: str) -> None:
+        self.registry.end(host)
+
+    def apply(self, call: Call, host: str, lease: Optional[Lease], outcome: Outcome, started: float, *,
+              usage: Optional[Usage] = None, ttft_s: Optional[float] = None, answer: Optional[str] = None) -> None:
+        """What the verdict on one attempt means for the host, the model, the slot and the shadow."""
+        v = outcome.verdict
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        model = call.model
+        if v is Verdict.PASS:
+            u = usage or Usage()
+            self.registry.record_success(host, elapsed_ms, ttft_ms=None if ttft_s is None else ttft_s * 1000,
+                                         tokens=u.eval_count, eval_s=u.eval_s, model=model)
+            _end(lease, Settle.SERVED, answer=answer, feedback=u.feedback(ttft_s) if lease is not None and
+                 lease.claim is not None else None)
+        elif v is Verdict.CLIENT_ERROR:  # about the request itself: passed on, the host is not blamed
+            self.registry.record_success(host, elapsed_ms)
+            _end(lease, Settle.UNTOUCHED)
+        elif v is Verdict.PASSED_ON:  # a pinned call's error answer, handed on as it is
+            _end(lease, Settle.UNTOUCHED)
+        elif v is Verdict.BUSY:  # busy is not broken: held to what it holds, for a while
+            self.slots.mark_busy(host, model)
+            _end(lease, Settle.UNTOUCHED)
+            log.info("host %s is busy (%s): request back in the queue", host, outcome.reason)
+        elif v is Verdict.UNFIT:
+            self.slots.mark_unfit(host, model, outcome.reason)
+            _end(lease, Settle.FAILED)
+            log.warning("host %s cannot load %s: %s", host, model, outcome.reason)
+        elif v is Verdict.MODEL_MISSING:  # its model list was stale
+            if model:
+                self.registry.forget_model(host, model)
+                if self.shadow is not None:
+                    self.shadow.drop_model(host, model_key(model))
+            _end(lease, Settle.FAILED)
+        elif v is Verdict.HOST_FAILED or v is Verdict.BROKE_MID_STREAM:
+            self.registry.record_failure(host, outcome.reason, latency_ms=elapsed_ms)
+            self.metrics.worker_failures.labels(host).inc()
+            _end(lease, Settle.FAILED)
+            log.warning("host %s failed: %s", host, outcome.reason)
+        elif v is Verdict.ERROR_IN_STREAM:  # counted in its stats; it stays in rotation
+            self.registry.record_failure(host, f"error inside the answer: {outcome.reason}", eject=False)
+            self.metrics.worker_failures.labels(host).inc()
+            _end(lease, Settle.FAILED)
+        elif v is Verdict.EXECUTOR_FAILED:  # e.g. a Ray actor died: retried, the host is not at fault
+            log.warning("executor failed on a call to %s: %s", host, outcome.reason)
+            _end(lease, Settle.FAILED)
+        else:  # CLIENT_GONE: nobody's fault; what the slot holds is not known any more
+            _end(lease, Settle.FAILED)
+
+    # one client request ---------------------------------------------------------------------------
     def record(self, call: Call, started: float, status: int, host: str, retries: int,
-               tokens: Optional[int] = None, error: Optional[str] = None, lease: Optional["Lease"] = None,
+               tokens: Optional[int] = None, error: Optional[str] = None, lease: Optional[Lease] = None,
                wait_s: float = 0.0) -> None:
         """The request log and the request metrics: one record per client request, however it ended."""
         elapsed = time.perf_counter() - started
@@ -50,57 +108,8 @@ class Books:
             wait_ms=round((lease.wait_s if lease is not None else wait_s) * 1000, 2),
             priority=call.priority, client=call.client))
 
-    def host_failed(self, host: str, error: "str | UpstreamFailure", attempt_started: float) -> None:
-        """The host did not answer, broke off, or answered a 5xx that is its own fault: taken out."""
-        if isinstance(error, ExecutorFailure):  # e.g. a Ray actor died: retry, but the host is not at fault
-            log.warning("executor failed on a call to %s: %s", host, error)
-            return
-        text = str(error)
-        self.registry.record_failure(host, text, latency_ms=(time.perf_counter() - attempt_started) * 1000)
-        self.metrics.worker_failures.labels(host).inc()
-        log.warning("host %s failed: %s", host, text)
 
-    def stream_error(self, host: str, error: str) -> None:
-        """An error line inside a 200 stream: the host's failure in its stats; it stays in rotation."""
-        self.registry.record_failure(host, f"error inside the answer: {error}", eject=False)
-        self.metrics.worker_failures.labels(host).inc()
-
-    def served(self, call: Call, host: str, lease: Optional["Lease"], elapsed_ms: float, usage: Usage,
-               ttft_s: Optional[float] = None, ok: bool = True, answer: Optional[str] = None) -> None:
-        """An answer that came back: the host's stats, and what its prompt cache now holds."""
-        self.registry.record_success(host, elapsed_ms, ttft_ms=None if ttft_s is None else ttft_s * 1000,
-                                     tokens=usage.eval_count, eval_s=usage.eval_s,
-                                     model=call.model if ok else None)
-        self.settle(lease, SERVED if ok else UNTOUCHED, usage=usage, ttft_s=ttft_s, answer=answer)
-
-    def settle(self, lease: Optional["Lease"], how: str, *, usage: Optional[Usage] = None,
-               ttft_s: Optional[float] = None, answer: Optional[str] = None) -> None:
-        """The slot goes back; the shadow learns what the host's slot holds now:
-
-        SERVED     the host ran the prompt: the slot holds it (and the answer corrects the prediction)
-        UNTOUCHED  the host did not run it (busy, a 4xx): the slot holds what it held
-        FAILED     broken off or unknown: what the slot holds is not known any more
-        """
-        if lease is None:
-            return
-        if lease.placed is not None and self.shadow is not None:
-            if how == SERVED:
-                from ..prompt_cache.canonical import extend_with_answer
-                from ..prompt_cache.shadow import Feedback
-
-                held = extend_with_answer(lease.prompt, answer) if answer and lease.prompt is not None else None
-                self.shadow.complete(lease.placed, answer=held)
-                if usage is not None:
-                    feedback = Feedback(prompt_eval_count=usage.prompt_eval_count,
-                                        prompt_eval_duration_s=usage.prompt_eval_s,
-                                        load_duration_s=usage.load_s, ttft_s=ttft_s)
-                    self.shadow.observe(lease.placed, feedback)
-            else:
-                self.shadow.release(lease.placed, failed=how == FAILED)
-            lease.placed = None  # told once
-        lease.release(ok=how != FAILED)
-
-    def model_missing(self, host: str, model: str) -> None:
-        self.registry.forget_model(host, model)
-        if self.shadow is not None:
-            self.shadow.drop_model(host, model_key(model))
+def _end(lease: Optional[Lease], how: Settle, answer: Optional[str] = None,
+         feedback: Optional["Feedback"] = None) -> None:
+    if lease is not None:
+        lease.end(how, answer=answer, feedback=feedback)

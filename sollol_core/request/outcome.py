@@ -12,29 +12,58 @@ Read as DESIGN.md ("What an Ollama host answers under load") says Ollama answers
     other 5xx                        the host failed: taken out, try elsewhere
     refused / reset / timed out before the headers
                                      the host failed: taken out, try elsewhere (executors raise UpstreamFailure)
+    our executor failed (a Ray actor died)
+                                     try elsewhere; nobody is blamed
+
+and, once a stream is under way (its first byte reached the client, so nothing can be retried):
+
+    the host broke off               the host failed: taken out; the stream ends with an error frame
+    an {"error": ...} line in a 200  the host's failure in its stats; it stays in rotation
+    the client went away             nobody's fault; what the host's slot holds is not known any more
+
+`classify` and `classify_failure` only judge; Books.apply turns a verdict into its side effects, for live
+requests and batch chunks alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import orjson
 
+from ..upstream.executor import ExecutorFailure, UpstreamFailure
 
-class Verdict(str, Enum):
+
+class Verdict(StrEnum):
     PASS = "pass"  # hand the answer to the client
     CLIENT_ERROR = "client_error"  # a 4xx: pass on, no retry, nobody's fault but the request's
     MODEL_MISSING = "model_missing"  # the host does not have the model: try another
     BUSY = "busy"  # the host is full: requeue, do not blame it
     UNFIT = "unfit"  # the host cannot load this model: try another, the host stays healthy
     HOST_FAILED = "host_failed"  # take the host out, try another
+    EXECUTOR_FAILED = "executor_failed"  # our own executor failed: try another, nobody is blamed
+    BROKE_MID_STREAM = "broke_mid_stream"  # the host broke off after the first byte: taken out
+    ERROR_IN_STREAM = "error_in_stream"  # an error line inside a 200 stream: counted, stays in rotation
+    CLIENT_GONE = "client_gone"  # the client left before the answer was complete
+    PASSED_ON = "passed_on"  # an error answer of a call pinned to one host, handed on as it is
 
 
-@dataclass(frozen=True)
+RETRY_ELSEWHERE = frozenset((Verdict.MODEL_MISSING, Verdict.UNFIT, Verdict.HOST_FAILED, Verdict.EXECUTOR_FAILED))
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     verdict: Verdict
     reason: str  # for the log and the request record
+    status: int = 0  # the host's HTTP status; 0 when it gave none
+
+    @property
+    def retry_elsewhere(self) -> bool:
+        return self.verdict in RETRY_ELSEWHERE
+
+
+SERVED = Outcome(Verdict.PASS, "", 200)
 
 
 _BUSY_TEXT = ("server busy", "maximum pending requests", "no slots available")
@@ -60,19 +89,26 @@ def error_text(body: bytes) -> str:
 def classify(status: int, body: bytes) -> Outcome:
     """The verdict on an answer whose status is known and whose body has been read (error answers are small)."""
     if status < 400:
-        return Outcome(Verdict.PASS, "")
+        return Outcome(Verdict.PASS, "", status)
     text = error_text(body)
     lower = text.lower()
     if status == 404 and "not found" in lower:
-        return Outcome(Verdict.MODEL_MISSING, text)
+        return Outcome(Verdict.MODEL_MISSING, text, status)
     if status == 503 or (status == 500 and "no slots available" in lower) or \
             (status >= 500 and any(t in lower for t in _BUSY_TEXT)):
-        return Outcome(Verdict.BUSY, text or f"HTTP {status}")
+        return Outcome(Verdict.BUSY, text or f"HTTP {status}", status)
     if status >= 500 and any(t in lower for t in _UNFIT_TEXT):
-        return Outcome(Verdict.UNFIT, text)
+        return Outcome(Verdict.UNFIT, text, status)
     if status >= 500:
-        return Outcome(Verdict.HOST_FAILED, f"HTTP {status} {text[:200]}".strip())
-    return Outcome(Verdict.CLIENT_ERROR, text)
+        return Outcome(Verdict.HOST_FAILED, f"HTTP {status} {text[:200]}".strip(), status)
+    return Outcome(Verdict.CLIENT_ERROR, text, status)
+
+
+def classify_failure(error: UpstreamFailure) -> Outcome:
+    """The verdict on a call that got no answer: the host's fault, unless our executor failed."""
+    if isinstance(error, ExecutorFailure):
+        return Outcome(Verdict.EXECUTOR_FAILED, str(error))
+    return Outcome(Verdict.HOST_FAILED, str(error))
 
 
 def stream_error(line: bytes) -> str | None:

@@ -28,18 +28,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..cluster.hosts import Host, HostRegistry, model_key
-from ..cluster.routing import PerformanceStrategy, Router
+from ..cluster.routing import NoHostForModel, Router, Strategy
 from ..cluster.slots import SlotTable
-from ..config import SollolConfig
+from ..config import RoutingWeights, SollolConfig
+from ..prompt_cache.canonical import approx_chars
 from .call import Call
 
 if TYPE_CHECKING:
-    from ..prompt_cache.shadow import CacheShadow
+    from ..prompt_cache.key import PromptKey
+    from ..prompt_cache.shadow import CacheMatch, CacheShadow
 
-# A cold prompt's hosts count as equal when their scores are this close to the best (absolute, or this share
-# of the best when larger): then the conversation's rendezvous hash chooses, so every gateway agrees
-COLD_BAND = 0.01  # performance score units (0.01 is 50 ms of latency at the default weight)
-COLD_BAND_P2C_MS = 20.0  # p2c's cost
+# A cold prompt's hosts count as equal when their scores are within the strategy's band of the best, or
+# within this share of the best when that is larger (routing.Strategy.cold_scores)
 COLD_BAND_SHARE = 0.05
 VICTIM_GRAIN_S = 30.0  # slots whose last use is this close in age displace alike (the hash chooses among them)
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
@@ -57,7 +57,7 @@ class Estimate:
     victim_idle_s: float = math.inf
     displaced: bool = False
     over_bound: bool = False
-    match: object = None  # the shadow's CacheMatch behind these figures (placing on this host reuses it)
+    match: Optional["CacheMatch"] = None  # the shadow's figures behind these (placing on this host reuses them)
 
     @property
     def fraction(self) -> float:
@@ -109,6 +109,23 @@ class Placement:
     def service_s(self, host: Host) -> float:
         return host.latency_ms / 1000.0 if host.latency_ms > 0 else UNMEASURED_SERVICE_S
 
+    def uses_prompt(self, call: Call) -> bool:
+        """The fast lane: only a request that can gain from the prompt cache pays for its canonical prompt.
+        It must be an inference request (not an embedding) of at least cache.min_prompt_chars, with the
+        cache on and weighed by the live strategy, for a model that more than one host could take."""
+        settings = self.config.cache
+        if self.shadow is None or call.embedding or not settings.enabled or call.data is None:
+            return False
+        strategy, weights = self.router.current()
+        if not strategy.weighs_cache or weights.cache <= 0:
+            return False
+        if approx_chars(call.data, settings.min_prompt_chars) < settings.min_prompt_chars:
+            return False
+        try:
+            return len(self.candidates(call)) > 1
+        except NoHostForModel:
+            return False
+
     # the stages ------------------------------------------------------------------------------------
     def candidates(self, call: Call, exclude: frozenset[str] = frozenset()) -> list[Host]:
         """Router.candidates (raises NoHostForModel) minus unfit (host, model) pairs and filtered hosts."""
@@ -149,9 +166,9 @@ class Placement:
         ranked = strategy.order(room, weights, model, prefill)  # once: round_robin counts its calls
         order = [h for h in ranked if h in bounded] + [h for h in ranked if h not in bounded]
         reason = self._reason(order[0], estimates, key, bounded, room)
-        if key is not None and strategy.name in ("performance", "p2c") and weights.cache > 0:
-            order, reason = self._cold_pick(order, bounded, estimates, key, strategy.name, weights, model,
-                                            prefill, reason)
+        if key is not None and prefill is not None and strategy.weighs_cache and weights.cache > 0:
+            order, reason = self._cold_pick(order, bounded, estimates, key, strategy, weights, model, prefill,
+                                            reason)
         order, reason = self._slow_start(order, reason)
         if full and call.uses_slot:
             better = self._faster_when_free(order[0], full, estimates, call, ahead)
@@ -173,7 +190,7 @@ class Placement:
         return (ahead + 1) / rate if rate > 0 else UNMEASURED_SERVICE_S * (ahead + 1)
 
     # pieces ----------------------------------------------------------------------------------------
-    def _estimates(self, call: Call, hosts: list[Host], key) -> dict[str, Estimate]:  # type: ignore[no-untyped-def]
+    def _estimates(self, call: Call, hosts: list[Host], key: Optional["PromptKey"]) -> dict[str, Estimate]:
         if key is None or self.shadow is None:
             return {}
         out = {}
@@ -219,7 +236,7 @@ class Placement:
             out.append(h)
         return out or list(room)
 
-    def _reason(self, host: Host, estimates: dict[str, Estimate], key, bounded: list[Host],  # type: ignore[no-untyped-def]
+    def _reason(self, host: Host, estimates: dict[str, Estimate], key: Optional["PromptKey"], bounded: list[Host],
                 room: list[Host]) -> str:
         e = estimates.get(host.address)
         if key is None or e is None:
@@ -238,22 +255,15 @@ class Placement:
             text += f"; home {homes[0]} over its load bound"
         return text
 
-    def _cold_pick(self, order: list[Host], bounded: list[Host], estimates: dict[str, Estimate], key,  # type: ignore[no-untyped-def]
-                   strategy: str, weights, model, prefill, reason: str) -> tuple[list[Host], str]:
+    def _cold_pick(self, order: list[Host], bounded: list[Host], estimates: dict[str, Estimate],
+                   key: "PromptKey", strategy: Strategy, weights: RoutingWeights, model: Optional[str],
+                   prefill: dict[str, float], reason: str) -> tuple[list[Host], str]:
         """No host has any of this prompt: among near-equal hosts, do not evict a conversation still going,
         and let the conversation's rendezvous hash choose, so its home is the same for every gateway."""
         if any(estimates[h.address].cached_chars for h in order if h.address in estimates):
             return order, reason
         pool = [h for h in order if h in bounded] or order
-        if strategy == "performance":
-            scores = {h.address: PerformanceStrategy.score(h, weights, model, prefill) for h in pool}
-            band = COLD_BAND
-        else:
-            from ..cluster.routing import P2CStrategy
-
-            scores = {h.address: P2CStrategy.cost(h, None, model, weights.cache * prefill.get(h.address, 0.0))
-                      for h in pool}
-            band = COLD_BAND_P2C_MS
+        scores, band = strategy.cold_scores(pool, weights, model, prefill)
         best = min(scores.values())
         near = [h for h in pool if scores[h.address] <= best + max(band, COLD_BAND_SHARE * abs(best))]
         quiet = [h for h in near if not estimates[h.address].evicts_active] or near

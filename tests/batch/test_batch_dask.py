@@ -170,6 +170,28 @@ def test_failing_host_chunks_are_retried_elsewhere(stack, http):
                what="the fast node to be healthy again")
 
 
+def test_a_host_that_cannot_load_the_model_is_unfit_for_it_not_ejected(stack, http):
+    """500 "model requires more system memory" on a chunk: the (host, model) is left out for a while, as on the
+    live path; the host stays healthy, nothing counts against it, and every document is embedded elsewhere."""
+    sim, sollol = stack
+    fast = sim.addresses[FAST]
+    failures = sollol.registry.get(fast).failures_total
+    sim.nodes[FAST].load_failure = EMBED_MODEL
+    try:
+        docs = [f"too big for the fast node {i}" for i in range(120)]
+        job_id = submit(http, docs)
+        http.post("/api/batch/trigger")
+        final = wait_finished(http, job_id)
+        assert (final["status"], final["done"], final["failed"]) == ("done", 120, 0)
+        check_vectors(all_results(http, job_id), {str(i): d for i, d in enumerate(docs)})
+        host = sollol.registry.get(fast)
+        assert host.state.value == "healthy" and host.failures_total == failures
+        assert sollol.slots.is_unfit(fast, EMBED_MODEL)
+    finally:
+        sim.nodes[FAST].load_failure = None
+        sollol.slots.forget_host(fast)
+
+
 def test_trigger_takes_up_to_max_batch_size_whatever_the_minimum(stack, http):
     sim, sollol = stack
     sollol.update_config(autobatch_min_batch_size=150, autobatch_max_batch_size=150)

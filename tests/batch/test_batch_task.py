@@ -11,6 +11,7 @@ import pytest
 
 from sollol_core.batch.runner import portable
 from sollol_core.batch.task import embed_chunk
+from sollol_core.request.outcome import Verdict, classify
 from sollol_core.sim import SimNodeSpec, sim_embedding
 
 MODEL = "nomic-embed-text"
@@ -49,17 +50,23 @@ def test_failures_are_classified(node):
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"
     assert embed_chunk(closed, MODEL, ["a"], 5.0, 2.0)[0] == "unreachable"
-    kind, status, msg = embed_chunk(address, "missing-model", ["a"], 5.0, 2.0)
-    assert (kind, status) == ("model_missing", 404) and "not found" in msg
-    kind, status, msg = embed_chunk(address, MODEL, [1, 2], 5.0, 2.0)  # the node refuses the input
-    assert (kind, status) == ("rejected", 400)
+    # error answers come back as the host sent them; the core judges them (request.outcome.classify)
+    kind, status, body = embed_chunk(address, "missing-model", ["a"], 5.0, 2.0)
+    assert (kind, status) == ("answer", 404) and classify(status, body).verdict is Verdict.MODEL_MISSING
+    kind, status, body = embed_chunk(address, MODEL, [1, 2], 5.0, 2.0)  # the node refuses the input
+    assert (kind, status) == ("answer", 400) and classify(status, body).verdict is Verdict.CLIENT_ERROR
     node.nodes[0].failure_rate = 1.0
-    kind, status, msg = embed_chunk(address, MODEL, ["a"], 5.0, 2.0)
-    assert (kind, status) == ("error", 500) and "simulated failure" in msg
+    kind, status, body = embed_chunk(address, MODEL, ["a"], 5.0, 2.0)
+    assert (kind, status) == ("answer", 500) and b"simulated failure" in body
+    assert classify(status, body).verdict is Verdict.HOST_FAILED
     node.nodes[0].failure_rate = 0.0
+    node.nodes[0].load_failure = MODEL
+    kind, status, body = embed_chunk(address, MODEL, ["a"], 5.0, 2.0)
+    assert classify(status, body).verdict is Verdict.UNFIT
+    node.nodes[0].load_failure = None
     node.nodes[0].hang = True
     kind, status, msg = embed_chunk(address, MODEL, ["a"], 0.3, 2.0)
-    assert kind == "error" and "no answer within 0.3 s" in msg
+    assert kind == "failed" and "no answer within 0.3 s" in msg
 
 
 def test_portable_copy_travels_by_value(node):

@@ -37,10 +37,11 @@ from ...cluster.hosts import HostState
 from ...cluster.routing import NoHostForModel
 from ...config import normalize_host
 from ...observability.snapshot import RequestRecord
+from ...request.answer import Streamed
 from ...request.call import Call
-from ...request.path import RelayResponse
 from ...upstream.executor import StreamBody, UpstreamFailure
 from ...upstream.fanout import BodySourceError, BodyTee, ProgressMerger
+from ..answers import to_asgi
 from ..auth import require_management
 from ..io import BadRequest, json_response, model_of, read_json
 
@@ -190,7 +191,7 @@ class Management:
             host = hosts[0] if named_one else await self.push_host(model)
             call = Call(endpoint=path, method=method, path=path, body=request.state.raw_body, model=None,
                         stream=stream, timeout=self.cfg.management_timeout)
-            response = await self.sollol.proxy.forward_to(host, call)
+            response = to_asgi(await self.sollol.proxy.forward(call, pinned=host))
             if not stream and response.status_code < 400:
                 await self.refresh([host])
             return response
@@ -335,7 +336,7 @@ class Management:
             else:
                 self.book(path, 200, started, hosts, model, final.get("error"))
 
-        return RelayResponse(merged(), on_close=closed, status_code=200, media_type=_NDJSON)
+        return to_asgi(Streamed(200, merged(), _NDJSON, on_close=closed))
 
     # blobs -----------------------------------------------------------------------------------------
     @staticmethod

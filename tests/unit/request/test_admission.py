@@ -8,7 +8,7 @@ from sollol_core.cluster.hosts import HostRegistry
 from sollol_core.cluster.routing import Router
 from sollol_core.cluster.slots import SlotTable
 from sollol_core.config import SollolConfig
-from sollol_core.request.admission import GatewayQueue, Rejected
+from sollol_core.request.admission import GatewayQueue, Rejected, Settle
 from sollol_core.request.call import Call
 from sollol_core.request.placement import Placement
 
@@ -37,11 +37,11 @@ async def test_a_free_slot_is_granted_at_once_and_the_next_waits():
     waiting = asyncio.ensure_future(q.admit(call()))
     await asyncio.sleep(0.05)
     assert not waiting.done() and q.depth()["interactive"] == 1
-    first.release()
+    first.end(Settle.UNTOUCHED)
     second = await asyncio.wait_for(waiting, 1)
     assert second.host == "a:1" and second.wait_s > 0.04 and table.in_use("a:1", "m") == 1
-    second.release()
-    second.release()  # idempotent
+    second.end(Settle.UNTOUCHED)
+    second.end(Settle.UNTOUCHED)  # idempotent
     assert table.in_use("a:1", "m") == 0
 
 
@@ -52,7 +52,7 @@ async def test_late_binding_goes_to_the_host_that_frees_first():
     assert {a.host, b.host} == {"a:1", "b:1"}
     waiting = asyncio.ensure_future(q.admit(call()))
     await asyncio.sleep(0.02)
-    (b if b.host == "b:1" else a).release()  # b frees first
+    (b if b.host == "b:1" else a).end(Settle.UNTOUCHED)  # b frees first
     got = await asyncio.wait_for(waiting, 1)
     assert got.host == "b:1"
 
@@ -66,7 +66,7 @@ async def test_higher_class_goes_first():
         lease = await q.admit(call(priority, client=name))
         order.append(name)
         await asyncio.sleep(0)
-        lease.release()
+        lease.end(Settle.UNTOUCHED)
 
     tasks = [asyncio.ensure_future(one("batch", "bulk"))]
     await asyncio.sleep(0.01)
@@ -74,7 +74,7 @@ async def test_higher_class_goes_first():
     await asyncio.sleep(0.01)
     tasks.append(asyncio.ensure_future(one("high", "pager")))
     await asyncio.sleep(0.01)
-    held.release()
+    held.end(Settle.UNTOUCHED)
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
     assert order == ["pager", "chat", "bulk"]
 
@@ -88,7 +88,7 @@ async def test_starvation_guard_keeps_batch_moving():
             lease = await q.admit(call(priority, client=priority))
             served.append(priority)
             await asyncio.sleep(0.001)
-            lease.release()
+            lease.end(Settle.UNTOUCHED)
 
     # interactive requests alone would fill every slot; batch still gets about a quarter
     tasks = [asyncio.ensure_future(worker("interactive", 30)) for _ in range(3)]
@@ -106,13 +106,13 @@ async def test_fair_shares_between_clients_by_cost():
     async def one(client, cost):
         lease = await q.admit(call(client=client, cost=cost))
         served.append(client)
-        lease.release()
+        lease.end(Settle.UNTOUCHED)
 
     tasks = [asyncio.ensure_future(one("loud", 1.0)) for _ in range(10)]
     await asyncio.sleep(0.01)
     tasks += [asyncio.ensure_future(one("quiet", 1.0)) for _ in range(2)]
     await asyncio.sleep(0.01)
-    held.release()
+    held.end(Settle.UNTOUCHED)
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
     # first come first served would put both quiet requests last; fair shares serve them within 4
     assert max(i for i, c in enumerate(served) if c == "quiet") <= 4
@@ -127,13 +127,13 @@ async def test_expensive_requests_are_charged_their_cost():
     async def one(client, cost):
         lease = await q.admit(call(client=client, cost=cost))
         served.append(client)
-        lease.release()
+        lease.end(Settle.UNTOUCHED)
 
     tasks = [asyncio.ensure_future(one("embedder", 8.0)) for _ in range(3)]
     await asyncio.sleep(0.01)
     tasks += [asyncio.ensure_future(one("chat", 1.0)) for _ in range(8)]
     await asyncio.sleep(0.01)
-    held.release()
+    held.end(Settle.UNTOUCHED)
     await asyncio.wait_for(asyncio.gather(*tasks), 2)
     # each 8-input embed call costs as much as 8 chats: the chats are not held behind all three
     assert served.index("chat") <= 1 and served[:9].count("chat") >= 6
@@ -147,7 +147,7 @@ async def test_timeout_answers_503_with_retry_after():
         await q.admit(call())
     assert e.value.status == 503 and e.value.reason == "timeout" and int(e.value.headers["Retry-After"]) >= 1
     assert q.stats.expired == 1 and q.total == 0
-    held.release()
+    held.end(Settle.UNTOUCHED)
 
 
 async def test_expected_wait_over_the_timeout_is_refused_at_once():
@@ -157,7 +157,7 @@ async def test_expected_wait_over_the_timeout_is_refused_at_once():
     with pytest.raises(Rejected) as e:
         await asyncio.wait_for(q.admit(call()), 0.5)  # at once, not after the timeout
     assert e.value.reason == "wait_too_long" and int(e.value.headers["Retry-After"]) >= 5
-    held.release()
+    held.end(Settle.UNTOUCHED)
 
 
 async def test_full_queue_sheds_the_lowest_class_first():
@@ -173,10 +173,10 @@ async def test_full_queue_sheds_the_lowest_class_first():
     with pytest.raises(Rejected) as e:  # full again, and nothing lower than batch to shed
         await q.admit(call("batch", client="late"))
     assert e.value.reason == "queue_full"
-    held.release()
+    held.end(Settle.UNTOUCHED)
     lease = await asyncio.wait_for(chat, 1)
-    lease.release()
-    (await asyncio.wait_for(bulk[0], 1)).release()
+    lease.end(Settle.UNTOUCHED)
+    (await asyncio.wait_for(bulk[0], 1)).end(Settle.UNTOUCHED)
 
 
 async def test_a_cancelled_waiter_leaves_and_costs_no_slot():
@@ -187,7 +187,7 @@ async def test_a_cancelled_waiter_leaves_and_costs_no_slot():
     waiting.cancel()
     await asyncio.sleep(0.01)
     assert q.total == 0
-    held.release()
+    held.end(Settle.UNTOUCHED)
     await asyncio.sleep(0.01)
     assert table.in_use("a:1", "m") == 0
 
@@ -197,12 +197,8 @@ async def test_client_going_away_while_queued():
     held = await q.admit(call())
     gone = asyncio.Event()
 
-    async def receive():
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
     c = call()
-    c.receive = receive
+    c.gone = gone.wait
     waiting = asyncio.ensure_future(q.admit(c))
     await asyncio.sleep(0.02)
     gone.set()
@@ -210,7 +206,7 @@ async def test_client_going_away_while_queued():
         await asyncio.wait_for(waiting, 1)
     assert type(e.value).__name__ == "ClientGone"
     assert q.total == 0 and q.stats.cancelled == 1
-    held.release()
+    held.end(Settle.UNTOUCHED)
     assert table.in_use("a:1", "m") == 0
 
 
@@ -226,7 +222,7 @@ async def test_slot_accounting_never_exceeds_the_limit_under_churn():
         for h in peak:
             peak[h] = max(peak[h], table.in_use(h, "m"))
         await asyncio.sleep(0.001 * (i % 4))
-        lease.release(ok=i % 5 != 0)  # some fail
+        lease.end(Settle.SERVED if i % 5 else Settle.FAILED)  # some fail
 
     tasks = [asyncio.ensure_future(one(i)) for i in range(60)]
     await asyncio.sleep(0.005)

@@ -170,7 +170,7 @@ def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_
     assistant message) is cached up to its new user message."""
     from helpers import CHAT_MODEL, settled
 
-    sim = sim_cluster(n=1, tokens=60)  # an answer of ~400 characters: several blocks
+    sim = sim_cluster(n=2, tokens=60)  # an answer of ~400 characters: several blocks; two hosts to choose from
     sollol = gateway(sim.addresses)
     http = client(sollol)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "first question"}]
@@ -178,10 +178,10 @@ def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_
         import json as _json
 
         answer = "".join(_json.loads(line)["message"]["content"] for line in r.iter_lines() if line)
-    settled(sollol)  # the stream's books are written after its last byte
+    served_by = settled(sollol)[-1].host  # the stream's books are written after its last byte
     messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "second"}]
     key = prompt_key("/api/chat", {"model": CHAT_MODEL, "messages": messages})
-    m = sollol.shadow.match(sim.addresses[0], key, 1)
+    m = sollol.shadow.match(served_by, key, 1)
     without_answer = prompt_key("/api/chat", {"model": CHAT_MODEL, "messages": messages[:2]})
     # the answer is part of what the slot holds: without it the match would end inside the first prompt
     assert m.cached_chars > without_answer.chars + 128
@@ -191,25 +191,23 @@ def test_the_shadow_holds_the_answer_too_so_the_next_turn_matches_all_of_it(sim_
 def test_a_host_restart_or_unload_clears_its_shadow(sim_cluster, gateway, client):
     from helpers import CHAT_MODEL, settled, wait_until
 
-    sim = sim_cluster(n=1)
+    sim = sim_cluster(n=2)  # two hosts: with one there is nothing to place by, and no shadow is kept
     sollol = gateway(sim.addresses, unhealthy_recheck_interval=0.2)
     http = client(sollol)
-    host = sim.addresses[0]
     chat = {"model": CHAT_MODEL, "messages": conversation(1), "stream": False}
     assert http.post("/api/chat", json=chat).status_code == 200
-    settled(sollol)
-    assert sollol.shadow.host_view(host)["entries"] == 1
-    sim.kill(0)
-    assert http.post("/api/chat", json=chat).status_code in (502, 503)
-    sim.revive(0)  # a restarted Ollama: nothing loaded, nothing cached
-    wait_until(lambda: sollol.registry.get(host).state.value == "healthy", what="the host to be re-admitted")
-    assert sollol.shadow.host_view(host)["entries"] == 0
-    assert http.post("/api/chat", json=chat).status_code == 200
-    settled(sollol)
-    assert sollol.shadow.host_view(host)["entries"] == 1
+    home = settled(sollol)[-1].host
+    other = next(a for a in sim.addresses if a != home)
+    assert sollol.shadow.host_view(home)["entries"] == 1
+    sim.kill(sim.addresses.index(home))
+    assert http.post("/api/chat", json=chat).status_code == 200  # the other host takes it
+    assert settled(sollol)[-1].host == other and sollol.shadow.host_view(other)["entries"] == 1
+    sim.revive(sim.addresses.index(home))  # a restarted Ollama: nothing loaded, nothing cached
+    wait_until(lambda: sollol.registry.get(home).state.value == "healthy", what="the host to be re-admitted")
+    assert sollol.shadow.host_view(home)["entries"] == 0
     # an unload seen by the adaptive round (/api/ps no longer lists it) forgets that model's slots
-    sollol.registry.update_models(host, [CHAT_MODEL + ":latest"], [])
-    assert sollol.shadow.host_view(host)["entries"] == 0
+    sollol.registry.update_models(other, [CHAT_MODEL + ":latest"], [])
+    assert sollol.shadow.host_view(other)["entries"] == 0
 
 
 def test_with_slots_unknown_the_load_bound_only_takes_away_the_cache_advantage():
