@@ -138,6 +138,8 @@ class Placed:
     observed: bool = False
     credited_s: float = 0.0
     _entry: Optional[_Entry] = field(default=None, repr=False)
+    # what the slot held before this placement took it: (blocks, chars, block chars, anchor, session, used)
+    _held: Optional[tuple[Any, int, int, int, Optional[str], float]] = field(default=None, repr=False)
 
     @property
     def cached_chars(self) -> int:
@@ -310,6 +312,7 @@ class CacheShadow:
             e = entries[m.slot]
             if e.blocks is not None:
                 old_blocks, old_chars = e.blocks, e.chars
+                placed._held = (old_blocks, old_chars, e.bc, e.anchor, e.session, e.used)
                 keep = self.settings.displaced_per_host > 0 and (
                     restored is not None or key.common_blocks(old_blocks) < old_chars // max(e.bc, 1))
                 self._clear(h, e)
@@ -359,6 +362,28 @@ class CacheShadow:
                 return
             placed.done = True
             self._settle(self._hosts.get(placed.host), placed, None if failed else placed.key)
+
+    def untouched(self, placed: Placed) -> None:
+        """The host never ran the prompt (it was busy, refused it, or never got it): the slot holds what it
+        held before this placement took it."""
+        with self._lock:
+            if placed.done:
+                return
+            placed.done = True
+            h = self._hosts.get(placed.host)
+            e = placed._entry
+            if e is None:
+                return
+            e.busy = False
+            if h is None or not e.alive:
+                return
+            self._clear(h, e)
+            held = placed._held
+            if held is not None:
+                blocks, chars, bc, anchor, session, used = held
+                self._fill(h, e, blocks, chars, bc, anchor, session)
+                e.used = used
+                self._trim(h, keep=e)
 
     def _settle(self, h: Optional[_Host], placed: Placed, key: Optional[PromptKey]) -> None:
         e = placed._entry

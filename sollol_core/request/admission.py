@@ -65,7 +65,7 @@ class ClientGone(Exception):
 class Settle(StrEnum):
     """What the host's slot holds once a request ends."""
 
-    SERVED = "served"  # the host ran the prompt: the slot holds it (and the answer)
+    SERVED = "served"  # the host ran the prompt: the slot holds it (and the answer, when it is known)
     UNTOUCHED = "untouched"  # the host did not run it (busy, a 4xx, never sent): it holds what it held
     FAILED = "failed"  # broken off or unknown: what it holds is not known any more
 
@@ -356,8 +356,10 @@ class GatewayQueue:
                 self.shadow.complete(claim, answer=held)
                 if feedback is not None:
                     self.shadow.observe(claim, feedback)
+            elif how is Settle.UNTOUCHED:
+                self.shadow.untouched(claim)
             else:
-                self.shadow.release(claim, failed=how is Settle.FAILED)
+                self.shadow.release(claim, failed=True)
         if lease.uses_slot:
             self.slots.release(lease.host, lease.model)  # wakes dispatch
         else:

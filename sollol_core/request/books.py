@@ -89,8 +89,8 @@ class Books:
         elif v is Verdict.EXECUTOR_FAILED:  # e.g. a Ray actor died: retried, the host is not at fault
             log.warning("executor failed on a call to %s: %s", host, outcome.reason)
             _end(lease, Settle.FAILED)
-        else:  # CLIENT_GONE: nobody's fault; what the slot holds is not known any more
-            _end(lease, Settle.FAILED)
+        else:  # CLIENT_GONE: nobody's fault; the host evaluated the prompt (the answer is not known)
+            _end(lease, Settle.SERVED)
 
     # one client request ---------------------------------------------------------------------------
     def record(self, call: Call, started: float, status: int, host: str, retries: int,

@@ -31,7 +31,6 @@ from ..cluster.hosts import Host, HostRegistry, model_key
 from ..cluster.routing import NoHostForModel, Router, Strategy
 from ..cluster.slots import SlotTable
 from ..config import RoutingWeights, SollolConfig
-from ..prompt_cache.canonical import approx_chars
 from .call import Call
 
 if TYPE_CHECKING:
@@ -119,8 +118,8 @@ class Placement:
         strategy, weights = self.router.current()
         if not strategy.weighs_cache or weights.cache <= 0:
             return False
-        if approx_chars(call.data, settings.min_prompt_chars) < settings.min_prompt_chars:
-            return False
+        if isinstance(call.body, bytes) and len(call.body) < settings.min_prompt_chars:
+            return False  # the JSON body holds the prompt and more: shorter than the threshold, so is the prompt
         try:
             return len(self.candidates(call)) > 1
         except NoHostForModel:
