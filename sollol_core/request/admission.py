@@ -19,7 +19,6 @@ books): it gives the slot back and tells the prompt-cache shadow what the host's
 from __future__ import annotations
 
 import asyncio
-import bisect
 import math
 import time
 from collections import OrderedDict, deque
@@ -140,7 +139,7 @@ class GatewayQueue:
         self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
         self._seq = 0
         self._waiting = 0
-        self._per_model: dict[Optional[str], list[int]] = {}  # seq of the requests waiting, per model, in order
+        self._per_model: dict[tuple[Priority, Optional[str]], int] = {}  # requests waiting, per class and model
         self._since_batch = 0  # dispatches since the last batch one (the starvation guard)
         self._dispatching = False
         self._again = False
@@ -203,7 +202,8 @@ class GatewayQueue:
             raise Rejected(503, f"the gateway queue is full ({self.config.queue.max_depth} waiting); retry later",
                            "queue_full", expected)
         ticket = self._enqueue(call, cls, client, exclude, front)
-        self.dispatch()  # a slot may have freed between the decision and now
+        if isinstance(decision, Decision):  # room, but others wait: the dispatch chooses who goes first
+            self.dispatch()
         waiter = asyncio.ensure_future(call.gone()) if call.gone is not None else None
         try:
             if waiter is None:
@@ -246,14 +246,9 @@ class GatewayQueue:
         return lease
 
     # internals ------------------------------------------------------------------------------------
-    def _others_wait(self, call: Call, cls: str) -> bool:
+    def _others_wait(self, call: Call, cls: Priority) -> bool:
         """Requests of this class or a higher one wait for the same model: a newcomer queues behind them."""
-        rank = PRIORITY_CLASSES.index(cls)
-        for c in PRIORITY_CLASSES[: rank + 1]:
-            for d in self._classes[c].clients.values():
-                if any(t.call.model == call.model for t in d):
-                    return True
-        return False
+        return self._waiting > 0 and self._ahead(cls, call.model) > 0
 
     def _ahead_of(self, ticket: "_Ticket") -> int:
         """Requests for the same model to be placed before this one: its client's own older ones, and one
@@ -270,16 +265,17 @@ class GatewayQueue:
         return own + others
 
     def _unlist(self, ticket: "_Ticket") -> None:
-        seqs = self._per_model.get(ticket.call.model)
-        if seqs:
-            i = bisect.bisect_left(seqs, ticket.seq)
-            if i < len(seqs) and seqs[i] == ticket.seq:
-                del seqs[i]
+        key = (ticket.cls, ticket.call.model)
+        n = self._per_model.get(key, 0) - 1
+        if n > 0:
+            self._per_model[key] = n
+        else:
+            self._per_model.pop(key, None)
 
-    def _ahead(self, cls: str, model: Optional[str]) -> int:
+    def _ahead(self, cls: Priority, model: Optional[str]) -> int:
+        """Requests waiting for `model` in this class or a higher one."""
         rank = PRIORITY_CLASSES.index(cls)
-        return sum(1 for c in PRIORITY_CLASSES[: rank + 1] for d in self._classes[c].clients.values()
-                   for t in d if t.call.model == model)
+        return sum(self._per_model.get((c, model), 0) for c in PRIORITY_CLASSES[: rank + 1])
 
     def _enqueue(self, call: Call, cls: str, client: str, exclude: frozenset, front: bool) -> _Ticket:
         self._seq += 1
@@ -295,7 +291,8 @@ class GatewayQueue:
         else:
             d.append(ticket)
         self._waiting += 1
-        bisect.insort(self._per_model.setdefault(call.model, []), ticket.seq)
+        key = (cls, call.model)
+        self._per_model[key] = self._per_model.get(key, 0) + 1
         self._observe_depth()
         self._arm_retick()
         return ticket
@@ -424,8 +421,10 @@ class GatewayQueue:
 
     def _heads(self, q: "_ClassQueue") -> tuple[list[tuple[str, _Ticket, Decision]], bool]:
         """Each client's first ticket that can be placed now (per model, first come first served), and
-        whether a waiter was answered on the way (the queue changed: the caller looks again)."""
+        whether waiters were answered on the way (those no host can take any more: the queue changed, so
+        the caller looks again)."""
         heads: list[tuple[str, _Ticket, Decision]] = []
+        failed: list[tuple[_Ticket, Optional[BaseException]]] = []
         for client, d in q.clients.items():
             seen_models: set[Optional[str]] = set()
             for t in d:
@@ -437,15 +436,17 @@ class GatewayQueue:
                     # rather than waited past for a faster host (no head-of-line blocking)
                     decision = self.placement.decide(t.call, t.exclude, ahead=self._ahead_of(t))
                 except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
-                    self._fail(t, e)
-                    return heads, True
+                    failed.append((t, e))
+                    continue
                 if decision is None:
-                    self._fail(t, None)
-                    return heads, True
+                    failed.append((t, None))
+                    continue
                 if isinstance(decision, Decision):
                     heads.append((client, t, decision))
                     break
-        return heads, False
+        for t, error in failed:
+            self._fail(t, error)
+        return heads, bool(failed)
 
     def _serve(self, ticket: _Ticket, decision: Decision) -> None:
         q = self._classes[ticket.cls]

@@ -237,3 +237,18 @@ async def test_no_host_at_all_is_none():
     q, registry, _ = make()
     registry.drain("a:1")
     assert await q.admit(call()) is None
+
+
+async def test_thousands_of_waiters_whose_host_vanishes_are_all_answered():
+    """Placement fails for every waiter at once: the dispatch answers them in a loop (it used to recurse
+    once per waiter, and raised RecursionError at about a thousand, stranding some)."""
+    q, registry, _ = make(max_depth=10000, interactive_timeout_s=100000)
+    held = await q.admit(call())
+    waiters = [asyncio.ensure_future(q.admit(call(client=f"c{i % 50}"))) for i in range(5000)]
+    await asyncio.sleep(0.05)
+    assert q.total == 5000
+    registry.remove("a:1")  # the only host goes away: no waiter can be placed any more
+    held.end(Settle.UNTOUCHED)  # its slot frees: the dispatch looks at every waiter
+    results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 30)
+    assert len(results) == 5000 and all(r is None for r in results)  # each heard "no host"
+    assert q.total == 0
