@@ -12,7 +12,7 @@ After the first byte of a stream the failure is a frame of the stream instead (`
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import orjson
 from starlette.responses import Response
@@ -36,7 +36,7 @@ def api_for_path(path: str) -> str:
     return OLLAMA
 
 
-def error_payload(api: str, status: int, message: str, code: Optional[str] = None) -> dict:
+def error_payload(api: str, status: int, message: str, code: Optional[str] = None) -> dict[str, Any]:
     if api == OPENAI:
         etype = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": message, "type": etype, "param": None, "code": code}}
