@@ -518,7 +518,8 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
-BINARY: dict[str, Any] = {"type": "string", "format": "binary", "description": "The blob's bytes (sent on as they arrive)."}
+BINARY: dict[str, Any] = {"type": "string", "format": "binary",
+                          "description": "The blob's bytes (sent on as they arrive)."}
 
 
 def _content(model: Union[type[BaseModel], dict[str, Any], None], media: str) -> dict[str, Any]:

@@ -175,10 +175,9 @@ class Management:
              error: Optional[str] = None) -> None:
         elapsed = time.perf_counter() - started
         self.metrics.observe(endpoint, status, elapsed)
-        self.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model=model,
-                                               host=",".join(hosts), status=status,
-                                               latency_ms=round(elapsed * 1000, 2), tokens=None, retries=0,
-                                               error=error))
+        self.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model=model, host=",".join(hosts),
+                                        status=status, latency_ms=round(elapsed * 1000, 2), tokens=None,
+                                        retries=0, error=error))
 
     # pull, push, create, copy, delete ---------------------------------------------------------------
     async def json_op(self, op: str, method: str, request: Request) -> Response:

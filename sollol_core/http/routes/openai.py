@@ -27,7 +27,8 @@ def openai_routes(config: SollolConfig, inference: Inference, registry: HostRegi
                   upstream: Upstream) -> GatewayRouter:
     routes = GatewayRouter()
 
-    @routes.declare(CLIENT, "POST", "/v1/chat/completions", hot=True, summary="OpenAI chat completions, routed by model",
+    @routes.declare(CLIENT, "POST", "/v1/chat/completions", hot=True,
+                    summary="OpenAI chat completions, routed by model",
                     openapi_extra=am.doc(am.ChatCompletionRequest, am.ChatCompletion, api=OPENAI,
                                          stream="text/event-stream", errors=INFERENCE_ERRORS))
     async def v1_chat(request: Request) -> Response:
