@@ -31,7 +31,8 @@ from .cluster.hosts import HostRegistry
 from .cluster.routing import Router
 from .cluster.slots import SlotTable
 from .config import HostSettings, SollolConfig, normalize_host, save_config
-from .http.app import create_app
+from .http.app import GatewayDeps, create_app
+from .http.server import ConnectionLimits, GatewayServer
 from .observability.metrics import CONTENT_TYPE, Metrics
 from .observability.requestlog import RequestLog
 from .observability.snapshot import (
@@ -47,7 +48,6 @@ from .prompt_cache.shadow import CacheShadow
 from .request.admission import GatewayQueue
 from .request.books import Books
 from .request.path import RequestPath
-from .http.server import ConnectionLimits, GatewayServer
 from .request.placement import Placement
 from .upstream.executor import AsyncExecutor, Executor
 from .upstream.ray_actors import RayExecutor, RayRuntime
@@ -125,7 +125,6 @@ class SOLLOL:
                                  self.placement, self.books, self.model_lists)
         self.metrics.add_collector(self._collect_metrics)
         self.registry.on_change(self._forget_on_change)
-        self.app = create_app(self)
         self.components: dict[str, ComponentState] = {}
         self.gateway_url = ""
         self.metrics_url = ""
@@ -142,6 +141,10 @@ class SOLLOL:
         self.registry.on_change(self._log_host_change)
         self._sim_clients: Any = None
         self.batch = BatchManager(self)  # durable queue, autobatch, Dask: started and stopped by its hooks
+        self.app = create_app(GatewayDeps(
+            config=self.config, forwarder=self.proxy, registry=self.registry, router=self.router,
+            upstream=self.executor, in_loop=self.in_loop_executor, model_lists=self.model_lists,
+            metrics=self.metrics, requests=self.requests, operator=self, stats=self, batch=self.batch))
 
     # lifecycle ------------------------------------------------------------------------------------
     @property

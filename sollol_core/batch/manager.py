@@ -141,6 +141,21 @@ class BatchManager:
             self.auto.wake()
         return info
 
+    async def results_page(self, job_id: str, offset: int, limit: int) -> list[tuple[int, str, str]]:
+        """(position, document id, embedding JSON) of up to `limit` results from the `offset`-th finished one."""
+        rows: list[tuple[int, str, str]] = await self.db("results_page", job_id, offset, limit)
+        return rows
+
+    async def results_after(self, job_id: str, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """The same, for the results whose position is after `after` (-1: from the first)."""
+        rows: list[tuple[int, str, str]] = await self.db("results", job_id, after, limit)
+        return rows
+
+    async def errors(self, job_id: str, limit: int) -> list[tuple[str, str]]:
+        """(document id, error) of up to `limit` failed documents."""
+        rows: list[tuple[str, str]] = await self.db("errors", job_id, limit)
+        return rows
+
     def trigger(self) -> dict:
         """Start a batch now, whatever autobatch_min_batch_size says. Safe from any thread."""
         auto = self.auto

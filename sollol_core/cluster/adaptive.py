@@ -8,7 +8,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import psutil
 
@@ -105,6 +105,11 @@ class ModelListRefresher:
             self._round = asyncio.ensure_future(
                 asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts)))
         await asyncio.shield(self._round)
+
+    async def refresh_hosts(self, addresses: Sequence[str]) -> None:
+        """Re-read these hosts' model lists now, whatever the interval (after a pull, create, copy or delete
+        on them, so routing sees the change at once)."""
+        await asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in addresses))
 
 
 async def refresh_all(executor: AsyncExecutor, registry: HostRegistry, gpu: GpuProbe,

@@ -107,7 +107,7 @@ class ClientKeys:
             if wait is not None:
                 raise ClientRefused(429, f"client {entry.name} is over its limit of "
                                          f"{entry.requests_per_minute:g} requests per minute", retry_after=wait)
-        priority = entry.priority
+        priority: str = entry.priority
         if asked and PRIORITY_CLASSES.index(asked) > PRIORITY_CLASSES.index(priority):
             priority = asked  # a lower class than the key's is always allowed
         return Client(entry.name, priority)

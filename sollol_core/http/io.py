@@ -1,7 +1,7 @@
-"""HTTP helpers the gateway's routes share (the gateway and the batch endpoints import them from here).
+"""HTTP helpers every route module shares.
 
 Reading a bounded JSON body, answering JSON, and BadRequest: bad input raised anywhere in a route and
-answered by the gateway in the shape of the route's API family (api_errors).
+answered by the gateway in the shape of the route's API family (errors.py).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> dict:
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The body as a dict, bounded in size; BadRequest otherwise (answered in the route's error shape)."""
     raw = await read_body(request, limit)
     data = parse_json_object(raw)
@@ -52,24 +52,23 @@ async def read_json(request: Request, limit: int) -> dict:
     return data
 
 
-def model_of(data: dict, required: bool = True) -> Optional[str]:
+def model_of(data: dict[str, Any]) -> str:
+    """The model a request names (`model`, or Ollama's older `name`); BadRequest when it names none."""
     model = data.get("model") or data.get("name")
     if model is None:
-        if required:
-            raise BadRequest(400, "model is required")
-        return None
+        raise BadRequest(400, "model is required")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest(400, "model must be a non-empty string")
     return model
 
 
-def entries(data: Any, key: str) -> list[dict]:
+def entries(data: Any, key: str) -> list[dict[str, Any]]:
     """The objects listed under `key` in a host's JSON answer; none when it answered something else."""
     items = data.get(key) if isinstance(data, dict) else None
     return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
 
 
-def int_field(data: dict, key: str, default: int) -> int:
+def int_field(data: dict[str, Any], key: str, default: int) -> int:
     """A whole number (JSON true/false and 1.9 are refused, not truncated)."""
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
@@ -77,7 +76,7 @@ def int_field(data: dict, key: str, default: int) -> int:
     return int(value)
 
 
-def float_field(data: dict, key: str, default: float) -> float:
+def float_field(data: dict[str, Any], key: str, default: float) -> float:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest(400, f"{key} must be a number")
@@ -102,7 +101,7 @@ def multipart_fields(body: bytes, content_type: str, names: tuple[str, ...]) -> 
     for part in body.split(b"--" + boundary.encode("latin-1"))[1:]:
         if part.startswith(b"--"):
             break  # the closing delimiter
-        head, sep, value = part.partition(b"\r\n\r\n")
+        head, sep, content = part.partition(b"\r\n\r\n")
         if not sep:
             continue
         disposition = next((line for line in head.decode("latin-1").split("\r\n")
@@ -116,7 +115,7 @@ def multipart_fields(body: bytes, content_type: str, names: tuple[str, ...]) -> 
                 name = None  # a file, not a field
                 break
         if name in wanted and name not in found:
-            found[name] = value.removesuffix(b"\r\n").decode("utf-8", errors="replace")
+            found[name] = content.removesuffix(b"\r\n").decode("utf-8", errors="replace")
     return found
 
 

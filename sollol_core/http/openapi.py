@@ -513,26 +513,28 @@ class BatchTriggered(_Open):
 
 
 # -- wiring into the document -------------------------------------------------------------------------
-def _ref(model: type[BaseModel]) -> dict:
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
     _REGISTERED[model.__name__] = model
     return {"$ref": REF.format(model=model.__name__)}
 
 
-BINARY = {"type": "string", "format": "binary", "description": "The blob's bytes (sent on as they arrive)."}
+BINARY: dict[str, Any] = {"type": "string", "format": "binary",
+                          "description": "The blob's bytes (sent on as they arrive)."}
 
 
-def _content(model: Union[type[BaseModel], dict, None], media: str) -> dict:
+def _content(model: Union[type[BaseModel], dict[str, Any], None], media: str) -> dict[str, Any]:
     if isinstance(model, dict):
         return {media: {"schema": model}}
     return {media: {"schema": _ref(model) if model is not None else {}}}
 
 
-def doc(request: Union[type[BaseModel], dict, None] = None, answer: Optional[type[BaseModel]] = None, *,
+def doc(request: Union[type[BaseModel], dict[str, Any], None] = None, answer: Optional[type[BaseModel]] = None, *,
         api: str = "ollama", stream: Optional[str] = None, request_media: str = "application/json",
         answer_media: str = "application/json", answer_status: int = 200, errors: tuple[int, ...] = (400,),
-        headers: Optional[dict[str, str]] = None, query: Optional[dict[str, tuple[str, str]]] = None) -> dict:
+        headers: Optional[dict[str, str]] = None, query: Optional[dict[str, tuple[str, str]]] = None) -> dict[str, Any]:
     """openapi_extra for one route: its body, its answer (and its stream's media type), its errors."""
-    error_model = {"openai": OpenAIError, "anthropic": AnthropicError}.get(api, OllamaError)
+    error_models: dict[str, type[BaseModel]] = {"openai": OpenAIError, "anthropic": AnthropicError}
+    error_model = error_models.get(api, OllamaError)
     extra: dict[str, Any] = {}
     if request is not None:
         extra["requestBody"] = {"required": True, "content": _content(request, request_media)}
@@ -566,7 +568,7 @@ HOST_HEADER = {"X-SOLLOL-Host": "host:port to act on only that host, or 'all'. W
 def install_openapi(app: FastAPI) -> None:
     """The document FastAPI builds, with the models above in its components."""
 
-    def openapi() -> dict:
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)

@@ -1,52 +1,58 @@
-"""The batch endpoints, included by gateway.create_app.
+"""The batch endpoints.
 
     POST /api/embed/batch    {"docs": [...], "model": "...", "ids": [...]} -> {"job_id", "queued"} once stored
     GET  /api/batch/{job_id} status, totals and results [{"id", "embedding"}], paged (offset, limit);
                              ?format=jsonl streams every result, one JSON object a line
     GET  /api/batch-status   queued / in_progress / done / failed, docs/s, Dask's state, the jobs
     POST /api/batch/trigger  start a batch now (an operator endpoint)
+
+The queue itself is reached through ports.BatchJobs: http and batch do not import each other's modules
+(BatchUnavailable aside, until it lives with the core's other errors).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
 from ...batch.manager import BatchUnavailable
-from ...cluster.routing import NoHostForModel
+from ...cluster.adaptive import ModelListRefresher
+from ...cluster.routing import NoHostForModel, Router
+from ...config import SollolConfig
 from .. import openapi as am
+from ..access import CLIENT, OPERATOR, GatewayRouter
+from ..auth import require_admin
 from ..io import BadRequest, json_response, read_json
-
-if TYPE_CHECKING:
-    from ...service import SOLLOL
+from ..ports import BatchJobs
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 STREAM_PAGE = 500
 
 
-def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> APIRouter:
-    router = APIRouter()
+def batch_routes(config: SollolConfig, jobs: BatchJobs, router: Router, model_lists: ModelListRefresher,
+                 trigger_batch: Callable[[], dict[str, Any]]) -> GatewayRouter:
+    """`trigger_batch`: the operator action behind POST /api/batch/trigger (ports.OperatorActions)."""
+    routes = GatewayRouter()
 
     async def model_exists(model: str) -> bool:
         """False only when every host's model list is known, re-read, and none has the model."""
         try:
-            sollol.router.candidates(model)
+            router.candidates(model)
             return True
         except NoHostForModel:
             pass
-        await sollol.model_lists.refresh()
+        await model_lists.refresh()
         try:
-            sollol.router.candidates(model)
+            router.candidates(model)
             return True
         except NoHostForModel:
             return False
 
-    def parse(data: dict) -> tuple[str, list[str], Optional[list[str]]]:
-        cfg = sollol.config
+    def parse(data: dict[str, Any]) -> tuple[str, list[str], Optional[list[str]]]:
         model = data.get("model")
         if not isinstance(model, str) or not model.strip():
             raise BadRequest(400, "model is required (the embedding model, e.g. \"nomic-embed-text\")")
@@ -57,10 +63,10 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             raise BadRequest(400, "docs must be a list of strings")
         if not docs:
             raise BadRequest(400, "docs is empty: send at least one document")
-        if len(docs) > cfg.batch_max_docs_per_request:
-            raise BadRequest(413, f"{len(docs)} documents is over the limit of {cfg.batch_max_docs_per_request} "
+        if len(docs) > config.batch_max_docs_per_request:
+            raise BadRequest(413, f"{len(docs)} documents is over the limit of {config.batch_max_docs_per_request} "
                                   f"per request (batch_max_docs_per_request): send them in several requests")
-        limit = cfg.batch_max_doc_chars
+        limit = config.batch_max_doc_chars
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
                 raise BadRequest(400, f"docs[{i}] must be a string, not {type(doc).__name__}")
@@ -88,29 +94,29 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             out.append(text)
         return model, docs, out
 
-    @router.post("/api/embed/batch", summary="queue documents to embed in the background",
-                 openapi_extra=am.doc(am.EmbedBatchRequest, am.BatchQueued, errors=(400, 404, 413, 503)))
+    @routes.declare(CLIENT, "POST", "/api/embed/batch", summary="queue documents to embed in the background",
+                    openapi_extra=am.doc(am.EmbedBatchRequest, am.BatchQueued, errors=(400, 404, 413, 503)))
     async def submit(request: Request) -> Response:
-        data = await read_json(request, sollol.config.max_body_bytes)
+        data = await read_json(request, config.max_body_bytes)
         model, docs, ids = parse(data)
         if not await model_exists(model):
             raise BadRequest(404, f"model '{model}' not found on any host")
         try:
-            job = await sollol.batch.enqueue(model, docs, ids)
+            job = await jobs.enqueue(model, docs, ids)
         except BatchUnavailable as e:
             raise BadRequest(503, f"batch queue unavailable: {e}") from None
         return json_response({"job_id": job.job_id, "queued": job.total})
 
-    @router.get("/api/batch-status", summary="the batch queue: totals, rate, Dask, jobs",
-                openapi_extra=am.doc(answer=am.BatchStatus, errors=()))
+    @routes.declare(CLIENT, "GET", "/api/batch-status", summary="the batch queue: totals, rate, Dask, jobs",
+                    openapi_extra=am.doc(answer=am.BatchStatus, errors=()))
     async def batch_status() -> Response:
-        return json_response(sollol.batch.status())
+        return json_response(jobs.status())
 
-    @router.post("/api/batch/trigger", summary="operator: start a batch now",
-                 openapi_extra=am.doc(answer=am.BatchTriggered, errors=(401, 403)))
+    @routes.declare(OPERATOR, "POST", "/api/batch/trigger", summary="operator: start a batch now",
+                    openapi_extra=am.doc(answer=am.BatchTriggered, errors=(401, 403)))
     async def trigger(request: Request) -> Response:
-        require_admin(request)
-        return json_response(sollol.trigger_batch())
+        require_admin(config, request)
+        return json_response(trigger_batch())
 
     def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
         raw = request.query_params.get(name)
@@ -124,25 +130,26 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             raise BadRequest(400, f"{name} must be between {low} and {high}")
         return value
 
-    @router.get("/api/batch/{job_id}", summary="a batch job: status, totals, results (paged, or ?format=jsonl)",
-                openapi_extra=am.doc(answer=am.BatchJob, stream="application/x-ndjson", errors=(400, 404),
-                                     query={"offset": ("integer", "First result to answer (default 0)."),
-                                            "limit": ("integer", "Results per page, 1..1000 (default 100)."),
-                                            "format": ("string", "json (default) or jsonl: every result, "
-                                                                 "one object a line.")}))
+    @routes.declare(CLIENT, "GET", "/api/batch/{job_id}",
+                    summary="a batch job: status, totals, results (paged, or ?format=jsonl)",
+                    openapi_extra=am.doc(answer=am.BatchJob, stream="application/x-ndjson", errors=(400, 404),
+                                         query={"offset": ("integer", "First result to answer (default 0)."),
+                                                "limit": ("integer", "Results per page, 1..1000 (default 100)."),
+                                                "format": ("string", "json (default) or jsonl: every result, "
+                                                                     "one object a line.")}))
     async def job(job_id: str, request: Request) -> Response:
         fmt = request.query_params.get("format", "json")
         if fmt not in ("json", "jsonl"):
             raise BadRequest(400, "format must be json or jsonl")
         offset = int_param(request, "offset", 0, 0, 2**62)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        info = sollol.batch.job(job_id)
+        info = jobs.job(job_id)
         if info is None:
             raise BadRequest(404, f"no such batch job: {job_id}")
         if fmt == "jsonl":
             return StreamingResponse(stream_results(job_id), media_type="application/x-ndjson")
-        rows = await sollol.batch.db("results_page", job_id, offset, limit)
-        errors = await sollol.batch.db("errors", job_id, limit) if info["failed"] else []
+        rows = await jobs.results_page(job_id, offset, limit)
+        errors = await jobs.errors(job_id, limit) if info["failed"] else []
         body: dict[str, Any] = dict(info)
         body["offset"] = offset
         body["limit"] = limit
@@ -154,7 +161,7 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
     async def stream_results(job_id: str) -> AsyncIterator[bytes]:
         after = -1
         while True:
-            rows = await sollol.batch.db("results", job_id, after, STREAM_PAGE)
+            rows = await jobs.results_after(job_id, after, STREAM_PAGE)
             if not rows:
                 return
             yield b"".join(orjson.dumps({"id": doc_id, "embedding": orjson.Fragment(emb)}) + b"\n"
@@ -163,4 +170,4 @@ def batch_router(sollol: "SOLLOL", require_admin: Callable[[Request], None]) -> 
             if len(rows) < STREAM_PAGE:
                 return
 
-    return router
+    return routes

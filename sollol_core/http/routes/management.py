@@ -17,7 +17,7 @@ that the `ollama` command shows as it shows one server's; otherwise one JSON ans
 per host what happened. `X-SOLLOL-Host: host:port` narrows any of them to that host (its answer passed on as
 it is); `X-SOLLOL-Host: all` means every host that is not disabled.
 
-Beyond loopback all but HEAD need the operator token (operator_auth.require_management).
+Beyond loopback all but HEAD need the operator token (auth.require_management).
 """
 
 from __future__ import annotations
@@ -26,27 +26,30 @@ import asyncio
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
-from ...cluster.adaptive import refresh_host
-from ...cluster.hosts import HostState
-from ...cluster.routing import NoHostForModel
-from ...config import normalize_host
+from ...cluster.adaptive import ModelListRefresher
+from ...cluster.hosts import HostRegistry, HostState
+from ...cluster.routing import NoHostForModel, Router
+from ...config import SollolConfig, normalize_host
+from ...observability.metrics import Metrics
+from ...observability.requestlog import RequestLog
 from ...observability.snapshot import RequestRecord
 from ...request.answer import Streamed
 from ...request.call import Call
-from ...upstream.executor import StreamBody, UpstreamFailure
+from ...upstream.executor import Executor, StreamBody, UpstreamFailure, UpstreamResponse
 from ...upstream.fanout import BodySourceError, BodyTee, ProgressMerger
+from .. import openapi as am
+from ..access import OPERATOR, GatewayRouter
 from ..answers import to_asgi
 from ..auth import require_management
+from ..inference import stream_flag
 from ..io import BadRequest, json_response, model_of, read_json
-
-if TYPE_CHECKING:
-    from ...service import SOLLOL
+from ..ports import Forwarder
 
 log = logging.getLogger("sollol.management")
 
@@ -58,8 +61,9 @@ _NDJSON = "application/x-ndjson"
 
 def _message(result: Any) -> str:
     if isinstance(result, dict):
-        if isinstance(result.get("error"), str):
-            return result["error"]
+        error = result.get("error")
+        if isinstance(error, str):
+            return error
         if "raw" in result:
             return str(result["raw"])[:200]
     return "failed"
@@ -79,7 +83,7 @@ def _overall_failure(statuses: list[int]) -> int:
     return statuses[0] if len(set(statuses)) == 1 and 400 <= statuses[0] < 500 else 502
 
 
-def base_model(data: dict) -> Optional[str]:
+def base_model(data: dict[str, Any]) -> Optional[str]:
     """The model a create builds on (`from`, or a Modelfile's FROM), when it names a model, not a file."""
     base = data.get("from")
     if not (isinstance(base, str) and base.strip()):
@@ -97,11 +101,20 @@ def base_model(data: dict) -> Optional[str]:
 
 
 class Management:
-    def __init__(self, sollol: "SOLLOL") -> None:
-        self.sollol = sollol
-        self.cfg = sollol.config
-        self.registry = sollol.registry
-        self.executor = sollol.in_loop_executor  # blob bodies are read in this process; Ray is for inference
+    """The operations across the hosts. `executor` is the in-loop one: blob bodies are read in this
+    process, and Ray is for inference."""
+
+    def __init__(self, *, config: SollolConfig, registry: HostRegistry, router: Router,
+                 model_lists: ModelListRefresher, forwarder: Forwarder, executor: Executor, metrics: Metrics,
+                 requests: RequestLog) -> None:
+        self.cfg = config
+        self.registry = registry
+        self.router = router
+        self.model_lists = model_lists
+        self.forwarder = forwarder
+        self.executor = executor
+        self.metrics = metrics
+        self.requests = requests
 
     # which hosts -----------------------------------------------------------------------------------
     def named_host(self, request: Request) -> tuple[Optional[list[str]], bool]:
@@ -122,7 +135,8 @@ class Management:
 
     def acting_hosts(self) -> tuple[list[str], dict[str, str]]:
         """Hosts that can act now, and those skipped with why (unhealthy)."""
-        hosts, skipped = [], {}
+        hosts: list[str] = []
+        skipped: dict[str, str] = {}
         for h in self.registry.hosts():
             if h.state == HostState.DISABLED:
                 continue
@@ -142,30 +156,29 @@ class Management:
     async def push_host(self, model: str) -> str:
         for attempt in (0, 1):
             try:
-                order = self.sollol.router.route(model)
+                order = self.router.route(model)
             except NoHostForModel:
                 order = None
             if order:
                 return order[0].address
             if attempt == 0:
-                await self.sollol.model_lists.refresh()
+                await self.model_lists.refresh()
         if order is None:
             raise BadRequest(404, f"model '{model}' not found on any host")
         raise BadRequest(503, f"no available host has model '{model}' now; see /api/stats")
 
     async def refresh(self, hosts: list[str]) -> None:
         """Re-read the model lists of the hosts that acted, so routing sees the change at once."""
-        await asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts))
+        await self.model_lists.refresh_hosts(hosts)
 
     # books ------------------------------------------------------------------------------------------
     def book(self, endpoint: str, status: int, started: float, hosts: list[str], model: str = "",
              error: Optional[str] = None) -> None:
         elapsed = time.perf_counter() - started
-        self.sollol.metrics.observe(endpoint, status, elapsed)
-        self.sollol.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model=model,
-                                               host=",".join(hosts), status=status,
-                                               latency_ms=round(elapsed * 1000, 2), tokens=None, retries=0,
-                                               error=error))
+        self.metrics.observe(endpoint, status, elapsed)
+        self.requests.add(RequestRecord(time=time.time(), endpoint=endpoint, model=model, host=",".join(hosts),
+                                        status=status, latency_ms=round(elapsed * 1000, 2), tokens=None,
+                                        retries=0, error=error))
 
     # pull, push, create, copy, delete ---------------------------------------------------------------
     async def json_op(self, op: str, method: str, request: Request) -> Response:
@@ -177,13 +190,8 @@ class Management:
                 raise BadRequest(400, "source and destination are required (model names)")
             model = source
         else:
-            model = model_of(data)  # type: ignore[assignment]
-        stream = False
-        if op in PROGRESS_OPS:
-            stream = data.get("stream")
-            stream = True if stream is None else stream
-            if not isinstance(stream, bool):
-                raise BadRequest(400, "stream must be true or false")
+            model = model_of(data)
+        stream = stream_flag(data, True) if op in PROGRESS_OPS else False  # a stream by default, as in Ollama
         named, named_one = self.named_host(request)
         hosts, skipped = (named, {}) if named is not None else self.acting_hosts()
         path = f"/api/{op}"
@@ -191,7 +199,7 @@ class Management:
             host = hosts[0] if named_one else await self.push_host(model)
             call = Call(endpoint=path, method=method, path=path, body=request.state.raw_body, model=None,
                         stream=stream, timeout=self.cfg.management_timeout)
-            response = to_asgi(await self.sollol.proxy.forward(call, pinned=host))
+            response = to_asgi(await self.forwarder.forward(call, pinned=host))
             if not stream and response.status_code < 400:
                 await self.refresh([host])
             return response
@@ -226,7 +234,9 @@ class Management:
         results = await asyncio.gather(*(self._call(a, method, f"/api/{op}", body) for a in hosts))
         may_be_absent = op in ("copy", "delete")
         per_host: dict[str, Any] = {}
-        ok, absent, failed = [], [], []
+        ok: list[str] = []
+        absent: list[str] = []
+        failed: list[tuple[str, int, Any]] = []
         for address, status, result in results:
             if status < 400:
                 outcome = "success"
@@ -262,7 +272,7 @@ class Management:
         started = time.perf_counter()
         path = f"/api/{op}"
 
-        async def open_one(address: str) -> tuple[str, Any, int, Any]:
+        async def open_one(address: str) -> tuple[str, Optional[UpstreamResponse], int, Any]:
             try:
                 resp = await self.executor.open(address, "POST", path, body, self.cfg.management_timeout)
             except UpstreamFailure as e:
@@ -287,9 +297,9 @@ class Management:
             self.book(path, status, started, hosts, model, final["error"])
             return json_response(final, status)
 
-        queue: asyncio.Queue = asyncio.Queue(256)
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(256)
 
-        async def read(address: str, resp: Any) -> None:
+        async def read(address: str, resp: UpstreamResponse) -> None:
             pending = b""
             error = None
             try:
@@ -309,7 +319,7 @@ class Management:
         tasks = [asyncio.ensure_future(read(a, resp)) for a, resp in live]
         state: dict[str, Any] = {"final": None}
 
-        async def merged() -> Any:
+        async def merged() -> AsyncIterator[bytes]:
             remaining = len(live)
             while remaining:
                 address, item = await queue.get()
@@ -425,31 +435,50 @@ class Management:
         return json_response({"status": "success", "bytes": tee.bytes_read, "hosts": per_host}, 201)
 
 
-def management_router(sollol: "SOLLOL", docs: Optional[dict[str, dict]] = None) -> APIRouter:
-    """The routes, documented by `docs` (openapi_extra by operation name, see api_models)."""
-    m = Management(sollol)
-    router = APIRouter()
-    docs = docs or {}
+def _docs() -> dict[str, dict[str, Any]]:
+    """openapi_extra of each operation."""
+    progress, managing = "application/x-ndjson", (400, 401, 403, 404, 502)
+    return {
+        "pull": am.doc(am.PullRequest, am.ManagementResult, stream=progress, errors=managing, headers=am.HOST_HEADER),
+        "push": am.doc(am.PushRequest, am.ManagementResult, stream=progress, errors=managing, headers=am.HOST_HEADER),
+        "create": am.doc(am.CreateRequest, am.ManagementResult, stream=progress, errors=managing,
+                         headers=am.HOST_HEADER),
+        "copy": am.doc(am.CopyRequest, am.ManagementResult, errors=managing, headers=am.HOST_HEADER),
+        "delete": am.doc(am.DeleteRequest, am.ManagementResult, errors=managing, headers=am.HOST_HEADER),
+        "blob_head": {"responses": {"200": {"description": "Every host has it."},
+                                    "404": {"description": "Some host lacks it."},
+                                    "400": {"description": "Not a sha256 digest."}},
+                      "parameters": am.doc(headers=am.HOST_HEADER)["parameters"]},
+        "blob_post": am.doc(am.BINARY, am.ManagementResult, request_media="application/octet-stream",
+                            answer_status=201, errors=(400, 401, 403, 502), headers=am.HOST_HEADER),
+    }
+
+
+def management_routes(m: Management) -> GatewayRouter:
+    """The routes. Model management is an operator action (auth.require_management says when it is
+    checked)."""
+    routes = GatewayRouter()
+    docs = _docs()
 
     def json_route(op: str, method: str) -> None:
         async def endpoint(request: Request) -> Response:  # annotated, so FastAPI passes the Request
             return await m.json_op(op, method, request)
 
-        router.add_api_route(f"/api/{op}", endpoint, methods=[method], name=f"api_{op}",
-                             summary=f"{op} a model", openapi_extra=docs.get(op))
+        routes.declare(OPERATOR, method, f"/api/{op}", name=f"api_{op}", summary=f"{op} a model",
+                       openapi_extra=docs.get(op))(endpoint)
 
     for op in ("pull", "push", "create", "copy"):
         json_route(op, "POST")
     json_route("delete", "DELETE")
 
+    @routes.declare(OPERATOR, "HEAD", "/api/blobs/{digest}", name="api_blob_exists",
+                    summary="whether every host has a blob", openapi_extra=docs.get("blob_head"))
     async def blob_head(digest: str, request: Request) -> Response:
         return await m.blob_head(digest, request)
 
+    @routes.declare(OPERATOR, "POST", "/api/blobs/{digest}", name="api_blob_upload",
+                    summary="upload a blob to every host that lacks it", openapi_extra=docs.get("blob_post"))
     async def blob_post(digest: str, request: Request) -> Response:
         return await m.blob_post(digest, request)
 
-    router.add_api_route("/api/blobs/{digest}", blob_head, methods=["HEAD"], name="api_blob_exists",
-                         summary="whether every host has a blob", openapi_extra=docs.get("blob_head"))
-    router.add_api_route("/api/blobs/{digest}", blob_post, methods=["POST"], name="api_blob_upload",
-                         summary="upload a blob to every host that lacks it", openapi_extra=docs.get("blob_post"))
-    return router
+    return routes
