@@ -21,15 +21,13 @@ from typing import Any, Literal, Mapping, Optional
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .errors import ConfigError
+
 log = logging.getLogger("sollol.config")
 
 ENV_PREFIX = "SOLLOL_"
 DEFAULT_CONFIG_NAME = "sollol.toml"
 STRATEGIES = ("performance", "p2c", "round_robin", "priority")
-
-
-class ConfigError(Exception):
-    """A configuration value or key that cannot be used; the message names the key and where it came from."""
 
 
 class RoutingWeights(BaseModel):

@@ -32,6 +32,7 @@ from .cluster.hosts import HostRegistry
 from .cluster.routing import Router
 from .cluster.slots import SlotTable
 from .config import HostSettings, SollolConfig, normalize_host, save_config
+from .errors import StartupError
 from .http.app import create_app
 from .observability.metrics import CONTENT_TYPE, Metrics
 from .observability.requestlog import RequestLog
@@ -64,10 +65,6 @@ LIVE_KEYS = {
     "batch_max_docs_per_request", "batch_max_doc_chars",
     "batch_chunk_size", "batch_in_flight_per_host", "batch_max_attempts",
 }
-
-
-class StartupError(RuntimeError):
-    """The gateway could not start (port in use, bad address); the message says what to do."""
 
 
 def _bind(host: str, port: int) -> socket.socket:

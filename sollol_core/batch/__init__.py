@@ -8,6 +8,6 @@
     api        the HTTP endpoints
 """
 
-from .manager import BatchManager, BatchUnavailable
+from .manager import BatchManager
 
-__all__ = ["BatchManager", "BatchUnavailable"]
+__all__ = ["BatchManager"]

@@ -31,11 +31,11 @@ import orjson
 
 from ..cluster.adaptive import refresh_host
 from ..cluster.hosts import HostState
-from ..cluster.routing import NoHostForModel
-from ..request.admission import Lease, Rejected
+from ..errors import DaskUnavailable, NoHostForModel, Rejected
+from ..request.admission import Lease
 from ..request.call import BATCH, Call
 from ..request.outcome import Verdict, classify
-from .runner import DaskUnavailable, portable
+from .runner import portable
 from .store import ClaimedDoc
 from .task import embed_chunk
 

@@ -15,6 +15,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from ..errors import BatchUnavailable
 from ..observability.snapshot import BatchJobView, BatchView
 from .autobatch import AutoBatch
 from .runner import DaskRunner, check_not_spawned_reimport, prepare_process
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sollol.batch")
 VIEW_JOBS = 20  # jobs in the dashboard's view, newest first
-
-
-class BatchUnavailable(Exception):
-    """The batch database cannot be used (the message says why)."""
 
 
 class BatchManager:

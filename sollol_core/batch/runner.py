@@ -22,6 +22,8 @@ import time
 import types
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import DaskUnavailable, SpawnedReimport
+
 if TYPE_CHECKING:
     from ..service import SOLLOL
 
@@ -30,14 +32,6 @@ START_TIMEOUT_S = 90.0
 CLOSE_TIMEOUT_S = 5.0
 SLOTS_REFRESH_S = 5.0
 RETRY_AFTER_S = 10.0
-
-
-class DaskUnavailable(Exception):
-    """Dask could not be started or reached; the message says why."""
-
-
-class SpawnedReimport(RuntimeError):
-    """SOLLOL is being created by the module-level code of a main module that a spawned child re-imports."""
 
 
 def check_not_spawned_reimport() -> None:

@@ -16,6 +16,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Callable, Iterable, Optional
 
+from ..errors import UnknownHost
 from ..observability.snapshot import HostView
 
 PEAK_EWMA_TAU_S = 10.0  # decay time constant of the peak-EWMA latency (Finagle uses 10 s)
@@ -34,10 +35,6 @@ class HostState(str, Enum):
     UNHEALTHY = "unhealthy"
     DRAINING = "draining"
     DISABLED = "disabled"
-
-
-class UnknownHost(KeyError):
-    """The registry has no host of that address."""
 
 
 @lru_cache(maxsize=4096)

@@ -15,6 +15,7 @@ import time
 from typing import Mapping, Optional, Protocol, Sequence
 
 from ..config import STRATEGIES, RoutingWeights
+from ..errors import NoHostForModel
 from .hosts import Host, HostRegistry, HostState, model_key
 
 NEUTRAL_CPU_LOAD = 0.5  # a remote host's CPU load cannot be read: a neutral middle value
@@ -25,10 +26,6 @@ UNMEASURED_BUSY_LATENCY_S = 1.0
 UNMEASURED_BUSY_COST_MS = 1e6
 # p2c: a host that would have to load the model first counts as this much slower (a load takes seconds)
 COLD_MODEL_PENALTY_MS = 1000.0
-
-
-class NoHostForModel(Exception):
-    """Every host's model list is known and none has the model (the gateway answers 404 like Ollama)."""
 
 
 def is_cold(host: Host, model: Optional[str]) -> bool:

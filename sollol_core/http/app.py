@@ -21,25 +21,15 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..config import STRATEGIES, normalize_host
+from ..errors import BadRequest, ClientRefused, UpstreamFailure
 from ..observability.metrics import CONTENT_TYPE
 from ..prompt_cache.canonical import prompt_key_async, session_key
 from ..request.call import Call
-from ..upstream.executor import UpstreamFailure
 from . import openapi as am
 from .auth import require_admin as check_admin
-from .clients import Client, ClientKeys, ClientRefused
+from .clients import Client, ClientKeys
 from .errors import ANTHROPIC, OLLAMA, OPENAI, api_for_path, error_response
-from .io import (
-    BadRequest,
-    entries,
-    float_field,
-    int_field,
-    json_response,
-    model_of,
-    multipart_fields,
-    read_body,
-    read_json,
-)
+from .io import entries, float_field, int_field, json_response, model_of, multipart_fields, read_body, read_json
 from .routes.batch import batch_router
 from .routes.management import management_router
 

@@ -12,10 +12,10 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from ..cluster.hosts import HostRegistry, model_key
+from ..errors import ExecutorFailure, UpstreamFailure
 from ..observability.metrics import Metrics
 from ..observability.requestlog import RequestLog
 from ..observability.snapshot import RequestRecord
-from ..upstream.executor import ExecutorFailure, UpstreamFailure
 from .call import Call
 from .relay import Usage
 

@@ -25,13 +25,13 @@ from starlette.responses import Response, StreamingResponse
 
 from ..cluster.adaptive import ModelListRefresher
 from ..cluster.hosts import HostRegistry
-from ..cluster.routing import NoHostForModel
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
+from ..errors import ClientGone, NoHostForModel, Rejected, UpstreamFailure
 from ..http.errors import api_for_path, error_response
 from ..observability.metrics import Metrics
-from ..upstream.executor import Executor, UpstreamFailure
-from .admission import ClientGone, GatewayQueue, Lease, Rejected
+from ..upstream.executor import Executor
+from .admission import GatewayQueue, Lease
 from .books import FAILED, UNTOUCHED, Books
 from .call import Call
 from .outcome import Verdict, classify

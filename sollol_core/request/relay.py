@@ -14,8 +14,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from ..errors import UpstreamFailure
 from ..http.errors import stream_error_frame
-from ..upstream.executor import UpstreamFailure
 from .call import Call
 from .outcome import stream_error
 

@@ -15,10 +15,9 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from ...batch.manager import BatchUnavailable
-from ...cluster.routing import NoHostForModel
+from ...errors import BadRequest, BatchUnavailable, NoHostForModel
 from .. import openapi as am
-from ..io import BadRequest, json_response, read_json
+from ..io import json_response, read_json
 
 if TYPE_CHECKING:
     from ...service import SOLLOL

@@ -34,15 +34,15 @@ from starlette.responses import Response
 
 from ...cluster.adaptive import refresh_host
 from ...cluster.hosts import HostState
-from ...cluster.routing import NoHostForModel
 from ...config import normalize_host
+from ...errors import BadRequest, BodySourceError, NoHostForModel, UpstreamFailure
 from ...observability.snapshot import RequestRecord
 from ...request.call import Call
 from ...request.path import RelayResponse
-from ...upstream.executor import StreamBody, UpstreamFailure
-from ...upstream.fanout import BodySourceError, BodyTee, ProgressMerger
+from ...upstream.executor import StreamBody
+from ...upstream.fanout import BodyTee, ProgressMerger
 from ..auth import require_management
-from ..io import BadRequest, json_response, model_of, read_json
+from ..io import json_response, model_of, read_json
 
 if TYPE_CHECKING:
     from ...service import SOLLOL

@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
-from sollol_core.cluster.hosts import HostRegistry, HostState, UnknownHost, model_key
+from sollol_core.cluster.hosts import HostRegistry, HostState, model_key
 from sollol_core.cluster.routing import performance_score
 from sollol_core.config import RoutingWeights
+from sollol_core.errors import UnknownHost
 
 
 def views(reg):

@@ -6,7 +6,6 @@ import tomllib
 import pytest
 
 from sollol_core.config import (
-    ConfigError,
     SollolConfig,
     env_overrides,
     load_config,
@@ -15,6 +14,7 @@ from sollol_core.config import (
     read_hosts_file,
     save_config,
 )
+from sollol_core.errors import ConfigError
 
 from helpers import REPO
 
