@@ -70,8 +70,8 @@ class Chunk:
 class AutoBatch:
     def __init__(self, manager: "BatchManager") -> None:
         self.manager = manager
-        self.sollol = manager.sollol
-        self.config = manager.sollol.config
+        self.deps = manager.deps
+        self.config = manager.deps.config
         self.runner = manager.runner
         self.token = secrets.randbits(62)  # this process's claims; another process's are left alone
         self.pending: deque[Chunk] = deque()
@@ -166,7 +166,7 @@ class AutoBatch:
 
     def _capacity(self) -> int:
         """Chunks that can run at once: per-host limit x hosts that take work, within Dask's threads."""
-        hosts = sum(1 for h in self.sollol.registry.hosts() if h.state == HostState.HEALTHY) or 1
+        hosts = sum(1 for h in self.deps.registry.hosts() if h.state == HostState.HEALTHY) or 1
         return max(1, min(self.slots or 1, hosts * self.config.batch_in_flight_per_host))
 
     async def _claim(self, limit: int) -> int:
@@ -232,7 +232,7 @@ class AutoBatch:
         lease: Optional[Lease] = None
         try:
             try:
-                lease = await self.sollol.queue.admit(self._chunk_call(chunk), frozenset(chunk.tried))
+                lease = await self.deps.queue.admit(self._chunk_call(chunk), frozenset(chunk.tried))
             except NoHostForModel:
                 self._spawn(self._no_model(chunk))
                 return
@@ -271,12 +271,12 @@ class AutoBatch:
         host = lease.host
         self.in_flight += 1
         self.host_load[host] = self.host_load.get(host, 0) + 1
-        self.sollol.registry.begin(host)
+        self.deps.registry.begin(host)
         self._spawn(self._run_chunk(chunk, lease))
 
     async def _run_chunk(self, chunk: Chunk, lease: Lease) -> None:
         cfg = self.config
-        registry = self.sollol.registry
+        registry = self.deps.registry
         host = lease.host
         started = time.perf_counter()
         outcome: Optional[tuple] = None
@@ -325,7 +325,7 @@ class AutoBatch:
         chunk.last_error = f"{host}: {payload}"
         if kind == "error" and classify(status, orjson.dumps({"error": str(payload)})).verdict == Verdict.BUSY:
             # busy is not broken: the chunk goes back to the head of the line, the host keeps its place
-            self.sollol.slots.mark_busy(host, chunk.model)
+            self.deps.slots.mark_busy(host, chunk.model)
             self.pending.appendleft(chunk)
             self._pump()
             return
@@ -362,9 +362,9 @@ class AutoBatch:
     async def _no_model(self, chunk: Chunk) -> None:
         if not chunk.refreshed:  # a model pulled a moment ago is not in the lists until the next round
             chunk.refreshed = True
-            registry = self.sollol.registry
+            registry = self.deps.registry
             hosts = [h.address for h in registry.hosts() if h.state != HostState.DISABLED]
-            await asyncio.gather(*(refresh_host(self.sollol.in_loop_executor, registry, a) for a in hosts),
+            await asyncio.gather(*(refresh_host(self.deps.executor, registry, a) for a in hosts),
                                  return_exceptions=True)
             self.pending.appendleft(chunk)
             self._pump()
