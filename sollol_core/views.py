@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from . import __version__
 from .observability.snapshot import CacheView, ClientView, ClusterSnapshot, HostView, QueueView, RequestRecord
+from .version import __version__
 from .wiring import Parts
 
 # the per-host fields of /api/stats, in its order

@@ -19,12 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match
 
-from .. import __version__
 from ..config import STRATEGIES, normalize_host
 from ..errors import BadRequest, ClientRefused, UpstreamFailure
 from ..observability.metrics import CONTENT_TYPE
 from ..prompt_cache.canonical import prompt_key_async, session_key
 from ..request.call import Call
+from ..version import __version__
 from . import openapi as am
 from .auth import require_admin as check_admin
 from .clients import Client, ClientKeys
