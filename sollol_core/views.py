@@ -158,7 +158,8 @@ class Views:
 
     # Prometheus (read at scrape time) -------------------------------------------------------------
     def collect(self) -> list[Metric]:
-        """The families read from the core's state: queue, slots, cache hit rates, then the host gauges."""
+        """The families read from the core's state: queue, slots, cache hit rates, then the host gauges.
+        Added once to parts.metrics (metrics.add_collector), as SOLLOL does."""
         return [*self._queue_families(), *self._slot_and_cache_families(), *self._host_families()]
 
     def _queue_families(self) -> list[Metric]:
