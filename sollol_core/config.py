@@ -20,6 +20,9 @@ from typing import Any, Literal, Mapping, Optional
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticUndefined
+
+from .errors import ConfigError
 
 log = logging.getLogger("sollol.config")
 
@@ -28,8 +31,15 @@ DEFAULT_CONFIG_NAME = "sollol.toml"
 STRATEGIES = ("performance", "p2c", "round_robin", "priority")
 
 
-class ConfigError(Exception):
-    """A configuration value or key that cannot be used; the message names the key and where it came from."""
+def setting(default: Any = PydanticUndefined, *, live: bool, **field: Any) -> Any:
+    """A pydantic Field that says whether it is live: `live=True` when a change made with update_config
+    applies at once (the value is read on every use, or update_config hands it to the part that holds it),
+    False when it is read only at start (takes effect on the next start). Every field of every settings
+    model declares it; a test fails on one that does not."""
+    return Field(default, json_schema_extra={LIVE_MARK: live}, **field)
+
+
+LIVE_MARK = "live"
 
 
 class RoutingWeights(BaseModel):
@@ -37,143 +47,196 @@ class RoutingWeights(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    cpu_load: float = Field(0.3, ge=0, description="CPU load 0..1 of the host (local hosts only; 0.5 when unknown).")
-    gpu_free_mem: float = Field(0.2, ge=0, description="1/(1 + free GPU GiB): 1.0 with no free memory; 0.5 when unknown.")
-    priority: float = Field(0.1, ge=0, description="Host priority rank / 10 (0 is preferred).")
-    latency: float = Field(0.2, ge=0, description="Latency EWMA in seconds.")
-    success_rate: float = Field(0.2, ge=0, description="1 - success rate (EWMA).")
-    in_flight: float = Field(0.2, ge=0, description="Requests in flight × latency in seconds: the queue a new request joins.")
-    cold_model: float = Field(0.2, ge=0, description="1 when the host does not have the requested model loaded.")
-    cache: float = Field(1.0, ge=0, description="Expected prefill seconds the host would still do: the part of the "
-                                                "prompt it has not cached × its prefill rate. 0 ignores the cache.")
+    cpu_load: float = setting(0.3, live=True, ge=0,
+                              description="CPU load 0..1 of the host (local hosts only; 0.5 when unknown).")
+    gpu_free_mem: float = setting(0.2, live=True, ge=0,
+                                  description="1/(1 + free GPU GiB): 1.0 with no free memory; 0.5 when unknown.")
+    priority: float = setting(0.1, live=True, ge=0, description="Host priority rank / 10 (0 is preferred).")
+    latency: float = setting(0.2, live=True, ge=0, description="Latency EWMA in seconds.")
+    success_rate: float = setting(0.2, live=True, ge=0, description="1 - success rate (EWMA).")
+    in_flight: float = setting(0.2, live=True, ge=0,
+                               description="Requests in flight × latency in seconds: the queue a new request joins.")
+    cold_model: float = setting(0.2, live=True, ge=0,
+                                description="1 when the host does not have the requested model loaded.")
+    cache: float = setting(1.0, live=True, ge=0,
+                           description="Expected prefill seconds the host would still do: the part of the prompt "
+                                       "it has not cached × its prefill rate. 0 ignores the cache.")
 
 
 class HostSettings(BaseModel):
-    """Per-host routing settings, kept in the config so that a saved file brings them back."""
+    """Per-host routing settings, kept in the config so that a saved file brings them back.
+
+    update_config(host_settings=...) hands priority and weight to the registry for the hosts it names."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    priority: int = Field(0, ge=0, description="Rank: 0 is preferred first.")
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Capacity multiplier; a score is divided by it.")
-    num_parallel: Optional[int] = Field(None, ge=1, le=1024,
-                                        description="The host's OLLAMA_NUM_PARALLEL: requests one loaded model runs "
-                                                    "at once (its slots). Unset: default_num_parallel.")
+    priority: int = setting(0, live=True, ge=0, description="Rank: 0 is preferred first.")
+    weight: float = setting(1.0, live=True, gt=0, allow_inf_nan=False,
+                            description="Capacity multiplier; a score is divided by it.")
+    num_parallel: Optional[int] = setting(None, live=True, ge=1, le=1024,
+                                          description="The host's OLLAMA_NUM_PARALLEL: requests one loaded model "
+                                                      "runs at once (its slots). Unset: default_num_parallel.")
 
 
 class CacheSettings(BaseModel):
-    """Cache-aware placement: a shadow of what each host's slots hold."""
+    """Cache-aware placement: a shadow of what each host's slots hold. One object, read on every use by the
+    shadow, placement and the gateway: update_config changes it in place."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    enabled: bool = Field(True, description="Keep the shadow and place by it (the cache weight scales the term).")
-    block_chars: int = Field(128, ge=16, le=4096, description="Characters per hashed block of a canonical prompt.")
-    min_prompt_chars: int = Field(512, ge=0, description="Shorter prompts skip cache-aware placement (the fast "
-                                                         "lane): their prefill is too cheap to place them by.")
-    max_blocks_per_host: int = Field(65536, ge=64, description="Blocks the shadow keeps per host, all slots "
-                                                                "and models together (8 bytes each).")
-    displaced_per_host: int = Field(0, ge=0, le=1024, description="Displaced prompts remembered per host "
-                                                                  "(Ollama >= 0.30 keeps them in host RAM); 0: none.")
-    min_cover: float = Field(0.1, ge=0, le=1, description="A slot is reused when its common prefix covers more "
-                                                          "than this share of the prompt; else the LRU slot.")
-    active_s: float = Field(300.0, gt=0, description="A slot used within this many seconds holds a conversation "
-                                                     "that is still going: a cold request does not evict it.")
-    load_epsilon: float = Field(0.25, ge=0, description="Bounded load: no host holds more than (1 + epsilon) "
-                                                        "times its share (by slots) of the requests in flight.")
-    default_prefill_s_per_kchar: float = Field(0.5, gt=0, description="Prefill seconds per 1,000 uncached "
-                                                                      "characters before a host is measured.")
+    enabled: bool = setting(True, live=True,
+                            description="Keep the shadow and place by it (the cache weight scales the term).")
+    block_chars: int = setting(128, live=True, ge=16, le=4096,
+                               description="Characters per hashed block of a canonical prompt.")
+    min_prompt_chars: int = setting(512, live=True, ge=0,
+                                    description="A request whose body is shorter skips cache-aware placement "
+                                                "(the fast lane): its prefill is too cheap to place it by.")
+    max_blocks_per_host: int = setting(65536, live=True, ge=64,
+                                       description="Blocks the shadow keeps per host, all slots and models "
+                                                   "together (8 bytes each).")
+    displaced_per_host: int = setting(0, live=True, ge=0, le=1024,
+                                      description="Displaced prompts remembered per host (Ollama >= 0.30 keeps "
+                                                  "them in host RAM); 0: none.")
+    min_cover: float = setting(0.1, live=True, ge=0, le=1,
+                               description="A slot is reused when its common prefix covers more than this share "
+                                           "of the prompt; else the LRU slot.")
+    active_s: float = setting(300.0, live=True, gt=0,
+                              description="A slot used within this many seconds holds a conversation that is "
+                                          "still going: a cold request does not evict it.")
+    load_epsilon: float = setting(0.25, live=True, ge=0,
+                                  description="Bounded load: no host holds more than (1 + epsilon) times its "
+                                              "share (by slots) of the requests in flight.")
+    default_prefill_s_per_kchar: float = setting(0.5, live=True, gt=0,
+                                                 description="Prefill seconds per 1,000 uncached characters "
+                                                             "before a host is measured.")
 
 
 class QueueSettings(BaseModel):
-    """The gateway queue: requests that find no free slot wait here, by class."""
+    """The gateway queue: requests that find no free slot wait here, by class. Read on every use."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    high_timeout_s: float = Field(60.0, gt=0, description="Longest wait of a `high` request (503 beyond).")
-    interactive_timeout_s: float = Field(30.0, gt=0, description="Longest wait of an `interactive` request.")
-    batch_timeout_s: float = Field(600.0, gt=0, description="Longest wait of a `batch` request or chunk.")
-    max_depth: int = Field(1000, ge=1, description="Requests the queue holds; beyond, the lowest class is shed.")
-    batch_share: float = Field(0.1, ge=0, le=1, description="Starvation guard: share of the slots freed that go "
-                                                            "to waiting `batch` requests even when others wait.")
+    high_timeout_s: float = setting(60.0, live=True, gt=0, description="Longest wait of a `high` request "
+                                                                       "(503 beyond).")
+    interactive_timeout_s: float = setting(30.0, live=True, gt=0,
+                                           description="Longest wait of an `interactive` request.")
+    batch_timeout_s: float = setting(600.0, live=True, gt=0,
+                                     description="Longest wait of a `batch` request or chunk.")
+    max_depth: int = setting(1000, live=True, ge=1,
+                             description="Requests the queue holds; beyond, the lowest class is shed.")
+    batch_share: float = setting(0.1, live=True, ge=0, le=1,
+                                 description="Starvation guard: share of the slots freed that go to waiting "
+                                             "`batch` requests even when others wait.")
 
 
 class ApiKey(BaseModel):
-    """A client's key: its name in stats and logs, its priority class, its rate limit."""
+    """A client's key: its name in stats and logs, its priority class, its rate limit. Read on every request."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    name: str = Field(..., min_length=1, description="Shown in /api/stats, metrics and the dashboard.")
-    priority: Literal["high", "interactive", "batch"] = Field("interactive", description="Class of its requests.")
-    requests_per_minute: Optional[float] = Field(None, gt=0, description="Rate limit; 429 above. Unset: none.")
+    name: str = setting(..., live=True, min_length=1, description="Shown in /api/stats, metrics and the dashboard.")
+    priority: Literal["high", "interactive", "batch"] = setting("interactive", live=True,
+                                                                description="Class of its requests.")
+    requests_per_minute: Optional[float] = setting(None, live=True, gt=0,
+                                                   description="Rate limit; 429 above. Unset: none.")
 
 
 class SollolConfig(BaseModel):
-    """All of SOLLOL's settings. Documented once, in sollol.toml.example."""
+    """All of SOLLOL's settings. Documented once, in sollol.toml.example; `live` as `setting` says."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # hosts
-    hosts: list[str] = Field(default_factory=list, description="Ollama servers as host:port.")
-    hosts_file: Optional[str] = Field(None, description="File with one host:port a line (# comments).")
-    host_settings: dict[str, HostSettings] = Field(default_factory=dict,
-                                                   description="Priority and weight by host:port.")
+    hosts: list[str] = setting(default_factory=list, live=True,
+                               description="Ollama servers as host:port (update_config adds and removes them).")
+    hosts_file: Optional[str] = setting(None, live=False, description="File with one host:port a line (# comments).")
+    host_settings: dict[str, HostSettings] = setting(default_factory=dict, live=True,
+                                                     description="Priority, weight and slots by host:port.")
     # gateway
-    gateway_host: str = Field("127.0.0.1", description="Address the gateway binds.")
-    gateway_port: int = Field(8000, ge=0, le=65535, description="Port of the gateway.")
-    admin_token: Optional[str] = Field(None, description="Token for operator endpoints when bound beyond loopback.")
-    management_open: bool = Field(False, description="Beyond loopback, let anyone pull, push, create, copy and "
-                                                     "delete models without the operator token.")
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
+    gateway_host: str = setting("127.0.0.1", live=False, description="Address the gateway binds.")
+    gateway_port: int = setting(8000, live=False, ge=0, le=65535, description="Port of the gateway.")
+    admin_token: Optional[str] = setting(None, live=True,
+                                         description="Token for operator endpoints when bound beyond loopback.")
+    management_open: bool = setting(False, live=True,
+                                    description="Beyond loopback, let anyone pull, push, create, copy and delete "
+                                                "models without the operator token.")
+    max_body_bytes: int = setting(32 * 1024 * 1024, live=True, ge=1024,
+                                  description="Largest request body accepted (413 above).")
     # routing
-    routing_strategy: Literal["performance", "p2c", "round_robin", "priority"] = "performance"
-    routing_weights: RoutingWeights = Field(default_factory=RoutingWeights)
+    routing_strategy: Literal["performance", "p2c", "round_robin", "priority"] = setting(
+        "performance", live=True, description="performance, p2c, round_robin or priority.")
+    routing_weights: RoutingWeights = setting(default_factory=RoutingWeights, live=True,
+                                              description="Weights of the performance score's terms.")
     # slots, cache, queue, clients
-    default_num_parallel: Optional[int] = Field(None, ge=1, le=1024,
-                                                description="Slots of a host without num_parallel in host_settings. "
-                                                            "Unset: such a host is not limited by SOLLOL.")
-    host_queue_depth: int = Field(0, ge=0, description="Requests allowed to wait inside a host beyond its slots.")
-    cache: CacheSettings = Field(default_factory=CacheSettings)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
-    api_keys: dict[str, ApiKey] = Field(default_factory=dict, description="Client keys; when any is set, "
-                                                                          "inference endpoints require one.")
+    default_num_parallel: Optional[int] = setting(None, live=True, ge=1, le=1024,
+                                                  description="Slots of a host without num_parallel in "
+                                                              "host_settings. Unset: such a host is not limited "
+                                                              "by SOLLOL.")
+    host_queue_depth: int = setting(0, live=True, ge=0,
+                                    description="Requests allowed to wait inside a host beyond its slots.")
+    cache: CacheSettings = setting(default_factory=CacheSettings, live=True,
+                                   description="Cache-aware placement.")
+    queue: QueueSettings = setting(default_factory=QueueSettings, live=True, description="The gateway queue.")
+    api_keys: dict[str, ApiKey] = setting(default_factory=dict, live=True,
+                                          description="Client keys; when any is set, inference endpoints "
+                                                      "require one.")
     # execution
-    executor: Literal["async", "ray"] = Field("async", description="Where upstream calls run.")
-    ray_workers: int = Field(2, ge=1, description="Number of Ray actors.")
-    ray_address: Optional[str] = Field(None, description="Existing Ray cluster to join; None starts a local one.")
-    ray_num_cpus: int = Field(2, ge=1, description="CPUs for a local Ray.")
+    executor: Literal["async", "ray"] = setting("async", live=False, description="Where upstream calls run.")
+    ray_workers: int = setting(2, live=False, ge=1, description="Number of Ray actors.")
+    ray_address: Optional[str] = setting(None, live=False,
+                                         description="Existing Ray cluster to join; None starts a local one.")
+    ray_num_cpus: int = setting(2, live=False, ge=1, description="CPUs for a local Ray.")
     # batch
-    dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster.")
-    dask_scheduler: Optional[str] = Field(None, description="External Dask scheduler, e.g. tcp://10.0.0.1:8786.")
-    dask_threads_per_worker: int = Field(8, ge=1, description="Threads of each local Dask worker (chunks are I/O).")
-    autobatch_enabled: bool = True
-    autobatch_interval: float = Field(60.0, gt=0)
-    autobatch_min_batch_size: int = Field(1, ge=1)
-    autobatch_max_batch_size: int = Field(100, ge=1)
-    batch_db: str = Field("sollol-batch.db", description="SQLite file of the durable batch queue.")
-    batch_max_docs_per_request: int = Field(10000, ge=1, description="Documents one /api/embed/batch may carry.")
-    batch_max_doc_chars: int = Field(100000, ge=1, description="Characters one batch document may have.")
-    batch_chunk_size: int = Field(32, ge=1, le=1000, description="Documents per /api/embed call to a host.")
-    batch_in_flight_per_host: int = Field(2, ge=1, description="Batch chunks one host works on at once.")
-    batch_max_attempts: int = Field(3, ge=1, description="Host errors after which a document is marked failed.")
+    dask_workers: int = setting(2, live=False, ge=1, description="Workers of the local Dask cluster.")
+    dask_scheduler: Optional[str] = setting(None, live=False,
+                                            description="External Dask scheduler, e.g. tcp://10.0.0.1:8786.")
+    dask_threads_per_worker: int = setting(8, live=False, ge=1,
+                                           description="Threads of each local Dask worker (chunks are I/O).")
+    autobatch_enabled: bool = setting(True, live=True, description="Start batches on the interval and by size.")
+    autobatch_interval: float = setting(60.0, live=True, gt=0, description="Seconds between batch starts.")
+    autobatch_min_batch_size: int = setting(1, live=True, ge=1,
+                                            description="Documents that must wait for the interval to start one.")
+    autobatch_max_batch_size: int = setting(100, live=True, ge=1,
+                                            description="Documents in one batch; this many waiting start one.")
+    batch_db: str = setting("sollol-batch.db", live=False, description="SQLite file of the durable batch queue.")
+    batch_max_docs_per_request: int = setting(10000, live=True, ge=1,
+                                              description="Documents one /api/embed/batch may carry.")
+    batch_max_doc_chars: int = setting(100000, live=True, ge=1,
+                                       description="Characters one batch document may have.")
+    batch_chunk_size: int = setting(32, live=True, ge=1, le=1000,
+                                    description="Documents per /api/embed call to a host.")
+    batch_in_flight_per_host: int = setting(2, live=True, ge=1, description="Batch chunks one host works on at once.")
+    batch_max_attempts: int = setting(3, live=True, ge=1,
+                                      description="Host errors after which a document is marked failed.")
     # metrics and loops
-    metrics_enabled: bool = True
-    metrics_port: int = Field(9090, ge=0, le=65535)
-    adaptive_metrics_enabled: bool = True
-    adaptive_metrics_interval: float = Field(30.0, gt=0)
-    health_check_enabled: bool = True
-    health_check_interval: float = Field(120.0, gt=0)
-    unhealthy_recheck_interval: float = Field(5.0, gt=0, description="How often an unhealthy host is probed.")
+    metrics_enabled: bool = setting(True, live=False, description="Serve Prometheus metrics on metrics_port.")
+    metrics_port: int = setting(9090, live=False, ge=0, le=65535, description="Port of the metrics server.")
+    adaptive_metrics_enabled: bool = setting(True, live=False,
+                                             description="Read models, CPU load and GPU memory of the hosts.")
+    adaptive_metrics_interval: float = setting(30.0, live=True, gt=0, description="Seconds between those rounds.")
+    health_check_enabled: bool = setting(True, live=False, description="Check every host's health in rounds.")
+    health_check_interval: float = setting(120.0, live=True, gt=0, description="Seconds between health checks.")
+    unhealthy_recheck_interval: float = setting(5.0, live=True, gt=0,
+                                                description="How often an unhealthy host is probed.")
     # retries and timeouts
-    max_retries: int = Field(3, ge=0)
-    retry_backoff_multiplier: float = Field(0.5, ge=0)
-    connect_timeout: float = Field(5.0, gt=0)
-    chat_timeout: float = Field(300.0, gt=0)
-    embedding_timeout: float = Field(60.0, gt=0)
-    management_timeout: float = Field(3600.0, gt=0, description="pull/push/create may take long.")
-    shutdown_grace: float = Field(10.0, ge=0, description="Seconds in-flight requests get to finish on stop.")
+    max_retries: int = setting(3, live=True, ge=0, description="Retries on other hosts before the first byte.")
+    retry_backoff_multiplier: float = setting(0.5, live=True, ge=0,
+                                              description="Backoff before retrying a host: this × 2^(attempt-1).")
+    connect_timeout: float = setting(5.0, live=False, gt=0,
+                                     description="Seconds to connect to a host (the connection pool takes it at "
+                                                 "start).")
+    chat_timeout: float = setting(300.0, live=True, gt=0, description="Longest wait for the next byte of a chat.")
+    embedding_timeout: float = setting(60.0, live=True, gt=0,
+                                       description="Longest wait for the next byte of an embedding.")
+    management_timeout: float = setting(3600.0, live=True, gt=0, description="pull/push/create may take long.")
+    shutdown_grace: float = setting(10.0, live=False, ge=0,
+                                    description="Seconds in-flight requests get to finish on stop.")
     # dashboard
-    ui_refresh_hz: float = Field(4.0, gt=0, le=30)
-    theme: str = "sollol-dark"
-    log_file: str = Field("sollol.log", description="Where logs go while the dashboard owns the terminal.")
+    ui_refresh_hz: float = setting(4.0, live=False, gt=0, le=30, description="Dashboard redraws per second.")
+    theme: str = setting("sollol-dark", live=False,
+                         description="Dashboard theme (the dashboard's theme picker applies its own choice at once).")
+    log_file: str = setting("sollol.log", live=False,
+                            description="Where logs go while the dashboard owns the terminal.")
 
     @field_validator("hosts")
     @classmethod
@@ -206,6 +269,22 @@ class SollolConfig(BaseModel):
 
 
 FIELD_NAMES = set(SollolConfig.model_fields)
+
+
+def declared_live(model: type[BaseModel], name: str) -> Optional[bool]:
+    """What the field declares through `setting(live=...)`; None when it declares nothing."""
+    extra = model.model_fields[name].json_schema_extra
+    if not isinstance(extra, dict) or not isinstance(extra.get(LIVE_MARK), bool):
+        return None
+    return bool(extra[LIVE_MARK])
+
+
+def is_live(name: str) -> bool:
+    """True when update_config applies a change of the SollolConfig field at once (see `setting`)."""
+    return declared_live(SollolConfig, name) is True
+
+
+LIVE_FIELDS = frozenset(name for name in SollolConfig.model_fields if is_live(name))
 
 
 def normalize_host(value: str) -> str:
@@ -365,7 +444,7 @@ def env_overrides(environ: Mapping[str, str], warnings: Optional[list[str]] = No
 
 
 def _is_text_field(name: str) -> bool:
-    annotation = SollolConfig.model_fields[name].annotation
+    annotation: Any = SollolConfig.model_fields[name].annotation
     return annotation is str or annotation == Optional[str]
 
 

@@ -4,10 +4,12 @@
     task       the Dask task: one Ollama /api/embed call (standard library only)
     runner     Dask: a LocalCluster started with the first batch, or an external scheduler
     autobatch  when batches start, and which host embeds each chunk
-    manager    BatchManager: all of the above, started and stopped with SOLLOL
-    api        the HTTP endpoints
+    deps       BatchDeps: the parts of the core the batch side uses (config, registry, queue, slots, ...)
+    manager    BatchManager: all of the above, started and stopped by the service
+(The HTTP endpoints are in http/routes/batch.py.)
 """
 
-from .manager import BatchManager, BatchUnavailable
+from .deps import BatchDeps
+from .manager import BatchManager
 
-__all__ = ["BatchManager", "BatchUnavailable"]
+__all__ = ["BatchDeps", "BatchManager"]

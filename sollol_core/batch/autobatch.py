@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..cluster.adaptive import refresh_host
 from ..cluster.hosts import HostState
-from ..cluster.routing import NoHostForModel
-from ..request.admission import Lease, Rejected, Settle
+from ..errors import DaskUnavailable, NoHostForModel, Rejected
+from ..request.admission import Lease, Settle
 from ..request.call import BATCH, Call
 from ..request.outcome import SERVED, Outcome, Verdict, classify
-from .runner import DaskUnavailable, portable
+from .runner import portable
 from .store import ClaimedDoc
 from .task import embed_chunk
 
@@ -77,10 +77,10 @@ def _judge(kind: str, status: int, payload: Any) -> Outcome:
 class AutoBatch:
     def __init__(self, manager: "BatchManager") -> None:
         self.manager = manager
-        self.sollol = manager.sollol
-        self.config = manager.sollol.config
+        self.deps = manager.deps
+        self.config = manager.deps.config
         self.runner = manager.runner
-        self.books = manager.sollol.books
+        self.books = manager.deps.books
         self.token = secrets.randbits(62)  # this process's claims; another process's are left alone
         self.pending: deque[Chunk] = deque()
         self.host_load: dict[str, int] = {}
@@ -174,7 +174,7 @@ class AutoBatch:
 
     def _capacity(self) -> int:
         """Chunks that can run at once: per-host limit x hosts that take work, within Dask's threads."""
-        hosts = sum(1 for h in self.sollol.registry.hosts() if h.state == HostState.HEALTHY) or 1
+        hosts = sum(1 for h in self.deps.registry.hosts() if h.state == HostState.HEALTHY) or 1
         return max(1, min(self.slots or 1, hosts * self.config.batch_in_flight_per_host))
 
     async def _claim(self, limit: int) -> int:
@@ -241,7 +241,7 @@ class AutoBatch:
         try:
             try:
                 call = self.chunk_call(chunk)
-                lease = await self.sollol.queue.admit(call, frozenset(chunk.tried))
+                lease = await self.deps.queue.admit(call, frozenset(chunk.tried))
             except NoHostForModel:
                 self._spawn(self._no_model(chunk))
                 return
@@ -369,9 +369,9 @@ class AutoBatch:
     async def _no_model(self, chunk: Chunk) -> None:
         if not chunk.refreshed:  # a model pulled a moment ago is not in the lists until the next round
             chunk.refreshed = True
-            registry = self.sollol.registry
+            registry = self.deps.registry
             hosts = [h.address for h in registry.hosts() if h.state != HostState.DISABLED]
-            await asyncio.gather(*(refresh_host(self.sollol.in_loop_executor, registry, a) for a in hosts),
+            await asyncio.gather(*(refresh_host(self.deps.executor, registry, a) for a in hosts),
                                  return_exceptions=True)
             self.pending.appendleft(chunk)
             self._pump()

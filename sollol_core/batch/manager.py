@@ -1,7 +1,7 @@
 """BatchManager: the batch queue, the autobatch loop and Dask, started and stopped with SOLLOL.
 
-Created in SOLLOL.__init__; its start hook runs in the core loop once the gateway listens, its stop hook
-after the gateway stopped taking requests. Every database call runs in one thread of its own, never on the
+Built by wiring.build with narrow parts (BatchDeps); the service awaits `start()` in the core loop once the
+gateway listens and `stop()` after the gateway stopped taking requests. Every database call runs in one thread of its own, never on the
 event loop. The database file is opened at start when it exists (documents a crash left behind are queued
 again and embedded), otherwise created by the first POST /api/embed/batch, so a gateway that never batches
 leaves no file behind.
@@ -13,45 +13,41 @@ import asyncio
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from ..errors import BatchUnavailable
 from ..observability.snapshot import BatchJobView, BatchView
 from .autobatch import AutoBatch
+from .deps import BatchDeps
 from .runner import DaskRunner, check_not_spawned_reimport, prepare_process
 from .store import BatchStore, JobInfo
 
-if TYPE_CHECKING:
-    from ..service import SOLLOL
+ResultRow = tuple[int, str, str]  # (index in the job, document id, embedding as JSON text)
 
 log = logging.getLogger("sollol.batch")
 VIEW_JOBS = 20  # jobs in the dashboard's view, newest first
 
 
-class BatchUnavailable(Exception):
-    """The batch database cannot be used (the message says why)."""
-
-
 class BatchManager:
-    def __init__(self, sollol: "SOLLOL") -> None:
+    def __init__(self, deps: BatchDeps) -> None:
         check_not_spawned_reimport()
-        self.sollol = sollol
-        self.config = sollol.config
+        self.deps = deps
+        self.config = deps.config
         self.store: Optional[BatchStore] = None
         self.runner: Optional[DaskRunner] = None
         self.auto: Optional[AutoBatch] = None
         self._db_thread: Optional[ThreadPoolExecutor] = None
-        self._loop_task: Optional[asyncio.Task] = None
-        self._connect_task: Optional[asyncio.Task] = None
+        self._loop_task: Optional[asyncio.Task[None]] = None
+        self._connect_task: Optional[asyncio.Task[bool]] = None
         self._open_lock: Optional[asyncio.Lock] = None
-        sollol.add_start_hook(self._start)
-        sollol.add_stop_hook(self._stop)
 
     # lifecycle (core loop) ------------------------------------------------------------------------
-    async def _start(self, _sollol: "SOLLOL") -> None:
+    async def start(self) -> None:
+        """Open what a crash left behind, start the autobatch loop (and connect an external Dask)."""
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="sollol-batch-db")
         self._open_lock = asyncio.Lock()
         self.store = BatchStore(self.config.batch_db)
-        self.runner = DaskRunner(self.sollol)
+        self.runner = DaskRunner(self.config, self.deps.components)
         if not self.config.dask_scheduler:
             try:
                 await asyncio.to_thread(prepare_process)
@@ -64,7 +60,7 @@ class BatchManager:
             except BatchUnavailable:
                 pass  # shown as the "batch" component; tried again by the next request
         else:
-            self.sollol.set_component("batch", "off", f"{self.store.path} is created by the first batch")
+            self.deps.components.set("batch", "off", f"{self.store.path} is created by the first batch")
         self.auto = AutoBatch(self)
         self._loop_task = asyncio.create_task(self.auto.run(), name="sollol-autobatch")
         if self.config.dask_scheduler:  # connecting is cheap: show a wrong address at once
@@ -72,7 +68,9 @@ class BatchManager:
         if self.store.is_open and self.store.queued():
             self.auto.resume()
 
-    async def _stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop dispatching, put the documents in progress back in the queue, close Dask and the database.
+        Safe when start() never ran or failed half-way."""
         for task in (self._loop_task, self._connect_task):
             if task is not None:
                 task.cancel()
@@ -83,33 +81,32 @@ class BatchManager:
             await self.auto.close()
         if self.store is not None and self.store.is_open and self.auto is not None:
             try:
-                released = await self.db("release_all", self.auto.token)
+                released = await self.db_raw(self.store.release_all, self.auto.token)
                 if released:
                     log.info("batch: %d documents back in the queue for the next start", released)
             except Exception:  # noqa: BLE001 - the next start puts them back anyway
                 log.exception("batch: could not release the documents in progress")
         if self.runner is not None:
             await self.runner.close()
-        if self.store is not None:
+        if self.store is not None and self._db_thread is not None:
             await self.db_raw(self.store.close)
         if self._db_thread is not None:
             self._db_thread.shutdown(wait=True)
             self._db_thread = None
         self.auto = None
-        self.sollol.set_component("batch", "off", "stopped")
+        self.deps.components.set("batch", "off", "stopped")
 
     # database -------------------------------------------------------------------------------------
-    async def db_raw(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def db_raw(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """fn(*args, **kwargs) in the database thread."""
         if self._db_thread is None:
             raise BatchUnavailable("the batch queue is not running")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_thread, functools.partial(fn, *args, **kwargs))
 
     async def db(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """store.<method>(*args) in the database thread."""
-        if self.store is None:
-            raise BatchUnavailable("the batch queue is not running")
-        return await self.db_raw(getattr(self.store, method), *args, **kwargs)
+        """store.<method>(*args) in the database thread (the autobatch loop's claims and releases)."""
+        return await self.db_raw(getattr(self._running_store(), method), *args, **kwargs)
 
     async def open_store(self) -> BatchStore:
         """The store, opened (and created) on first use."""
@@ -121,58 +118,65 @@ class BatchManager:
         async with self._open_lock:
             if not store.is_open:
                 try:
-                    recovered = await self.db("open")
+                    recovered = await self.db_raw(store.open)
                 except Exception as e:  # noqa: BLE001 - a path or permission problem, shown as is
                     msg = f"cannot open {store.path}: {e}"
-                    self.sollol.set_component("batch", "failed", msg)
+                    self.deps.components.set("batch", "failed", msg)
                     log.error("batch: %s", msg)
                     raise BatchUnavailable(msg) from None
                 if recovered:
                     log.info("batch: %d documents left in progress by the last run are queued again", recovered)
-                self.sollol.set_component("batch", "ready", str(store.path))
+                self.deps.components.set("batch", "ready", str(store.path))
         return store
 
     # operations (core loop) -------------------------------------------------------------------------
     async def enqueue(self, model: str, docs: Sequence[str], ids: Optional[Sequence[str]]) -> JobInfo:
         """Store a job; returns once it is committed to the database."""
-        await self.open_store()
-        info = await self.db("add_job", model, docs, ids)
+        store = await self.open_store()
+        info: JobInfo = await self.db_raw(store.add_job, model, docs, ids)
         if self.auto is not None:
             self.auto.wake()
         return info
 
-    async def results_page(self, job_id: str, offset: int, limit: int) -> list[tuple[int, str, str]]:
-        """(position, document id, embedding JSON) of up to `limit` results from the `offset`-th finished one."""
-        rows: list[tuple[int, str, str]] = await self.db("results_page", job_id, offset, limit)
-        return rows
-
-    async def results_after(self, job_id: str, after: int, limit: int) -> list[tuple[int, str, str]]:
-        """The same, for the results whose position is after `after` (-1: from the first)."""
-        rows: list[tuple[int, str, str]] = await self.db("results", job_id, after, limit)
-        return rows
-
-    async def errors(self, job_id: str, limit: int) -> list[tuple[str, str]]:
-        """(document id, error) of up to `limit` failed documents."""
-        rows: list[tuple[str, str]] = await self.db("errors", job_id, limit)
-        return rows
-
-    def trigger(self) -> dict:
+    def trigger(self) -> dict[str, Any]:
         """Start a batch now, whatever autobatch_min_batch_size says. Safe from any thread."""
         auto = self.auto
         queued = self.store.queued() if self.store is not None and self.store.is_open else 0
-        if auto is None or not self.sollol.running:
+        if auto is None or not self.deps.running():
             return {"triggered": False, "queued": queued, "reason": "SOLLOL is not running"}
         if queued == 0:
             return {"triggered": False, "queued": 0, "reason": "the batch queue is empty"}
-        self.sollol.loop.call_soon_threadsafe(auto.wake, True)
+        self.deps.loop().call_soon_threadsafe(auto.wake, True)
         return {"triggered": True, "queued": queued}
 
+    # reading results (core loop; the database thread does the reading) -----------------------------
+    async def results_page(self, job_id: str, offset: int, limit: int) -> list[ResultRow]:
+        """Up to `limit` finished documents of the job from position `offset`, in document order."""
+        rows: list[ResultRow] = await self.db_raw(self._running_store().results_page, job_id, offset, limit)
+        return rows
+
+    async def results_after(self, job_id: str, after: int, limit: int) -> list[ResultRow]:
+        """Up to `limit` finished documents of the job whose index is above `after` (-1: from the start)."""
+        rows: list[ResultRow] = await self.db_raw(self._running_store().results, job_id, after, limit)
+        return rows
+
+    async def errors(self, job_id: str, limit: int) -> list[tuple[str, str]]:
+        """(document id, error) of up to `limit` failed documents of the job, in document order."""
+        rows: list[tuple[str, str]] = await self.db_raw(self._running_store().errors, job_id, limit)
+        return rows
+
+    def _running_store(self) -> BatchStore:
+        if self.store is None:
+            raise BatchUnavailable("the batch queue is not running")
+        return self.store
+
     # reading (any thread) ---------------------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """Counts and jobs, newest job first (what GET /api/batch-status answers)."""
         store = self.store
         is_open = store is not None and store.is_open
-        totals, rate, n_jobs, jobs = store.totals(100) if is_open else ([0, 0, 0, 0], 0.0, 0, [])
+        totals, rate, n_jobs, jobs = (store.totals(100) if store is not None and is_open
+                                      else ([0, 0, 0, 0], 0.0, 0, []))
         runner, auto, cfg = self.runner, self.auto, self.config
         return {
             "available": is_open,
@@ -198,7 +202,7 @@ class BatchManager:
         return BatchView(queued=totals[0], in_progress=totals[1], done=totals[2], failed=totals[3],
                          docs_per_s=round(rate, 2), jobs=views, available=True)
 
-    def job(self, job_id: str) -> Optional[dict]:
+    def job(self, job_id: str) -> Optional[dict[str, Any]]:
         store = self.store
         if store is None or not store.is_open:
             return None

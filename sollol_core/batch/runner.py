@@ -20,10 +20,11 @@ import logging
 import sys
 import time
 import types
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Optional
 
-if TYPE_CHECKING:
-    from ..service import SOLLOL
+from ..config import SollolConfig
+from ..errors import DaskUnavailable, SpawnedReimport
+from ..observability.components import ComponentBoard
 
 log = logging.getLogger("sollol.batch")
 START_TIMEOUT_S = 90.0
@@ -32,19 +33,11 @@ SLOTS_REFRESH_S = 5.0
 RETRY_AFTER_S = 10.0
 
 
-class DaskUnavailable(Exception):
-    """Dask could not be started or reached; the message says why."""
-
-
-class SpawnedReimport(RuntimeError):
-    """SOLLOL is being created by the module-level code of a main module that a spawned child re-imports."""
-
-
 def check_not_spawned_reimport() -> None:
     """Local Dask workers are spawned processes, which import the main module again (as __mp_main__). A
     script that creates SOLLOL at module level would start one more gateway in every worker: refuse, and
     say what to do."""
-    frame = sys._getframe(1)
+    frame: Optional[types.FrameType] = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
             raise SpawnedReimport(
@@ -94,7 +87,7 @@ class Portable:
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
         import cloudpickle
 
         return cloudpickle.loads, (self._blob,)
@@ -105,9 +98,9 @@ def portable(fn: Callable[..., Any]) -> Portable:
 
 
 class DaskRunner:
-    def __init__(self, sollol: "SOLLOL") -> None:
-        self.sollol = sollol
-        self.config = sollol.config
+    def __init__(self, config: SollolConfig, components: ComponentBoard) -> None:
+        self.config = config
+        self.components = components
         self.client: Any = None
         self.cluster: Any = None
         self.state = "off"
@@ -127,7 +120,7 @@ class DaskRunner:
 
     def _set(self, state: str, detail: str) -> None:
         self.state, self.detail = state, detail
-        self.sollol.set_component("dask", state, detail)
+        self.components.set("dask", state, detail)
 
     def announce(self) -> None:
         if self.external:

@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 import psutil
 
 from ..config import SollolConfig
-from ..upstream.executor import AsyncExecutor, UpstreamFailure
+from ..errors import UpstreamFailure
+from ..upstream.executor import AsyncExecutor
 from .hosts import HostRegistry, HostState
 
 log = logging.getLogger("sollol.adaptive")

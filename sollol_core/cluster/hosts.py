@@ -16,6 +16,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Callable, Iterable, Optional
 
+from ..errors import UnknownHost
 from ..observability.snapshot import HostView
 
 PEAK_EWMA_TAU_S = 10.0  # decay time constant of the peak-EWMA latency (Finagle uses 10 s)
@@ -36,8 +37,39 @@ class HostState(str, Enum):
     DISABLED = "disabled"
 
 
-class UnknownHost(KeyError):
-    """The registry has no host of that address."""
+class HostChangeKind(str, Enum):
+    """What changed about a host (HostChange.kind)."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+    HEALTHY = "healthy"  # the state changed to this one (as HostState)
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+    DISABLED = "disabled"
+    READMITTED = "readmitted"  # a health check brought it back: it may have restarted
+    PRIORITY = "priority"
+    WEIGHT = "weight"
+    SLOTS = "slots"  # its slots (num_parallel), kept in the config
+    UNLOADED = "unloaded"  # it no longer has `model` loaded
+
+
+_STATE_CHANGE = {state: HostChangeKind(state.value) for state in HostState}
+
+
+@dataclass(frozen=True)
+class HostChange:
+    """One change of one host, told to the registry's listeners; `model` only for UNLOADED."""
+
+    kind: HostChangeKind
+    address: str
+    model: Optional[str] = None
+
+    def __str__(self) -> str:
+        """As the log says it: "draining", "unloaded:llama3.2:latest"."""
+        return f"{self.kind.value}:{self.model}" if self.model is not None else self.kind.value
+
+
+HostListener = Callable[[HostChange], None]
 
 
 @lru_cache(maxsize=4096)
@@ -85,8 +117,8 @@ class Host:
     models_loaded: set[str] = field(default_factory=set)
     last_error: Optional[str] = None
     last_updated: str = field(default_factory=_now_iso)
-    latency_samples: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
-    throughput_samples: deque = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
+    latency_samples: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
+    throughput_samples: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
     completed_since_tick: int = 0
     last_failure_at: float = 0.0  # monotonic time of the last failure (0: none)
     readmitted_at: float = 0.0  # monotonic time it came back from unhealthy (0: never left)
@@ -133,7 +165,7 @@ class HostRegistry:
     def __init__(self) -> None:
         self._hosts: dict[str, Host] = {}
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[str, str], None]] = []
+        self._listeners: list[HostListener] = []
 
     # membership ---------------------------------------------------------------------------------
     def add(self, address: str, *, label: str = "", priority: int = 0, weight: float = 1.0) -> Host:
@@ -144,7 +176,7 @@ class HostRegistry:
                 raise ValueError(f"host {address} is already registered")
             host = Host(address=address, label=label, priority=priority, weight=weight)
             self._hosts[address] = host
-        self._emit(address, "added")
+        self._emit(HostChange(HostChangeKind.ADDED, address))
         return host
 
     def remove(self, address: str) -> None:
@@ -152,7 +184,7 @@ class HostRegistry:
             if address not in self._hosts:
                 raise UnknownHost(address)
             del self._hosts[address]
-        self._emit(address, "removed")
+        self._emit(HostChange(HostChangeKind.REMOVED, address))
 
     def get(self, address: str) -> Host:
         with self._lock:
@@ -178,14 +210,14 @@ class HostRegistry:
         with self._lock:
             return list(self._hosts.values())
 
-    def on_change(self, listener: Callable[[str, str], None]) -> None:
-        """listener(address, what) after a state change (added/removed/healthy/unhealthy/draining/...)."""
+    def on_change(self, listener: HostListener) -> None:
+        """listener(change) after each change of a host (HostChangeKind says which), in the caller's thread."""
         self._listeners.append(listener)
 
-    def _emit(self, address: str, what: str) -> None:
+    def _emit(self, change: HostChange) -> None:
         for listener in list(self._listeners):
             try:
-                listener(address, what)
+                listener(change)
             except Exception:  # a listener must never break the request path
                 pass
 
@@ -199,7 +231,7 @@ class HostRegistry:
                 host.last_error = error
             host.last_updated = _now_iso()
         if changed:
-            self._emit(address, state.value)
+            self._emit(HostChange(_STATE_CHANGE[state], address))
         return changed
 
     def drain(self, address: str) -> None:
@@ -216,19 +248,19 @@ class HostRegistry:
         _check_priority(priority)
         with self._lock:
             self.get(address).priority = int(priority)
-        self._emit(address, "priority")
+        self._emit(HostChange(HostChangeKind.PRIORITY, address))
 
     def set_weight(self, address: str, weight: float) -> None:
         _check_weight(weight)
         with self._lock:
             self.get(address).weight = float(weight)
-        self._emit(address, "weight")
+        self._emit(HostChange(HostChangeKind.WEIGHT, address))
 
-    def touch(self, address: str, what: str) -> None:
+    def touch(self, address: str, kind: HostChangeKind = HostChangeKind.SLOTS) -> None:
         """A setting of the host kept elsewhere changed (its slots): tell the listeners."""
         with self._lock:
             self.get(address).last_updated = _now_iso()
-        self._emit(address, what)
+        self._emit(HostChange(kind, address))
 
     # health -------------------------------------------------------------------------------------
     def mark_unhealthy(self, address: str, error: str) -> None:
@@ -251,7 +283,8 @@ class HostRegistry:
             host.success_rate = 1.0 - (1.0 - host.success_rate) / 2
             host.readmitted_at = time.monotonic()
         self._set_state(address, HostState.HEALTHY)
-        self._emit(address, "readmitted")  # it may have restarted: what it had cached may be gone
+        # it may have restarted: what it had cached may be gone
+        self._emit(HostChange(HostChangeKind.READMITTED, address))
 
     # request accounting (core loop) -------------------------------------------------------------
     def begin(self, address: str) -> None:
@@ -334,14 +367,14 @@ class HostRegistry:
             self.mark_unhealthy(address, error)
 
     def forget_loaded(self, address: str, model: str) -> None:
-        """The host unloaded the model (it still has it); told as "unloaded:<model>"."""
+        """The host unloaded the model (it still has it); told as UNLOADED with the model."""
         key = model_key(model)
         with self._lock:
             host = self._hosts.get(address)
             if host is None or key not in host.models_loaded:
                 return
             host.models_loaded.discard(key)
-        self._emit(address, f"unloaded:{key}")
+        self._emit(HostChange(HostChangeKind.UNLOADED, address, key))
 
     def forget_model(self, address: str, model: str) -> None:
         """The host said it does not have the model."""
@@ -356,7 +389,7 @@ class HostRegistry:
 
     # adaptive metrics ---------------------------------------------------------------------------
     def update_models(self, address: str, available: Iterable[str], loaded: Iterable[str]) -> None:
-        """The host's model lists; a model it no longer has loaded is told as "unloaded:<model>"."""
+        """The host's model lists; a model it no longer has loaded is told as UNLOADED with the model."""
         with self._lock:
             host = self._hosts.get(address)
             if host is None:
@@ -367,7 +400,7 @@ class HostRegistry:
             host.models_loaded = now_loaded
             host.last_updated = _now_iso()
         for model in sorted(gone):
-            self._emit(address, f"unloaded:{model}")
+            self._emit(HostChange(HostChangeKind.UNLOADED, address, model))
 
     def update_load(self, address: str, cpu_load: Optional[float], gpu_free_mem: Optional[float]) -> None:
         with self._lock:
@@ -387,7 +420,7 @@ class HostRegistry:
                 host.completed_since_tick = 0
 
     # reading ------------------------------------------------------------------------------------
-    def views(self, score_fn: Callable[[Host], tuple[float, dict]]) -> list[HostView]:
+    def views(self, score_fn: Callable[[Host], tuple[float, dict[str, float]]]) -> list[HostView]:
         now = time.monotonic()
         with self._lock:
             out = []

@@ -15,6 +15,7 @@ import time
 from typing import Mapping, Optional, Protocol, Sequence
 
 from ..config import STRATEGIES, RoutingWeights
+from ..errors import NoHostForModel
 from .hosts import Host, HostRegistry, HostState, model_key
 
 NEUTRAL_CPU_LOAD = 0.5  # a remote host's CPU load cannot be read: a neutral middle value
@@ -29,10 +30,6 @@ COLD_MODEL_PENALTY_MS = 1000.0
 # rendezvous hash chooses among them (placement), so every gateway agrees
 COLD_BAND = 0.01  # performance score units (0.01 is 50 ms of latency at the default weight)
 COLD_BAND_P2C_MS = 20.0  # p2c's cost
-
-
-class NoHostForModel(Exception):
-    """Every host's model list is known and none has the model (the gateway answers 404 like Ollama)."""
 
 
 def is_cold(host: Host, model: Optional[str]) -> bool:

@@ -16,14 +16,15 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
-from .. import __version__
 from ..cluster.adaptive import ModelListRefresher
 from ..cluster.hosts import HostRegistry
 from ..cluster.routing import Router
 from ..config import SollolConfig
+from ..errors import BadRequest
 from ..observability.metrics import Metrics
 from ..observability.requestlog import RequestLog
 from ..upstream.executor import Executor
+from ..version import __version__
 from . import openapi as am
 from .access import CLIENT, GatewayRouter, declare_route
 from .answers import to_asgi
@@ -31,7 +32,6 @@ from .clients import ClientKeys
 from .errors import api_for_path, error_response
 from .fastpath import FastPathApp
 from .inference import Inference
-from .io import BadRequest
 from .ports import BatchJobs, Forwarder, OperatorActions, StatsSource, Upstream
 from .routes.anthropic import anthropic_routes
 from .routes.batch import batch_routes

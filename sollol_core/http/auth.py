@@ -13,7 +13,7 @@ import hmac
 from fastapi import Request
 
 from ..config import SollolConfig
-from .io import BadRequest
+from ..errors import BadRequest
 
 
 def given_token(request: Request) -> str:

@@ -15,28 +15,10 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from ..config import SollolConfig
+from ..errors import ClientRefused
 from ..request.call import INTERACTIVE, PRIORITY_CLASSES
 
 BURST_S = 10.0  # a rate-limited key may spend this many seconds' worth of requests at once
-
-
-class ClientRefused(Exception):
-    """401 (no or wrong key), 429 (over its rate) or 400 (a bad priority header)."""
-
-    def __init__(self, status: int, message: str, retry_after: Optional[float] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        headers = {}
-        if self.retry_after is not None:
-            headers["Retry-After"] = str(max(1, int(self.retry_after + 0.999)))
-        if self.status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="sollol"'
-        return headers
 
 
 @dataclass(frozen=True)

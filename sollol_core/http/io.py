@@ -6,23 +6,14 @@ answered by the gateway in the shape of the route's API family (errors.py).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from ..errors import BadRequest
 from .inbound import BodyTooLarge, Inbound
-
-
-class BadRequest(Exception):
-    """Answered as `status` with `message`, in the error shape of the route's API family."""
-
-    def __init__(self, status: int, message: str, headers: Optional[Mapping[str, str]] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = dict(headers) if headers else None
 
 
 def json_response(data: Any, status: int = 200) -> Response:

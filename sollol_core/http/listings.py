@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ..cluster.hosts import HostRegistry
-from ..upstream.executor import UpstreamFailure
+from ..errors import UpstreamFailure
 from .inference import META_TIMEOUT_S
 from .ports import Upstream
 

@@ -1,50 +1,39 @@
 """Prometheus exposition.
 
-Per-request counters and histograms are recorded by the gateway; per-host gauges are read from the host
-registry at scrape time (one source of truth), through a custom collector. Each SOLLOL instance has its
-own CollectorRegistry, so several can live in one process (tests) without clashing.
+Per-request counters and histograms are recorded by the request path; everything read from the core's state
+(host gauges, queue depth, slots, cache hit rates) comes from collector functions called at scrape time (one
+source of truth), which views.Views adds. Each SOLLOL instance has its own CollectorRegistry, so several can
+live in one process (tests) without clashing.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-
-from ..cluster.hosts import HostRegistry
+from prometheus_client.core import Metric
 
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
+Collect = Callable[[], Iterable[Metric]]
 
-class _HostCollector:
-    def __init__(self, hosts: HostRegistry) -> None:
-        self.hosts = hosts
-        self.extra: list = []  # more collect() functions (queue depth, slots, cache), added by the service
+
+class _StateCollector:
+    """The collector functions, read at scrape time in the order they were added."""
+
+    def __init__(self) -> None:
+        self.collects: list[Collect] = []
 
     def collect(self) -> Iterable[Metric]:
-        for extra in self.extra:
-            yield from extra()
-        yield from self._hosts()
-
-    def _hosts(self) -> Iterable[Metric]:
-        latency = GaugeMetricFamily("sollol_host_latency_ms", "Latency EWMA of the host in ms", labels=["host"])
-        success = GaugeMetricFamily("sollol_host_success_rate", "Success-rate EWMA of the host", labels=["host"])
-        in_flight = GaugeMetricFamily("sollol_host_in_flight", "Requests in flight on the host", labels=["host"])
-        up = GaugeMetricFamily("sollol_host_available", "1 when the host takes new requests", labels=["host", "state"])
-        for h in self.hosts.hosts():
-            latency.add_metric([h.address], h.latency_ms)
-            success.add_metric([h.address], h.success_rate)
-            in_flight.add_metric([h.address], h.in_flight)
-            up.add_metric([h.address, h.state.value], 1.0 if h.available else 0.0)
-        return [latency, success, in_flight, up]
+        for collect in self.collects:
+            yield from collect()
 
 
 class Metrics:
-    def __init__(self, hosts: HostRegistry) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests_total = Counter("sollol_requests", "Requests answered by the gateway",
@@ -65,20 +54,20 @@ class Metrics:
         self.prefill_saved = Counter("sollol_cache_prefill_saved_seconds",
                                      "Prefill seconds hosts skipped because the prompt was cached", ["host"],
                                      registry=r)
-        self._children: dict = {}
-        self._collector = _HostCollector(hosts)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._collector = _StateCollector()
         r.register(self._collector)
 
-    def add_collector(self, collect) -> None:  # type: ignore[no-untyped-def]
+    def add_collector(self, collect: Collect) -> None:
         """A function returning metric families, read at scrape time (one source of truth: the core's state)."""
-        self._collector.extra.append(collect)
+        self._collector.collects.append(collect)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         outcome = "success" if status < 400 else ("client_error" if status < 500 else "error")
         self.child(self.requests_total, endpoint, outcome).inc()
         self.child(self.request_latency, endpoint).observe(seconds)
 
-    def child(self, metric, *labels: str):  # type: ignore[no-untyped-def]
+    def child(self, metric: Any, *labels: str) -> Any:
         """metric.labels(*labels), remembered: looking a child up costs more than using it, on every request."""
         key = (id(metric), labels)
         found = self._children.get(key)

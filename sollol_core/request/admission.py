@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
+from ..errors import ClientGone, Rejected
 from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call, Priority
 from .placement import Decision, Placement
 
@@ -38,27 +39,6 @@ if TYPE_CHECKING:
 
 QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)
-
-
-class Rejected(Exception):
-    """The gateway queue refuses the request: answered with `status` and, when known, Retry-After."""
-
-    def __init__(self, status: int, message: str, reason: str, retry_after: Optional[float] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason = reason  # queue_full / timeout / shed / wait_too_long
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
-
-
-class ClientGone(Exception):
-    """The client went away while its request waited."""
 
 
 class Settle(StrEnum):

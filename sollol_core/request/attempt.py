@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..upstream.executor import Executor, UpstreamFailure, UpstreamResponse
+from ..errors import UpstreamFailure
+from ..upstream.executor import Executor, UpstreamResponse
 from .admission import Lease
 from .answer import Streamed, Whole
 from .books import Books

@@ -32,7 +32,7 @@ from enum import StrEnum
 
 import orjson
 
-from ..upstream.executor import ExecutorFailure, UpstreamFailure
+from ..errors import ExecutorFailure, UpstreamFailure
 
 
 class Verdict(StrEnum):

@@ -20,12 +20,12 @@ from typing import Mapping, Optional
 
 from ..cluster.adaptive import ModelListRefresher
 from ..cluster.hosts import HostRegistry
-from ..cluster.routing import NoHostForModel
 from ..config import SollolConfig
+from ..errors import ClientGone, NoHostForModel, Rejected
 from ..observability.metrics import Metrics
 from ..prompt_cache.canonical import prompt_key_async
 from ..upstream.executor import Executor
-from .admission import ClientGone, GatewayQueue, Lease, Rejected
+from .admission import GatewayQueue, Lease
 from .answer import Answer, Whole, error_answer
 from .attempt import Attempt, Trip
 from .books import Books

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
-from ..upstream.executor import UpstreamFailure
+from ..errors import UpstreamFailure
 from .call import Call
 from .outcome import stream_error
 from .shapes import stream_error_frame

@@ -11,15 +11,10 @@ from typing import AsyncIterator, Optional, Protocol
 
 import orjson
 
-from .pool import Body, HttpPool, StreamBody, UpstreamFailure
+from ..errors import UpstreamFailure
+from .pool import Body, HttpPool, StreamBody
 
-__all__ = ["AsyncExecutor", "Body", "Executor", "ExecutorFailure", "StreamBody", "UpstreamFailure",
-           "UpstreamResponse"]
-
-
-class ExecutorFailure(UpstreamFailure):
-    """The executor could not carry the call (a Ray actor died): retried like any failure, but the host
-    is not blamed for it."""
+__all__ = ["AsyncExecutor", "Body", "Executor", "StreamBody", "UpstreamResponse"]
 
 
 class UpstreamResponse(Protocol):

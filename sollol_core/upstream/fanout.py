@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator, Optional
 
+from ..errors import BodySourceError
+
 _END = object()
-
-
-class BodySourceError(Exception):
-    """The client's body broke off (it went away mid-upload): not the hosts' fault."""
 
 
 class BodyTee:

@@ -17,12 +17,10 @@ from typing import AsyncIterator, Optional, Union
 
 import httptools
 
+from ..errors import UpstreamFailure
+
 MAX_IDLE_PER_HOST = 256
 PAUSE_ABOVE_BYTES = 1 << 20  # stop reading from a host while this much is waiting for a slow client
-
-
-class UpstreamFailure(Exception):
-    """The host could not be reached, or broke off, or did not answer in time."""
 
 
 @dataclass

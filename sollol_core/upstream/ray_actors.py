@@ -22,8 +22,9 @@ import time
 from typing import Any, AsyncIterator, Callable, Optional
 
 from ..config import SollolConfig
-from .executor import AsyncExecutor, Body, ExecutorFailure, StreamBody, UpstreamResponse
-from .pool import HttpPool, UpstreamFailure
+from ..errors import ExecutorFailure, UpstreamFailure
+from .executor import AsyncExecutor, Body, StreamBody, UpstreamResponse
+from .pool import HttpPool
 
 log = logging.getLogger("sollol.ray")
 OBJECT_STORE_BYTES = 128 * 2**20  # chunks are small and short-lived; Ray's default takes GBs of /dev/shm

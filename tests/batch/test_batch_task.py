@@ -80,7 +80,7 @@ def test_portable_copy_travels_by_value(node):
 
 def test_creating_sollol_in_a_spawned_reimport_of_main_is_refused():
     from sollol_core import SOLLOL, SollolConfig
-    from sollol_core.batch.runner import SpawnedReimport
+    from sollol_core.errors import SpawnedReimport
 
     module_code = compile("SOLLOL(SollolConfig())", "<spawned main>", "exec")
     with pytest.raises(SpawnedReimport, match="__name__"):  # as a Dask worker re-running an unguarded script

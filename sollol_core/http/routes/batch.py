@@ -18,14 +18,14 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response, StreamingResponse
 
-from ...batch.manager import BatchUnavailable
 from ...cluster.adaptive import ModelListRefresher
-from ...cluster.routing import NoHostForModel, Router
+from ...cluster.routing import Router
 from ...config import SollolConfig
+from ...errors import BadRequest, BatchUnavailable, NoHostForModel
 from .. import openapi as am
 from ..access import CLIENT, OPERATOR, GatewayRouter
 from ..auth import require_admin
-from ..io import BadRequest, json_response, read_json
+from ..io import json_response, read_json
 from ..ports import BatchJobs
 
 DEFAULT_LIMIT = 100

@@ -34,21 +34,22 @@ from starlette.responses import Response
 
 from ...cluster.adaptive import ModelListRefresher
 from ...cluster.hosts import HostRegistry, HostState
-from ...cluster.routing import NoHostForModel, Router
+from ...cluster.routing import Router
 from ...config import SollolConfig, normalize_host
+from ...errors import BadRequest, BodySourceError, NoHostForModel, UpstreamFailure
 from ...observability.metrics import Metrics
 from ...observability.requestlog import RequestLog
 from ...observability.snapshot import RequestRecord
 from ...request.answer import Streamed
 from ...request.call import Call
-from ...upstream.executor import Executor, StreamBody, UpstreamFailure, UpstreamResponse
-from ...upstream.fanout import BodySourceError, BodyTee, ProgressMerger
+from ...upstream.executor import Executor, StreamBody, UpstreamResponse
+from ...upstream.fanout import BodyTee, ProgressMerger
 from .. import openapi as am
 from ..access import OPERATOR, GatewayRouter
 from ..answers import to_asgi
 from ..auth import require_management
 from ..inference import stream_flag
-from ..io import BadRequest, json_response, model_of, read_json
+from ..io import json_response, model_of, read_json
 from ..ports import Forwarder
 
 log = logging.getLogger("sollol.management")

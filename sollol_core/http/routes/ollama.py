@@ -13,12 +13,12 @@ import orjson
 from fastapi import Request
 from starlette.responses import PlainTextResponse, Response
 
-from ... import __version__
 from ...cluster.hosts import HostRegistry
 from ...cluster.routing import Router
 from ...config import SollolConfig
+from ...errors import UpstreamFailure
 from ...request.answer import Answer, Whole
-from ...upstream.executor import UpstreamFailure
+from ...version import __version__
 from .. import openapi as am
 from ..access import CLIENT, PUBLIC, GatewayRouter
 from ..answers import to_asgi

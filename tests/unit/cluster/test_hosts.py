@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
-from sollol_core.cluster.hosts import HostRegistry, HostState, UnknownHost, model_key
+from sollol_core.cluster.hosts import HostChange, HostChangeKind, HostRegistry, HostState, model_key
 from sollol_core.cluster.routing import performance_score
 from sollol_core.config import RoutingWeights
+from sollol_core.errors import UnknownHost
 
 
 def views(reg):
@@ -31,8 +32,8 @@ def test_add_remove_and_errors():
 def test_state_transitions():
     reg = HostRegistry()
     reg.add("a:1")
-    events = []
-    reg.on_change(lambda addr, what: events.append((addr, what)))
+    events: list[HostChange] = []
+    reg.on_change(events.append)
     reg.record_failure("a:1", "cannot connect")
     assert reg.get("a:1").state == HostState.UNHEALTHY and reg.get("a:1").last_error == "cannot connect"
     reg.mark_healthy("a:1")
@@ -43,8 +44,34 @@ def test_state_transitions():
     assert reg.get("a:1").state == HostState.DRAINING
     reg.undrain("a:1")
     assert reg.get("a:1").state == HostState.HEALTHY
-    assert events == [("a:1", "unhealthy"), ("a:1", "healthy"), ("a:1", "readmitted"), ("a:1", "draining"),
-                      ("a:1", "healthy")]  # readmitted only when a health check brings it back
+    kinds = [HostChangeKind.UNHEALTHY, HostChangeKind.HEALTHY, HostChangeKind.READMITTED, HostChangeKind.DRAINING,
+             HostChangeKind.HEALTHY]  # readmitted only when a health check brings it back
+    assert events == [HostChange(kind, "a:1") for kind in kinds]
+
+
+def test_change_events_are_typed_and_name_the_model_unloaded():
+    reg = HostRegistry()
+    events: list[HostChange] = []
+    reg.on_change(events.append)
+    reg.add("a:1")
+    reg.update_models("a:1", ["llama3.2", "qwen3"], ["llama3.2", "qwen3"])
+    reg.update_models("a:1", ["llama3.2", "qwen3"], ["qwen3"])  # llama3.2 unloaded
+    reg.forget_loaded("a:1", "qwen3")
+    reg.forget_loaded("a:1", "qwen3")  # not loaded any more: nothing to tell
+    reg.set_priority("a:1", 2)
+    reg.set_weight("a:1", 2.0)
+    reg.touch("a:1")
+    reg.remove("a:1")
+    assert events == [
+        HostChange(HostChangeKind.ADDED, "a:1"),
+        HostChange(HostChangeKind.UNLOADED, "a:1", "llama3.2:latest"),
+        HostChange(HostChangeKind.UNLOADED, "a:1", "qwen3:latest"),
+        HostChange(HostChangeKind.PRIORITY, "a:1"),
+        HostChange(HostChangeKind.WEIGHT, "a:1"),
+        HostChange(HostChangeKind.SLOTS, "a:1"),
+        HostChange(HostChangeKind.REMOVED, "a:1"),
+    ]
+    assert str(events[1]) == "unloaded:llama3.2:latest" and str(events[0]) == "added"  # as the log says them
 
 
 def test_accounting_and_ewmas():

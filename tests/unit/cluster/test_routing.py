@@ -5,15 +5,9 @@ import random
 import pytest
 
 from sollol_core.cluster.hosts import HostRegistry
-from sollol_core.cluster.routing import (
-    NoHostForModel,
-    P2CStrategy,
-    Router,
-    make_strategy,
-    performance_score,
-    performance_terms,
-)
+from sollol_core.cluster.routing import P2CStrategy, Router, make_strategy, performance_score, performance_terms
 from sollol_core.config import RoutingWeights
+from sollol_core.errors import NoHostForModel
 
 
 def registry(*addresses):

@@ -6,15 +6,18 @@ import tomllib
 import pytest
 
 from sollol_core.config import (
-    ConfigError,
+    ApiKey,
+    HostSettings,
     SollolConfig,
     env_overrides,
+    is_live,
     load_config,
     normalize_host,
     parse_hosts_arg,
     read_hosts_file,
     save_config,
 )
+from sollol_core.errors import ConfigError
 
 from helpers import REPO
 
@@ -30,8 +33,19 @@ def test_example_file_loads_and_documents_every_key():
     for key in SollolConfig.model_fields:
         assert re.search(rf"^#? ?{key} = ", text, re.M) or re.search(rf"^#? ?\[{key}[].]", text, re.M), \
             f"{key} not documented"
-    for key in SollolConfig.model_fields["routing_weights"].annotation.model_fields:
-        assert re.search(rf"^{key} = ", text, re.M), f"routing_weights.{key} not documented"
+    for table in ("routing_weights", "cache", "queue"):
+        for key in SollolConfig.model_fields[table].annotation.model_fields:
+            assert re.search(rf"^{key} = ", text, re.M), f"{table}.{key} not documented"
+    for model in (ApiKey, HostSettings):  # keyed tables, shown commented out
+        for key in model.model_fields:
+            assert re.search(rf"^# {key} = ", text, re.M), f"{model.__name__}.{key} not documented"
+
+
+def test_example_file_names_the_settings_read_only_at_start():
+    text = EXAMPLE.read_text()
+    head = text.split("take effect on the next start:\n", 1)[1].split("\n\n", 1)[0]
+    named = {name.strip() for line in head.splitlines() for name in line.lstrip("#").split(",") if name.strip()}
+    assert named == {name for name in SollolConfig.model_fields if not is_live(name)}
 
 
 def test_precedence_defaults_file_env_cli(tmp_path):

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from sollol_core import SOLLOL, SollolConfig
-from sollol_core.config import ConfigError, env_overrides, load_config
+from sollol_core.config import env_overrides, load_config
+from sollol_core.errors import ConfigError
 from sollol_tui.app import SollolApp
 from sollol_tui.themes import bundled_theme_dir
 

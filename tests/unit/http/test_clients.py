@@ -3,7 +3,8 @@
 import pytest
 
 from sollol_core.config import SollolConfig
-from sollol_core.http.clients import ClientKeys, ClientRefused
+from sollol_core.errors import ClientRefused
+from sollol_core.http.clients import ClientKeys
 
 
 def keys(**api_keys):

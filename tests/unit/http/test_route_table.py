@@ -40,7 +40,7 @@ def build() -> Any:
     registry = HostRegistry()
     deps = GatewayDeps(config=SollolConfig(), forwarder=Forwarder(), registry=registry, router=Router(registry),
                        upstream=Unused(), in_loop=Unused(), model_lists=ModelListRefresher(Unused(), registry),
-                       metrics=Metrics(registry), requests=RequestLog(), operator=Operator(), stats=Unused(),
+                       metrics=Metrics(), requests=RequestLog(), operator=Operator(), stats=Unused(),
                        batch=Unused())
     return create_app(deps)
 

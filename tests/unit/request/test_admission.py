@@ -8,7 +8,8 @@ from sollol_core.cluster.hosts import HostRegistry
 from sollol_core.cluster.routing import Router
 from sollol_core.cluster.slots import SlotTable
 from sollol_core.config import SollolConfig
-from sollol_core.request.admission import GatewayQueue, Rejected, Settle
+from sollol_core.errors import Rejected
+from sollol_core.request.admission import GatewayQueue, Settle
 from sollol_core.request.call import Call
 from sollol_core.request.placement import Placement
 
@@ -219,10 +220,12 @@ async def test_slot_accounting_never_exceeds_the_limit_under_churn():
             lease = await q.admit(call(client=f"c{i % 3}"))
         except asyncio.CancelledError:
             return
-        for h in peak:
-            peak[h] = max(peak[h], table.in_use(h, "m"))
-        await asyncio.sleep(0.001 * (i % 4))
-        lease.end(Settle.SERVED if i % 5 else Settle.FAILED)  # some fail
+        try:
+            for h in peak:
+                peak[h] = max(peak[h], table.in_use(h, "m"))
+            await asyncio.sleep(0.001 * (i % 4))
+        finally:  # cancelled while holding it, as the request path does: the lease ends all the same
+            lease.end(Settle.SERVED if i % 5 else Settle.FAILED)  # some fail
 
     tasks = [asyncio.ensure_future(one(i)) for i in range(60)]
     await asyncio.sleep(0.005)

@@ -34,7 +34,7 @@ class World:
             self.registry.update_models(h, [MODEL], [MODEL])
         self.slots = SlotTable(lambda host: self.config.default_num_parallel, lambda: 0)
         self.shadow = CacheShadow(self.config.cache)
-        self.metrics = Metrics(self.registry)
+        self.metrics = Metrics()
         self.log = RequestLog()
         placement = Placement(self.config, self.registry, Router(self.registry), self.slots, self.shadow,
                               lambda host: self.config.default_num_parallel)

@@ -8,11 +8,11 @@ from typing import AsyncIterator
 
 import pytest
 
+from sollol_core.errors import UpstreamFailure
 from sollol_core.request.call import Call
 from sollol_core.request.relay import TAIL_BYTES, StreamState, relay
 from sollol_core.request.shapes import ANTHROPIC, OLLAMA, OPENAI
 from sollol_core.request.usage import AnswerText, usage_from
-from sollol_core.upstream.executor import UpstreamFailure
 
 
 def call(api: str = OLLAMA, sse: bool = False) -> Call:

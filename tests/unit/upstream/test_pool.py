@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from sollol_core.upstream.pool import HttpPool, UpstreamFailure
+from sollol_core.errors import UpstreamFailure
+from sollol_core.upstream.pool import HttpPool
 
 from helpers.raw_server import RawServer, ok, read_request
 

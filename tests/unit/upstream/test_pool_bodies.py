@@ -8,7 +8,8 @@ import asyncio
 
 import pytest
 
-from sollol_core.upstream.pool import HttpPool, StreamBody, UpstreamFailure
+from sollol_core.errors import UpstreamFailure
+from sollol_core.upstream.pool import HttpPool, StreamBody
 
 from helpers.raw_server import RawServer, ok, read_request
 
