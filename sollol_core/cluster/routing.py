@@ -174,14 +174,14 @@ class P2CStrategy:
     def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
               prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
         now = time.monotonic()
-        use = prefill is not None and weights.cache > 0
-        cost = {h.address: self.cost(h, now, model, weights.cache * prefill.get(h.address, 0.0) if use else 0.0)
-                for h in candidates}  # type: ignore[union-attr]
+        shares: Mapping[str, float] = prefill if prefill is not None and weights.cache > 0 else {}
+        use = bool(shares)
+        cost = {h.address: self.cost(h, now, model, weights.cache * shares.get(h.address, 0.0)) for h in candidates}
         by_cost = sorted(candidates, key=lambda h: (cost[h.address], h.address))
         if len(candidates) < 2:
             return by_cost
-        if use and len(set(prefill.values())) > 1:  # type: ignore[union-attr]
-            home = min(candidates, key=lambda h: (prefill.get(h.address, 0.0), h.address))  # type: ignore[union-attr]
+        if use and len(set(shares.values())) > 1:
+            home = min(candidates, key=lambda h: (shares.get(h.address, 0.0), h.address))
             a, b = home, self._rng.choice([h for h in candidates if h is not home])
         else:
             a, b = self._rng.sample(list(candidates), 2)

@@ -34,7 +34,7 @@ class _Pair:
     """One (host, model): requests admitted now, and when each started (oldest first)."""
 
     in_use: int = 0
-    started: deque = field(default_factory=deque)  # monotonic start times of the requests in flight
+    started: deque[float] = field(default_factory=deque)  # monotonic start times of the requests in flight
     busy_limit: Optional[int] = None  # lowered limit after a busy answer
     busy_until: float = 0.0
     closed_until: float = 0.0  # busy with nothing of ours in flight: no request at all until then
@@ -128,7 +128,8 @@ class SlotTable:
         pair = self._pairs.get(self._key(host, model))
         if pair is None or not pair.started:
             return 0.0
-        return max(0.0, pair.started[0] + service_s - self._clock())
+        oldest: float = pair.started[0]
+        return max(0.0, oldest + service_s - self._clock())
 
     # corrections from the host's answers ----------------------------------------------------------------
     def mark_busy(self, host: str, model: Optional[str], seconds: float = BUSY_BACKOFF_S) -> int:

@@ -81,8 +81,10 @@ def error_text(body: bytes) -> str:
         err = data.get("error")
         if isinstance(err, str):
             return err
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return err["message"]
+        if isinstance(err, dict):
+            message = err.get("message")
+            if isinstance(message, str):
+                return message
     return body[:300].decode(errors="replace").strip()
 
 
