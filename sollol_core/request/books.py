@@ -86,7 +86,7 @@ class Books:
         if lease.placed is not None and self.shadow is not None:
             if how == SERVED:
                 from ..prompt_cache.canonical import extend_with_answer
-                from ..prompt_cache.shadow import Feedback
+                from ..prompt_cache.feedback import Feedback
 
                 held = extend_with_answer(lease.prompt, answer) if answer and lease.prompt is not None else None
                 self.shadow.complete(lease.placed, answer=held)
