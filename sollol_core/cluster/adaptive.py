@@ -13,7 +13,8 @@ from typing import Optional
 import psutil
 
 from ..config import SollolConfig
-from ..upstream.executor import AsyncExecutor, UpstreamFailure
+from ..upstream.executor import UpstreamFailure
+from ..upstream.inloop import AsyncExecutor
 from .hosts import HostRegistry, HostState
 
 log = logging.getLogger("sollol.adaptive")

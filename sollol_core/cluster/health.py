@@ -11,7 +11,8 @@ import logging
 import time
 
 from ..config import SollolConfig
-from ..upstream.executor import AsyncExecutor, UpstreamFailure
+from ..upstream.executor import UpstreamFailure
+from ..upstream.inloop import AsyncExecutor
 from .hosts import HostRegistry, HostState
 
 log = logging.getLogger("sollol.health")

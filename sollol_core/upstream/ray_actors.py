@@ -22,7 +22,8 @@ import time
 from typing import Any, AsyncIterator, Callable, Optional
 
 from ..config import SollolConfig
-from .executor import AsyncExecutor, Body, ExecutorFailure, StreamBody, UpstreamResponse
+from .executor import Body, ExecutorFailure, StreamBody, UpstreamResponse
+from .inloop import AsyncExecutor
 from .pool import HttpPool, UpstreamFailure
 
 log = logging.getLogger("sollol.ray")
