@@ -6,7 +6,7 @@ import asyncio
 import threading
 from typing import Any, Awaitable, Optional
 
-from .node import SimNode
+from .server import SimNode
 from .spec import SimNodeSpec
 
 
