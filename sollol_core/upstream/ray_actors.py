@@ -77,7 +77,7 @@ class UpstreamActor:
         finally:
             await resp.close()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "calls": self.calls}
 
 
@@ -187,7 +187,7 @@ class RayRuntime:
                 self.replaced += 1
                 log.warning("a ray actor died; replaced it (%d replaced so far)", self.replaced)
 
-    def view(self) -> dict:
+    def view(self) -> dict[str, Any]:
         return {"kind": "ray", "state": self.state, "actors": len(self.actors) if self.state == "ready" else 0,
                 "address": self.address, "error": self.error, "replaced": self.replaced}
 
