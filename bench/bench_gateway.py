@@ -50,7 +50,6 @@ def fast_lane(against: list[str], quick: bool) -> dict:
     """Every tree's gateway runs at once on the same nodes; each measurement goes round the trees in turn,
     so drift on a shared machine hits every tree alike. Returns {tree: {figure: value}} and the direct run."""
     import statistics
-
     from contextlib import ExitStack
 
     trees = [(c, worktree(c)) for c in against] + [("this tree", None)]

@@ -18,7 +18,8 @@ import time
 from array import array
 
 from sollol_core.config import CacheSettings
-from sollol_core.prompt_cache.canonical import _chain, canonical_text, extend_with_answer, prompt_key, prompt_key_async
+from sollol_core.prompt_cache.canonical import canonical_text, extend_with_answer, prompt_key, prompt_key_async
+from sollol_core.prompt_cache.key import chain_blocks
 from sollol_core.prompt_cache.shadow import CacheShadow
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches of "
@@ -123,7 +124,7 @@ def main() -> None:
         e50, _ = timeit(lambda: extend_with_answer(key, answer), reps)
         print(f"{size // 1000:>6}KB {len(text):>8} {t50:>6.0f} /{t90:>6.0f} {k50:>7.0f} /{k90:>7.0f}"
               f" {k50 / (len(text) / 1000):>8.1f} {b50:>14.0f} {e50:>12.1f}")
-        c50, _ = timeit(lambda: _chain(text, 128), reps)
+        c50, _ = timeit(lambda: chain_blocks(text, 128), reps)
         print(f"{'':>8} {'':>8} (the chained hash alone: {c50:.0f} us, {c50 / (len(text) / 1000):.2f} us/KB)")
 
     # a match against a host whose 4 slots hold other conversations, and one that extends slot 0

@@ -35,7 +35,8 @@ from .request.admission import GatewayQueue
 from .request.books import Books
 from .request.path import RequestPath
 from .request.placement import Placement
-from .upstream.executor import AsyncExecutor, Executor
+from .upstream.executor import Executor
+from .upstream.inloop import AsyncExecutor
 from .upstream.ray_actors import RayExecutor, RayRuntime
 
 log = logging.getLogger("sollol")

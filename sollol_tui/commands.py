@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol, runtime_checkable
 
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-if TYPE_CHECKING:
-    from .app import SollolApp
+
+@runtime_checkable
+class HasDashboardBindings(Protocol):
+    """What the palette needs of the app: the dashboard's own key bindings (ids start with ``sollol.``)."""
+
+    def dashboard_bindings(self) -> list[Binding]: ...
 
 
 def command_bindings(app: object) -> Iterable[Binding]:
-    """The dashboard's own key bindings (ids start with ``sollol.``)."""
-    bindings = getattr(app, "dashboard_bindings", None)
-    return bindings() if callable(bindings) else ()
+    """The dashboard's own key bindings; none for an app that has no dashboard."""
+    return app.dashboard_bindings() if isinstance(app, HasDashboardBindings) else ()
 
 
 class SollolCommands(Provider):
@@ -29,7 +32,7 @@ class SollolCommands(Provider):
         return out
 
     def _run(self, action: str) -> None:
-        app: SollolApp = self.app  # type: ignore[assignment]
+        app = self.app
         app.call_later(app.run_action, action)
 
     async def discover(self) -> Hits:

@@ -24,7 +24,7 @@ import math
 import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol, Sequence
 
 from ..cluster.adaptive import refresh_host
 from ..cluster.hosts import HostState
@@ -32,14 +32,30 @@ from ..errors import DaskUnavailable, NoHostForModel, Rejected
 from ..request.admission import Lease, Settle
 from ..request.call import BATCH, Call
 from ..request.outcome import SERVED, Outcome, Verdict, classify
-from .runner import portable
-from .store import ClaimedDoc
+from .deps import BatchDeps
+from .runner import DaskRunner, portable
+from .store import BatchStore, ClaimedDoc
 from .task import embed_chunk
 
 EMBED_CHUNK = portable(embed_chunk)  # sent to the workers by value
 
-if TYPE_CHECKING:
-    from .manager import BatchManager
+
+
+class DocumentQueue(Protocol):
+    """What the loop needs of the durable queue (manager.BatchManager): its store, and the calls that run
+    in the database thread."""
+
+    @property
+    def store(self) -> Optional[BatchStore]: ...
+
+    async def claim(self, limit: int, token: int) -> list[ClaimedDoc]: ...
+
+    async def complete(self, seqs: Sequence[int], embeddings: Sequence[str], token: int) -> int: ...
+
+    async def fail(self, seqs: Sequence[int], error: str, token: int) -> int: ...
+
+    async def release(self, seqs: Sequence[int], token: int, *, count_attempt: bool, max_attempts: int,
+                      error: Optional[str]) -> tuple[int, int]: ...
 
 log = logging.getLogger("sollol.batch")
 ROUNDS = 2  # times a chunk may go through every host before its documents go back to the queue
@@ -75,12 +91,12 @@ def _judge(kind: str, status: int, payload: Any) -> Outcome:
 
 
 class AutoBatch:
-    def __init__(self, manager: "BatchManager") -> None:
-        self.manager = manager
-        self.deps = manager.deps
-        self.config = manager.deps.config
-        self.runner = manager.runner
-        self.books = manager.deps.books
+    def __init__(self, deps: BatchDeps, queue: DocumentQueue, runner: DaskRunner) -> None:
+        self.queue = queue
+        self.deps = deps
+        self.config = deps.config
+        self.runner = runner
+        self.books = deps.books
         self.token = secrets.randbits(62)  # this process's claims; another process's are left alone
         self.pending: deque[Chunk] = deque()
         self.host_load: dict[str, int] = {}
@@ -143,7 +159,7 @@ class AutoBatch:
 
     async def _fill(self, *, trigger: bool, tick: bool) -> None:
         """Claim batches as the rules say; start Dask first when there is work for it."""
-        store = self.manager.store
+        store = self.queue.store
         if store is None or not store.is_open:
             return
         cfg = self.config
@@ -179,7 +195,7 @@ class AutoBatch:
 
     async def _claim(self, limit: int) -> int:
         cfg = self.config
-        docs = await self.manager.db("claim", limit, self.token)
+        docs = await self.queue.claim(limit, self.token)
         if not docs:
             return 0
         by_model: dict[str, list[ClaimedDoc]] = {}
@@ -316,7 +332,7 @@ class AutoBatch:
                 self._drain = True
             self.wake()  # and the loop may claim more
             try:
-                await self.manager.db("complete", chunk.seqs, payload, self.token)
+                await self.queue.complete(chunk.seqs, payload, self.token)
             except Exception:  # noqa: BLE001 - the documents go back and are embedded again
                 log.exception("batch: could not store the results of a chunk")
                 await self._give_back(chunk, count=False)
@@ -332,7 +348,7 @@ class AutoBatch:
                     self.pending.appendleft(Chunk([doc], chunk.model))
             else:
                 log.warning("batch: %s refused a document: %s", host, outcome.reason)
-                await self.manager.db("fail", chunk.seqs, f"HTTP {status}: {outcome.reason}", self.token)
+                await self.queue.fail(chunk.seqs, f"HTTP {status}: {outcome.reason}", self.token)
             self._pump()
             return
         chunk.tried.add(host)
@@ -360,9 +376,9 @@ class AutoBatch:
     async def _give_back(self, chunk: Chunk, count: Optional[bool] = None) -> None:
         """Documents back to the queue; with host errors, one attempt more (failed at the limit)."""
         count = chunk.errors > 0 if count is None else count
-        requeued, failed = await self.manager.db(
-            "release", chunk.seqs, self.token, count_attempt=count, max_attempts=self.config.batch_max_attempts,
-            error=chunk.last_error or None)
+        requeued, failed = await self.queue.release(chunk.seqs, self.token, count_attempt=count,
+                                                    max_attempts=self.config.batch_max_attempts,
+                                                    error=chunk.last_error or None)
         log.warning("batch: every host failed a chunk (last: %s): %d documents back in the queue, %d failed",
                     chunk.last_error or "no host", requeued, failed)
 
@@ -376,7 +392,7 @@ class AutoBatch:
             self.pending.appendleft(chunk)
             self._pump()
             return
-        await self.manager.db("fail", chunk.seqs, f"model '{chunk.model}' not found on any host", self.token)
+        await self.queue.fail(chunk.seqs, f"model '{chunk.model}' not found on any host", self.token)
 
     async def _dask_lost(self, reason: str) -> None:
         """Dask is gone: every waiting chunk goes back to the queue; Dask starts again with the next batch."""

@@ -13,7 +13,7 @@ from ..observability.components import ComponentBoard
 from ..request.admission import Lease
 from ..request.books import Books
 from ..request.call import Call
-from ..upstream.executor import AsyncExecutor
+from ..upstream.inloop import AsyncExecutor
 
 
 class Admission(Protocol):

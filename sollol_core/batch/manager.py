@@ -20,7 +20,7 @@ from ..observability.snapshot import BatchJobView, BatchView
 from .autobatch import AutoBatch
 from .deps import BatchDeps
 from .runner import DaskRunner, check_not_spawned_reimport, prepare_process
-from .store import BatchStore, JobInfo
+from .store import BatchStore, ClaimedDoc, JobInfo
 
 ResultRow = tuple[int, str, str]  # (index in the job, document id, embedding as JSON text)
 
@@ -61,7 +61,7 @@ class BatchManager:
                 pass  # shown as the "batch" component; tried again by the next request
         else:
             self.deps.components.set("batch", "off", f"{self.store.path} is created by the first batch")
-        self.auto = AutoBatch(self)
+        self.auto = AutoBatch(self.deps, self, self.runner)
         self._loop_task = asyncio.create_task(self.auto.run(), name="sollol-autobatch")
         if self.config.dask_scheduler:  # connecting is cheap: show a wrong address at once
             self._connect_task = asyncio.create_task(self.runner.ensure_started())
@@ -137,6 +137,25 @@ class BatchManager:
         if self.auto is not None:
             self.auto.wake()
         return info
+
+    # the queue as the autobatch loop uses it (autobatch.DocumentQueue) ------------------------------
+    async def claim(self, limit: int, token: int) -> list[ClaimedDoc]:
+        docs: list[ClaimedDoc] = await self.db("claim", limit, token)
+        return docs
+
+    async def complete(self, seqs: Sequence[int], embeddings: Sequence[str], token: int) -> int:
+        done: int = await self.db("complete", seqs, embeddings, token)
+        return done
+
+    async def fail(self, seqs: Sequence[int], error: str, token: int) -> int:
+        failed: int = await self.db("fail", seqs, error, token)
+        return failed
+
+    async def release(self, seqs: Sequence[int], token: int, *, count_attempt: bool, max_attempts: int,
+                      error: Optional[str]) -> tuple[int, int]:
+        moved: tuple[int, int] = await self.db("release", seqs, token, count_attempt=count_attempt,
+                                               max_attempts=max_attempts, error=error)
+        return moved
 
     def trigger(self) -> dict[str, Any]:
         """Start a batch now, whatever autobatch_min_batch_size says. Safe from any thread."""

@@ -14,7 +14,7 @@ import psutil
 
 from ..config import SollolConfig
 from ..errors import UpstreamFailure
-from ..upstream.executor import AsyncExecutor
+from ..upstream.inloop import AsyncExecutor
 from .hosts import HostRegistry, HostState
 
 log = logging.getLogger("sollol.adaptive")

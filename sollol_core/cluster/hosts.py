@@ -79,6 +79,10 @@ def model_key(name: str) -> str:
     return name if ":" in name else f"{name}:latest"
 
 
+def _monotonic() -> float:
+    return time.monotonic()  # looked up at each call (tests pin time.monotonic)
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -162,7 +166,9 @@ class Host:
 class HostRegistry:
     """All hosts, by address, with thread-safe mutation and snapshots."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Optional[Callable[[], float]] = None) -> None:
+        # what time-fading figures (success rate, peak latency, slow start) are read against
+        self.clock: Callable[[], float] = clock if clock is not None else _monotonic
         self._hosts: dict[str, Host] = {}
         self._lock = threading.RLock()
         self._listeners: list[HostListener] = []
@@ -281,7 +287,7 @@ class HostRegistry:
             if host is None or host.state != HostState.UNHEALTHY:
                 return
             host.success_rate = 1.0 - (1.0 - host.success_rate) / 2
-            host.readmitted_at = time.monotonic()
+            host.readmitted_at = self.clock()
         self._set_state(address, HostState.HEALTHY)
         # it may have restarted: what it had cached may be gone
         self._emit(HostChange(HostChangeKind.READMITTED, address))
@@ -309,7 +315,7 @@ class HostRegistry:
         eval_s: Optional[float] = None,
         model: Optional[str] = None,
     ) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             host = self._hosts.get(address)
             if host is None:
@@ -349,7 +355,7 @@ class HostRegistry:
 
         eject=False for a failure that says nothing about the host's reachability (an error line inside an
         answer that had begun well): it counts in the stats only."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             host = self._hosts.get(address)
             if host is None:
@@ -421,7 +427,7 @@ class HostRegistry:
 
     # reading ------------------------------------------------------------------------------------
     def views(self, score_fn: Callable[[Host], tuple[float, dict[str, float]]]) -> list[HostView]:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             out = []
             for h in self._hosts.values():

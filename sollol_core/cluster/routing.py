@@ -38,7 +38,7 @@ def is_cold(host: Host, model: Optional[str]) -> bool:
 
 
 def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] = None,
-                      prefill_s: Optional[float] = None) -> dict[str, float]:
+                      prefill_s: Optional[float] = None, now: Optional[float] = None) -> dict[str, float]:
     """The original weighted score, each term first brought to a comparable scale:
 
     cpu_load      CPU load 0..1 (psutil, local hosts); unknown -> 0.5
@@ -53,18 +53,21 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
     cache         expected prefill seconds: the part of the prompt the host has not cached × its prefill
                   rate (only for a request with a prompt, when cache-aware placement is on)
     success_rate decays with time since the last failure, so a host that came back is tried again.
-    Returned values are already multiplied by their weights.
+    Returned values are already multiplied by their weights. `now`: the registry's clock (time.monotonic()
+    when None), which the success rate's fading is read against.
     """
     cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
     gpu = NEUTRAL_GPU_TERM if host.gpu_free_mem is None else 1.0 / (1.0 + max(host.gpu_free_mem, 0.0) / 1024.0)
     latency_s = host.latency_ms / 1000.0
     queue_latency_s = UNMEASURED_BUSY_LATENCY_S if host.latency_ms == 0.0 else max(latency_s, 0.001)
+    if now is None:
+        now = time.monotonic()
     terms = {
         "cpu_load": weights.cpu_load * cpu,
         "gpu_free_mem": weights.gpu_free_mem * gpu,
         "priority": weights.priority * host.priority / 10.0,
         "latency": weights.latency * latency_s,
-        "success_rate": weights.success_rate * (1.0 - host.effective_success_rate(time.monotonic())),
+        "success_rate": weights.success_rate * (1.0 - host.effective_success_rate(now)),
         "in_flight": weights.in_flight * host.in_flight * queue_latency_s,
     }
     if model is not None:  # the live score in /api/stats and the dashboard is for a request naming no model
@@ -75,9 +78,9 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
 
 
 def performance_score(host: Host, weights: RoutingWeights, model: Optional[str] = None,
-                      prefill_s: Optional[float] = None) -> tuple[float, dict[str, float]]:
+                      prefill_s: Optional[float] = None, now: Optional[float] = None) -> tuple[float, dict[str, float]]:
     """Sum of the weighted terms, divided by the host weight (a weight-2 host counts half as loaded)."""
-    terms = performance_terms(host, weights, model, prefill_s)
+    terms = performance_terms(host, weights, model, prefill_s, now)
     return sum(terms.values()) / host.weight, terms
 
 
@@ -240,7 +243,9 @@ class Router:
         return new
 
     def score(self, host: Host) -> tuple[float, dict[str, float]]:
-        return performance_score(host, self._weights)
+        """The live score of a host for a request naming no model (/api/stats, the dashboard), as of the
+        registry's clock."""
+        return performance_score(host, self._weights, now=self.registry.clock())
 
     def candidates(self, model: Optional[str], exclude: frozenset[str] = frozenset()) -> list[Host]:
         """Hosts that may take a new request for `model`.

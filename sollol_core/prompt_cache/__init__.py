@@ -1,1 +1,7 @@
-"""sollol_core.prompt_cache."""
+"""sollol_core.prompt_cache: what each host's slots have cached, as SOLLOL can tell it.
+
+key (PromptKey, chained block hashes and their common prefix), render/ (a request rendered into the canonical
+text, one module per API family), canonical (prompt_key, session_key, extend_with_answer), shadow
+(CacheShadow: the shadow of every host's slots), feedback (what an answer says: Feedback, Correction,
+CorrectionKind, the learned prefill rate).
+"""

@@ -7,11 +7,8 @@ may also restore a displaced prompt from host RAM. The shadow replays that choic
 (sollol_core.prompt_cache.canonical) SOLLOL sent, so placement can ask, for every host, how much of a prompt it would
 reuse and what it would evict, without asking the host.
 
-The shadow is a guess; the host's answers correct it. Native answers report `prompt_eval_count` (the whole
-prompt), `prompt_eval_duration` (only the newly evaluated part) and `load_duration` (> 0: the model was
-reloaded and every slot lost its cache); /v1 answers give only the time to the first token. Per (host, model)
-the shadow learns tokens per character and seconds per token from cold evaluations and reads the reused
-share of each answer as ``1 - (duration / s_per_token) / count``; a contradiction corrects the shadow.
+The shadow is a guess; the host's answers correct it: feedback.read_answer compares what an answer shows
+with what was predicted, and learns the host's prefill rate on the way; a contradiction corrects the shadow.
 
 All methods are O(slots + a few displaced candidates) and never block; one lock makes them safe to call
 from another thread too (the dashboard's snapshot reads host_view).
@@ -29,41 +26,10 @@ from typing import Any, Callable, Mapping, Optional
 
 from ..config import CacheSettings
 from ..observability.snapshot import CacheView
-from .canonical import PromptKey, _common_blocks
+from .feedback import Correction, CorrectionKind, Feedback, PrefillRate, read_answer
+from .key import PromptKey, common_blocks
 
-# Ollama 0.5.4 reports a load_duration on every answer, ~0.15 s on this CPU with the model loaded (its
-# scheduling), and seconds for a real load: only this much counts as a reload. A quicker reload shows as
-# reuse predicted and none observed ("lost"), which forgets the same slots.
-RELOAD_MIN_S = 1.0
-RATE_ALPHA = 0.2  # weight of a new sample in the prefill-rate EWMAs
-COLD_MAX_FRACTION = 0.25  # an evaluation predicted to reuse at most this share counts as a cold sample
-LOST_MIN_PREDICTED = 0.3  # a prediction at least this large that the host contradicts means the cache was lost
-MIN_SAMPLE_TOKENS = 16  # evaluations of fewer tokens are dominated by fixed costs: not learned from
-TTFT_MIN_CHARS = 4000  # /v1 answers: only prompts this long say something about prefill through the TTFT
-TTFT_MIN_COLD_S = 1.0  # ... and only when a cold prefill would take at least this long
 DISPLACED_SCAN = 32  # displaced prompts compared per match (the most recent sharing the first block)
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """What an answer says about the host's cache (durations in seconds; None: not reported)."""
-
-    prompt_eval_count: Optional[int] = None
-    prompt_eval_duration_s: Optional[float] = None
-    load_duration_s: Optional[float] = None
-    ttft_s: Optional[float] = None
-
-    @classmethod
-    def from_ollama(cls, final: Mapping[str, Any], ttft_s: Optional[float] = None) -> "Feedback":
-        """From the final object of a native /api/chat or /api/generate answer (durations in ns)."""
-
-        def num(name: str, scale: float = 1.0) -> Optional[float]:
-            v = final.get(name) if isinstance(final, Mapping) else None
-            return v / scale if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
-
-        count = num("prompt_eval_count")
-        return cls(int(count) if count is not None else None, num("prompt_eval_duration", 1e9),
-                   num("load_duration", 1e9), ttft_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,23 +52,6 @@ class CacheMatch:
     @property
     def uncached_chars(self) -> int:
         return self.chars - self.cached_chars
-
-
-@dataclass(frozen=True, slots=True)
-class Correction:
-    """What an answer said against the shadow, and what the shadow did about it.
-
-    kind: "none" (nothing learned), "cold" (a cold sample taught the prefill rate), "confirmed" (the predicted
-    reuse happened), "unverified" (reuse predicted, no rate yet to check it), "lost" (reuse predicted, none
-    observed: the model's other slots are forgotten), "reloaded" (load_duration > 0: the model's slots are
-    forgotten), "unexpected" (reuse observed where none was predicted).
-    """
-
-    kind: str
-    predicted: float  # predicted reused share
-    observed: Optional[float]  # observed reused share; None when the answer cannot tell
-    forgot: int = 0  # slot contents and displaced prompts forgotten
-    corrected: bool = False  # the shadow was wrong (counted in host_view's corrections)
 
 
 class _Entry:
@@ -150,28 +99,6 @@ class Placed:
         return self.match.fraction
 
 
-class _Rate:
-    """Prefill model of one (host, model)."""
-
-    __slots__ = ("tpc", "spt", "cold", "ttft_spc", "ttft_n")
-
-    def __init__(self) -> None:
-        self.tpc: Optional[float] = None  # tokens per canonical character
-        self.spt: Optional[float] = None  # prefill seconds per token
-        self.cold = 0  # cold samples learned
-        self.ttft_spc: Optional[float] = None  # seconds per char from /v1 time to first token (fallback)
-        self.ttft_n = 0
-
-    def per_char(self) -> Optional[float]:
-        if self.tpc is not None and self.spt is not None:
-            return self.tpc * self.spt
-        return self.ttft_spc
-
-
-def _ewma(old: Optional[float], sample: float) -> float:
-    return sample if old is None else old + RATE_ALPHA * (sample - old)
-
-
 class _Host:
     __slots__ = ("models", "displaced", "dindex", "nblocks", "placements", "hits", "predicted_hits",
                  "confirmed_hits", "corrections", "saved_s")
@@ -199,7 +126,7 @@ class CacheShadow:
         self.settings = settings  # read at each call, so live changes apply
         self.clock = clock
         self._hosts: dict[str, _Host] = {}
-        self._rates: dict[str, dict[str, _Rate]] = {}
+        self._rates: dict[str, dict[str, PrefillRate]] = {}
         self._global_rate: Optional[tuple[int, Optional[float]]] = None  # (version, mean) cache
         self._rate_version = 0
         self._lock = threading.Lock()
@@ -232,7 +159,7 @@ class CacheShadow:
             if e.blocks is not None:
                 if now - e.used < st.active_s:
                     active += 1
-                c = _common_blocks(key.blocks, e.blocks) if e.bc == key.block_chars else 0
+                c = common_blocks(key.blocks, e.blocks) if e.bc == key.block_chars else 0
                 lcps[i] = c
                 if c > best_c:
                     best_i, best_c = i, c
@@ -258,14 +185,16 @@ class CacheShadow:
             if bucket:
                 for d in islice(reversed(bucket), DISPLACED_SCAN):
                     if d.bc == key.block_chars:
-                        dc = key.chars_of(_common_blocks(key.blocks, d.blocks))
+                        dc = key.chars_of(common_blocks(key.blocks, d.blocks))
                         if dc > cached:
                             cached, restored = dc, d
-        held = victim is not None and victim.blocks is not None
-        same = held and (victim.anchor == key.anchor or (key.session is not None and victim.session == key.session))
-        extends = held and c >= victim.chars // victim.bc
-        evicts = held and now - victim.used < st.active_s and not extends and not same
-        idle_s = now - victim.used if held else math.inf
+        same = evicts = False
+        idle_s = math.inf
+        if victim is not None and victim.blocks is not None:  # the chosen slot holds a prompt
+            same = victim.anchor == key.anchor or (key.session is not None and victim.session == key.session)
+            extends = c >= victim.chars // victim.bc
+            evicts = now - victim.used < st.active_s and not extends and not same
+            idle_s = now - victim.used
         return CacheMatch(host, key.model, chars, cached, cached / chars if chars else 0.0, chosen,
                           restored is not None, evicts, idle_s, free, active, same), restored
 
@@ -405,99 +334,49 @@ class CacheShadow:
         shadow where the answer contradicts it. Call once per placement, before or after complete()."""
         with self._lock:
             if placed.observed:
-                return Correction("none", placed.fraction, None)
+                return Correction(CorrectionKind.NONE, placed.fraction, None)
             placed.observed = True
             return self._observe(placed, feedback)
 
     def _observe(self, placed: Placed, fb: Feedback) -> Correction:
-        host, model, key = placed.host, placed.model, placed.key
-        chars = key.chars
         p = placed.fraction
-        h = self._hosts.get(host)
-        rate = self._rates.setdefault(host, {}).setdefault(model, _Rate())
-        count, dur, load, ttft = fb.prompt_eval_count, fb.prompt_eval_duration_s, fb.load_duration_s, fb.ttft_s
-        native = (isinstance(count, int) and count > 0 and isinstance(dur, (int, float)) and dur >= 0)
-        if load is not None and load >= RELOAD_MIN_S:
-            forgot = self._forget_model(h, model, keep=placed._entry) if h is not None else 0
-            if native and chars:
-                self._learn_cold(rate, count, dur, chars, 0.0)
+        h = self._hosts.get(placed.host)
+        rate = self._rates.setdefault(placed.host, {}).setdefault(placed.model, PrefillRate())
+        reading = read_answer(rate, fb, p, placed.key.chars)
+        if reading.learned:
+            self._rate_version += 1
+        kind = reading.kind
+        forgot = 0
+        if kind.forgets_model and h is not None:
+            forgot = self._forget_model(h, placed.model, keep=placed._entry)
+        if kind is CorrectionKind.RELOADED:
             corrected = forgot > 0 or placed.hit
-            return self._conclude(placed, h, "reloaded", p, 0.0, forgot, corrected)
-        if native:
-            observed = self._observed_share(rate, count, dur, chars)
-            if p <= COLD_MAX_FRACTION:
-                if observed is not None and observed >= p + 0.5 and count >= MIN_SAMPLE_TOKENS:
-                    return self._conclude(placed, h, "unexpected", p, observed, 0, True)
-                if count >= MIN_SAMPLE_TOKENS and chars:
-                    self._learn_cold(rate, count, dur, chars, p)
-                    return self._conclude(placed, h, "cold", p, observed, 0, False)
-                return self._conclude(placed, h, "none", p, observed, 0, False)
-            return self._judge(placed, h, p, observed)
-        if isinstance(ttft, (int, float)) and ttft >= 0 and chars:
-            own = rate.per_char()
-            if p <= COLD_MAX_FRACTION:
-                if rate.spt is None and chars >= TTFT_MIN_CHARS:  # no native measurement: the TTFT bounds it
-                    rate.ttft_spc = _ewma(rate.ttft_spc, ttft / (chars * (1.0 - p)))
-                    rate.ttft_n += 1
-                    self._rate_version += 1
-                    return self._conclude(placed, h, "cold", p, None, 0, False)
-                return self._conclude(placed, h, "none", p, None, 0, False)
-            if own is not None and chars * own >= TTFT_MIN_COLD_S:
-                cold = chars * own
-                observed = max(0.0, min(1.0, 1.0 - ttft / cold))
-                return self._judge(placed, h, p, observed)
-            return self._conclude(placed, h, "unverified", p, None, 0, False)
-        return self._conclude(placed, h, "none", p, None, 0, False)
+        else:
+            corrected = kind in (CorrectionKind.LOST, CorrectionKind.UNEXPECTED)
+        return self._conclude(placed, h, kind, p, reading.observed, forgot, corrected)
 
-    def _judge(self, placed: Placed, h: Optional[_Host], p: float, observed: Optional[float]) -> Correction:
-        """Reuse was predicted: did the host show it?"""
-        if observed is None:
-            return self._conclude(placed, h, "unverified", p, None, 0, False)
-        if p >= LOST_MIN_PREDICTED and observed < p / 4:
-            forgot = self._forget_model(h, placed.model, keep=placed._entry) if h is not None else 0
-            return self._conclude(placed, h, "lost", p, observed, forgot, True)
-        return self._conclude(placed, h, "confirmed", p, observed, 0, False)
-
-    def _conclude(self, placed: Placed, h: Optional[_Host], kind: str, p: float, observed: Optional[float],
-                  forgot: int, corrected: bool) -> Correction:
+    def _conclude(self, placed: Placed, h: Optional[_Host], kind: CorrectionKind, p: float,
+                  observed: Optional[float], forgot: int, corrected: bool) -> Correction:
         if h is not None:
-            if kind in ("lost", "reloaded") and placed.hit:
+            if kind.forgets_model and placed.hit:
                 placed.hit = False
                 h.hits -= 1
-            elif kind == "unexpected" and not placed.hit:
+            elif kind is CorrectionKind.UNEXPECTED and not placed.hit:
                 placed.hit = True
                 h.hits += 1
-            elif kind == "confirmed":
+            elif kind is CorrectionKind.CONFIRMED:
                 h.confirmed_hits += 1
             if corrected:
                 h.corrections += 1
-        if kind in ("lost", "reloaded"):
+        if kind.forgets_model:
             placed.observed_chars = 0
-        elif observed is not None and kind in ("confirmed", "unexpected"):
+        elif observed is not None and kind in (CorrectionKind.CONFIRMED, CorrectionKind.UNEXPECTED):
             placed.observed_chars = int(round(observed * placed.key.chars))
         if placed.done and h is not None:  # completed before this answer was read: re-credit
             credit = self._prefill_s(placed.host, placed.model, self._reused(placed))
             h.saved_s += credit - placed.credited_s
             placed.credited_s = credit
         return Correction(kind, p, observed, forgot, corrected)
-
-    @staticmethod
-    def _observed_share(rate: _Rate, count: int, dur: float, chars: int) -> Optional[float]:
-        if rate.spt is None or rate.spt <= 0:
-            return None
-        if rate.tpc is not None and chars and count < 0.5 * rate.tpc * chars:
-            # the count covers only the newly evaluated tokens (some Ollama versions): compare it with the
-            # whole prompt's expected count
-            return max(0.0, min(1.0, 1.0 - count / (rate.tpc * chars)))
-        return max(0.0, min(1.0, 1.0 - (dur / rate.spt) / count))
-
-    def _learn_cold(self, rate: _Rate, count: int, dur: float, chars: int, p: float) -> None:
-        rate.tpc = _ewma(rate.tpc, count / chars)
-        new_tokens = count * (1.0 - p)
-        if new_tokens > 0 and dur > 0:
-            rate.spt = _ewma(rate.spt, dur / new_tokens)
-        rate.cold += 1
-        self._rate_version += 1
 
     @staticmethod
     def _reused(placed: Placed) -> int:
@@ -651,7 +530,7 @@ class CacheShadow:
 
     # ----------------------------------------------------------------------------------- views
 
-    def host_view(self, host: str) -> dict:
+    def host_view(self, host: str) -> dict[str, Any]:
         """What the shadow holds for a host and how placing by it went (the CacheView fields, and more)."""
         with self._lock:
             h = self._hosts.get(host)
@@ -708,6 +587,6 @@ def _nslots(slots: Optional[int]) -> int:
         return 1
 
 
-def _host_mean(models: Mapping[str, _Rate]) -> Optional[float]:
+def _host_mean(models: Mapping[str, PrefillRate]) -> Optional[float]:
     rates = [r for r in (m.per_char() for m in models.values()) if r is not None]
     return sum(rates) / len(rates) if rates else None

@@ -34,8 +34,9 @@ from .placement import Decision, Placement
 
 if TYPE_CHECKING:
     from ..observability.metrics import Metrics
+    from ..prompt_cache.feedback import Feedback
     from ..prompt_cache.key import PromptKey
-    from ..prompt_cache.shadow import CacheShadow, Feedback, Placed
+    from ..prompt_cache.shadow import CacheShadow, Placed
 
 QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)

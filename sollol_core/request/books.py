@@ -23,7 +23,8 @@ from .outcome import Outcome, Verdict
 from .usage import Usage
 
 if TYPE_CHECKING:
-    from ..prompt_cache.shadow import CacheShadow, Feedback
+    from ..prompt_cache.feedback import Feedback
+    from ..prompt_cache.shadow import CacheShadow
 
 log = logging.getLogger("sollol.request")
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import orjson
 
-from ..prompt_cache.shadow import Feedback
+from ..prompt_cache.feedback import Feedback
 
 
 @dataclass

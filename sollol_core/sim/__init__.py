@@ -14,7 +14,8 @@ prefill only for the part of its prompt the chosen slot does not hold (``slots``
 that goes away frees its slot (the handler is cancelled), as Ollama stops generating for a closed
 connection.
 
-Modules: spec (SimNodeSpec, demo_specs), node (SimNode), slots, render, serving (the timing), one module per
+Modules: spec (SimNodeSpec, demo_specs), node (NodeState: what a node keeps and does), server (SimNode: a node
+served over HTTP, its routes assembled from the route modules), kv_slots, render, serving (the timing), one module per
 API family (info, native, openai, responses, anthropic, management), cluster (SimCluster), clients
 (SimClients, demo traffic), cli (``python -m sollol_core.sim``).
 """
@@ -23,7 +24,7 @@ from .cli import main
 from .cluster import SimCluster
 from .kv_slots import Prefill, SlotState
 from .metadata import sim_embedding
-from .node import SimNode
+from .server import SimNode
 from .spec import SimNodeSpec, demo_specs
 from .traffic import SimClients
 

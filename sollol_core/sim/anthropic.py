@@ -20,7 +20,7 @@ from .serving import Answer, Frames
 from .wire import SSE, SimError, Stats, sse
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState, Route
 
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_use": "tool_use"}
 
@@ -73,7 +73,7 @@ class _MessageFrames(Frames):
         return sse("error", {"type": "error", "error": {"type": "api_error", "message": message}})
 
 
-async def messages(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def messages(node: "NodeState", request: web.Request) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -107,4 +107,4 @@ async def messages(node: "SimNode", request: web.Request) -> web.StreamResponse:
     return await serving.serve(node, request, t0, norm, prompt, answer, stream, frames)
 
 
-ROUTES = [("POST", "/v1/messages", messages, "anthropic")]
+ROUTES: list[Route] = [("POST", "/v1/messages", messages, "anthropic")]

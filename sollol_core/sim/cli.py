@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Optional
 
-from .node import SimNode
+from .server import SimNode
 from .spec import SimNodeSpec, demo_specs, spec_from_json
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Optional
+from typing import Any, Coroutine, Optional
 
-from .node import SimNode
+from .server import SimNode
 from .spec import SimNodeSpec
 
 
@@ -43,11 +43,11 @@ class SimCluster:
         finally:
             loop.close()
 
-    def call(self, coro: Awaitable[Any]) -> Any:
+    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Run a coroutine in the cluster's loop and wait for its result."""
         if self._loop is None:
             raise RuntimeError("SimCluster is not running")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._TIMEOUT)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._TIMEOUT)
 
     def start(self) -> "SimCluster":
         """Start the loop thread and every node; blocks until all listen."""

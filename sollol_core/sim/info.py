@@ -13,18 +13,18 @@ from .metadata import CREATED, MODIFIED_AT, iso, meta, norm
 from .wire import JSON, Abort, SimError, json_response
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState, Route
 
 
-async def root(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def root(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return web.Response(text="Ollama is running")
 
 
-async def version(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def version(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return web.Response(body=node.version_body, headers=JSON)
 
 
-def _listings(node: "SimNode") -> tuple[bytes, bytes]:
+def _listings(node: "NodeState") -> tuple[bytes, bytes]:
     """(/api/tags, /v1/models) bytes, rebuilt only when the model list changed."""
     key = tuple(node.models)
     if key != node.listing_cache[0]:
@@ -38,22 +38,22 @@ def _listings(node: "SimNode") -> tuple[bytes, bytes]:
     return node.listing_cache[1], node.listing_cache[2]
 
 
-async def tags(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def tags(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return web.Response(body=_listings(node)[0], headers=JSON)
 
 
-async def v1_models(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def v1_models(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return web.Response(body=_listings(node)[1], headers=JSON)
 
 
-async def v1_model(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def v1_model(node: "NodeState", request: web.Request) -> web.StreamResponse:
     name = request.match_info["model"]
     if norm(name) not in node.models:
         raise SimError(404, f"model '{name}' not found")
     return json_response({"id": name, "object": "model", "created": CREATED, "owned_by": "library"})
 
 
-async def ps(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def ps(node: "NodeState", request: web.Request) -> web.StreamResponse:
     expires = iso(time.time() + 300)
     out = []
     for name in list(node.loaded):
@@ -63,7 +63,7 @@ async def ps(node: "SimNode", request: web.Request) -> web.StreamResponse:
     return json_response({"models": out})
 
 
-async def show(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def show(node: "NodeState", request: web.Request) -> web.StreamResponse:
     body = await node.body(request)
     await node.inject()
     _, name = node.model(body, legacy_name=True)
@@ -87,7 +87,7 @@ async def show(node: "SimNode", request: web.Request) -> web.StreamResponse:
     })
 
 
-ROUTES = [
+ROUTES: list[Route] = [
     ("GET", "/", root, "ollama"),
     ("GET", "/api/version", version, "ollama"),
     ("GET", "/api/tags", tags, "ollama"),

@@ -47,7 +47,8 @@ class Meta(NamedTuple):
 def meta(name: str) -> Meta:
     """Plausible, deterministic metadata for a model name (family, size, digest)."""
     base, _, tag = name.rpartition("/")[2].partition(":")
-    family, psize, quant = re.match(r"[a-z]*", base).group() or "llama", "1B", "Q4_K_M"  # type: ignore[union-attr]
+    letters = re.match(r"[a-z]*", base)  # always matches, perhaps nothing
+    family, psize, quant = (letters.group() if letters else "") or "llama", "1B", "Q4_K_M"
     for prefix, fam, default_size, q in _FAMILIES:
         if base.startswith(prefix):
             family, psize, quant = fam, default_size, q

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import orjson
 from aiohttp import web
@@ -18,13 +18,13 @@ from .metadata import norm as norm_name
 from .wire import NDJSON, NL, SimError, json_response
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState, Route
 
 _DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 _READ_CHUNK = 64 * 1024
 
 
-def _status_answer(statuses: list[dict], stream: bool) -> web.StreamResponse:
+def _status_answer(statuses: Sequence[Mapping[str, object]], stream: bool) -> web.StreamResponse:
     if not stream:
         return json_response({"status": "success"})
     return web.Response(body=b"".join(orjson.dumps(s, option=NL) for s in statuses), headers=NDJSON)
@@ -45,7 +45,7 @@ def _digest(value: object) -> str:
     return "sha256:" + m.group(1).lower()
 
 
-async def pull(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def pull(node: "NodeState", request: web.Request) -> web.StreamResponse:
     body = await node.body(request)
     name = _name(body)
     m = meta(name)
@@ -53,22 +53,22 @@ async def pull(node: "SimNode", request: web.Request) -> web.StreamResponse:
         node.models.append(name)
     layer = {"status": f"pulling {m.digest[:12]}", "digest": f"sha256:{m.digest}", "total": m.size,
              "completed": m.size}
-    statuses = [{"status": "pulling manifest"}, layer, {"status": "verifying sha256 digest"},
+    statuses: list[dict[str, object]] = [{"status": "pulling manifest"}, layer, {"status": "verifying sha256 digest"},
                 {"status": "writing manifest"}, {"status": "success"}]
     return _status_answer(statuses, body.get("stream") is not False)
 
 
-async def push(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def push(node: "NodeState", request: web.Request) -> web.StreamResponse:
     body = await node.body(request)
     _, name = node.model(body, legacy_name=True)
     m = meta(name)
-    statuses = [{"status": "retrieving manifest"},
+    statuses: list[dict[str, object]] = [{"status": "retrieving manifest"},
                 {"status": "starting upload", "digest": f"sha256:{m.digest}", "total": m.size},
                 {"status": "pushing manifest"}, {"status": "success"}]
     return _status_answer(statuses, body.get("stream") is not False)
 
 
-async def create(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def create(node: "NodeState", request: web.Request) -> web.StreamResponse:
     """From a model on the node ("from"), or from blobs already uploaded ("files": {name: digest})."""
     body = await node.body(request)
     name = _name(body)
@@ -100,7 +100,7 @@ async def create(node: "SimNode", request: web.Request) -> web.StreamResponse:
     return _status_answer(statuses, body.get("stream") is not False)
 
 
-async def copy(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def copy(node: "NodeState", request: web.Request) -> web.StreamResponse:
     body = await node.body(request)
     source, dest = body.get("source"), body.get("destination")
     if not isinstance(source, str) or not isinstance(dest, str) or not source or not dest:
@@ -112,7 +112,7 @@ async def copy(node: "SimNode", request: web.Request) -> web.StreamResponse:
     return web.Response()
 
 
-async def delete(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def delete(node: "NodeState", request: web.Request) -> web.StreamResponse:
     body = await node.body(request)
     _, name = node.model(body, legacy_name=True)
     node.models.remove(name)
@@ -120,12 +120,12 @@ async def delete(node: "SimNode", request: web.Request) -> web.StreamResponse:
     return web.Response()
 
 
-async def head_blob(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def head_blob(node: "NodeState", request: web.Request) -> web.StreamResponse:
     digest = _digest(request.match_info["digest"])
     return web.Response(status=200 if digest in node.blobs else 404)
 
 
-async def upload_blob(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def upload_blob(node: "NodeState", request: web.Request) -> web.StreamResponse:
     """The raw bytes, hashed as they stream in; 201 when stored, 200 when already there (nothing read),
     400 when their sha256 is not the one in the path."""
     digest = _digest(request.match_info["digest"])
@@ -143,7 +143,7 @@ async def upload_blob(node: "SimNode", request: web.Request) -> web.StreamRespon
     return web.Response(status=201)
 
 
-ROUTES = [
+ROUTES: list[Route] = [
     ("POST", "/api/pull", pull, "ollama"),
     ("POST", "/api/push", push, "ollama"),
     ("POST", "/api/create", create, "ollama"),

@@ -14,7 +14,7 @@ from .serving import Answer, Frames
 from .wire import NL, SimError, Stats, is_zero_keep_alive, json_response, words
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState, Route
 
 
 class _NativeFrames(Frames):
@@ -42,7 +42,7 @@ class _NativeFrames(Frames):
         return self.whole("", stats) + b"\n"
 
 
-async def _native(node: "SimNode", request: web.Request, chat: bool) -> web.StreamResponse:
+async def _native(node: "NodeState", request: web.Request, chat: bool) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -57,7 +57,8 @@ async def _native(node: "SimNode", request: web.Request, chat: bool) -> web.Stre
     else:
         empty = not body.get("prompt") and not body.get("images")
         if body.get("raw") is True:
-            prompt = render.raw(body.get("prompt") if isinstance(body.get("prompt"), str) else "")
+            raw = body.get("prompt")
+            prompt = render.raw(raw if isinstance(raw, str) else "")
         else:
             prompt = render.render(render.generate_turns(body.get("system"), body.get("prompt")))
 
@@ -81,11 +82,11 @@ async def _native(node: "SimNode", request: web.Request, chat: bool) -> web.Stre
     return await serving.serve(node, request, t0, norm, prompt, answer, stream, _NativeFrames(model, chat, context))
 
 
-async def chat(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def chat(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return await _native(node, request, chat=True)
 
 
-async def generate(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def generate(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return await _native(node, request, chat=False)
 
 
@@ -104,7 +105,7 @@ def texts_of(value: Any, allow_empty: bool) -> list[str]:
     return texts
 
 
-async def embed(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def embed(node: "NodeState", request: web.Request) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -117,7 +118,7 @@ async def embed(node: "SimNode", request: web.Request) -> web.StreamResponse:
                           "prompt_eval_count": sum(max(1, words(t)) for t in texts)})
 
 
-async def embeddings(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def embeddings(node: "NodeState", request: web.Request) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -129,7 +130,7 @@ async def embeddings(node: "SimNode", request: web.Request) -> web.StreamRespons
     return json_response({"embedding": vectors[0]})
 
 
-ROUTES = [
+ROUTES: list[Route] = [
     ("POST", "/api/chat", chat, "ollama"),
     ("POST", "/api/generate", generate, "ollama"),
     ("POST", "/api/embed", embed, "ollama"),

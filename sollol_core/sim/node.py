@@ -1,9 +1,10 @@
-"""SimNode: one simulated Ollama server (an aiohttp app on 127.0.0.1) and the state it keeps: models on
-disk and loaded, slots per model with their caches, blobs, and the failure switches tests flip.
+"""NodeState: what one simulated Ollama server keeps and does: models on disk and loaded, slots per model with
+their caches, blobs, and the failure switches tests flip.
 
-The endpoints live in their own modules (info, native, openai, responses, anthropic, management); each
+The endpoints live in their own modules (info, native, openai, responses, anthropic, model_ops); each
 handler is a function of (node, request) listed in its module's ROUTES. This module is the plumbing they
-share: lifecycle, error shapes, request bodies, failure injection, model lookup, loading and slots.
+share: request bodies, failure injection, model lookup, loading and slots. It imports no route module: the
+server module (SimNode) assembles the routes and listens.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ from typing import Any, Awaitable, Callable, Optional
 import orjson
 from aiohttp import web
 
-from . import anthropic, info, native, openai, responses
-from . import model_ops as management
 from .kv_slots import Prefill, SlotPool, SlotState
 from .metadata import is_embedding_model
 from .metadata import norm as norm_name
 from .spec import SimNodeSpec
-from .wire import NO_MEMORY, NO_SLOTS, Abort, Family, SimError, error_body, json_response
+from .wire import NO_MEMORY, NO_SLOTS, Family, SimError
 
 RECEIVED_MAX = 1000
-_MODULES = (info, native, openai, responses, anthropic, management)
 
-Handler = Callable[["SimNode", web.Request], Awaitable[web.StreamResponse]]
+#: An endpoint: a function of (node, request).
+Handler = Callable[["NodeState", web.Request], Awaitable[web.StreamResponse]]
+#: What a route module lists in its ROUTES: (method, path, handler, the API family of its error shapes).
+Route = tuple[str, str, Handler, Family]
 
 
-class SimNode:
-    """One simulated Ollama server. ``start``/``stop`` run in the caller's event loop.
+class NodeState:
+    """The state and behaviour of one simulated Ollama server (server.SimNode serves it over HTTP).
 
     Failure switches, settable from any thread while it runs:
       hang                   work endpoints never answer (until the client goes away or stop())
@@ -48,7 +49,7 @@ class SimNode:
     def __init__(self, spec: SimNodeSpec) -> None:
         self.spec = spec
         self.address = ""
-        self.received: list[tuple[str, dict]] = []
+        self.received: list[tuple[str, dict[str, Any]]] = []
         self.requests_served = 0
         self.in_flight = 0  # requests being handled now (queued or in service)
         self.hang = False
@@ -63,9 +64,8 @@ class SimNode:
         self.prefills: list[Prefill] = []  # per generation request: slot, prompt and reused characters (bounded)
         self._rng = random.Random(spec.seed)
         self._port = spec.port
-        self._runner: Optional[web.AppRunner] = None
         self._pools: dict[str, SlotPool] = {}
-        self._loading: dict[str, asyncio.Task] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
         self._ids = 0
         self.listing_cache: tuple[tuple[str, ...], bytes, bytes] = ((), b"", b"")
         self.version_body = orjson.dumps({"version": "0.5.4-sim"})
@@ -77,50 +77,7 @@ class SimNode:
     def port(self) -> int:
         return self._port
 
-    @property
-    def running(self) -> bool:
-        return self._runner is not None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Listen on 127.0.0.1 (the same port again after a stop)."""
-        if self._runner is not None:
-            return
-        app = web.Application(client_max_size=256 * 1024 * 1024)
-        for module in _MODULES:
-            for method, path, fn, family in module.ROUTES:
-                handler = self._wrap(fn, family)
-                if method == "GET":
-                    app.router.add_get(path, handler)  # HEAD too, with no body
-                else:
-                    app.router.add_route(method, path, handler)
-        # handler_cancellation: a client that goes away cancels its handler and frees its slot
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._port, backlog=1024)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = runner.addresses[0][1]
-        self.address = f"127.0.0.1:{self._port}"
-
-    async def stop(self) -> None:
-        """Close the listener and every open connection, like a killed process."""
-        runner, self._runner = self._runner, None
-        if runner is None:
-            return
-        for site in list(runner.sites):
-            await site.stop()
-        server = runner.server
-        if server is not None:
-            for conn in server.connections:
-                if conn.transport is not None:
-                    conn.transport.abort()
-        await runner.cleanup()
+    # -- runtime state -----------------------------------------------------------------------
 
     def forget_runtime_state(self) -> None:
         """What a restarted Ollama forgets: loaded models and every slot's cache (models and blobs on disk stay)."""
@@ -206,40 +163,19 @@ class SimNode:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _wrap(self, fn: Handler, family: Family) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            self.in_flight += 1
-            try:
-                try:
-                    resp = await fn(self, request)
-                except SimError as exc:
-                    resp = json_response(error_body(family, exc.status, exc.message, exc.etype), exc.status)
-                self.requests_served += 1
-                return resp
-            except (Abort, ConnectionError):
-                # close() still flushes what was written (the first chunk); the response
-                # returned here can then no longer be sent, which aiohttp handles quietly
-                if request.transport is not None:
-                    request.transport.close()
-                return web.Response()
-            finally:
-                self.in_flight -= 1
-
-        return handler
-
     def record_prefill(self, prefill: Prefill) -> None:
         prefills = self.prefills
         prefills.append(prefill)
         if len(prefills) > RECEIVED_MAX:
             del prefills[: len(prefills) - RECEIVED_MAX]
 
-    def record(self, path: str, body: dict) -> None:
+    def record(self, path: str, body: dict[str, Any]) -> None:
         received = self.received
         received.append((path, body))
         if len(received) > RECEIVED_MAX:
             del received[: len(received) - RECEIVED_MAX]
 
-    async def body(self, request: web.Request) -> dict:
+    async def body(self, request: web.Request) -> dict[str, Any]:
         """The JSON object body, recorded in ``received``; 400 for anything else."""
         raw = await request.read()
         if not raw:
@@ -261,7 +197,7 @@ class SimNode:
         if rate > 0 and self._rng.random() < rate:
             raise SimError(500, "simulated failure")
 
-    def model(self, body: dict, legacy_name: bool = False) -> tuple[str, str]:
+    def model(self, body: dict[str, Any], legacy_name: bool = False) -> tuple[str, str]:
         """(name as requested, normalised name); 400 when absent, 404 when not on this node."""
         name = body.get("model") or (body.get("name") if legacy_name else None)
         if not isinstance(name, str) or not name.strip():
@@ -288,4 +224,4 @@ class SimNode:
         return pieces, "stop"
 
 
-__all__ = ["SimNode", "SimError", "Abort"]
+__all__ = ["Handler", "NodeState", "Route"]

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from . import render, serving
 from .native import texts_of
@@ -16,7 +16,7 @@ from .serving import Answer, Frames
 from .wire import JSON, SSE, SimError, Stats, json_response, words
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState, Route
 
 
 class _CompletionFrames(Frames):
@@ -60,7 +60,7 @@ class _CompletionFrames(Frames):
                                                    "code": None}}) + b"\n\n"
 
 
-async def _v1_text(node: "SimNode", request: web.Request, chat: bool) -> web.StreamResponse:
+async def _v1_text(node: "NodeState", request: web.Request, chat: bool) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -85,15 +85,15 @@ async def _v1_text(node: "SimNode", request: web.Request, chat: bool) -> web.Str
                                frames)
 
 
-async def chat_completions(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def chat_completions(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return await _v1_text(node, request, chat=True)
 
 
-async def completions(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def completions(node: "NodeState", request: web.Request) -> web.StreamResponse:
     return await _v1_text(node, request, chat=False)
 
 
-async def embeddings(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def embeddings(node: "NodeState", request: web.Request) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -109,7 +109,7 @@ async def embeddings(node: "SimNode", request: web.Request) -> web.StreamRespons
 _READ_CHUNK = 64 * 1024
 
 
-async def transcriptions(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def transcriptions(node: "NodeState", request: web.Request) -> web.StreamResponse:
     """multipart/form-data with ``file`` and ``model``: {"text": ...} derived from the file's bytes (its size
     and sha256), so a test knows the answer; ``response_format`` text gives the bare text."""
     if not request.content_type.startswith("multipart/"):
@@ -118,13 +118,15 @@ async def transcriptions(node: "SimNode", request: web.Request) -> web.StreamRes
     fields: dict[str, str] = {}
     digest, size, filename = hashlib.sha256(), -1, ""
     while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):  # a nested multipart: not what Ollama takes either
+            raise TypeError("nested multipart part")
         if part.name == "file":
             size, filename = 0, part.filename or ""
-            while chunk := await part.read_chunk(_READ_CHUNK):  # type: ignore[union-attr]
+            while chunk := await part.read_chunk(_READ_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
         elif part.name:
-            fields[part.name] = (await part.text())[:1000]  # type: ignore[union-attr]
+            fields[part.name] = (await part.text())[:1000]
     node.record(request.path, {**fields, "file": {"filename": filename, "size": size}})
     await node.inject()
     if size < 0:
@@ -140,7 +142,7 @@ async def transcriptions(node: "SimNode", request: web.Request) -> web.StreamRes
     return web.Response(body=orjson.dumps({"text": text}), headers=JSON)
 
 
-ROUTES = [
+ROUTES: list[Route] = [
     ("POST", "/v1/chat/completions", chat_completions, "openai"),
     ("POST", "/v1/completions", completions, "openai"),
     ("POST", "/v1/embeddings", embeddings, "openai"),

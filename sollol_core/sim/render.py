@@ -107,7 +107,9 @@ def chat_turns(messages: list) -> list[Turn]:
     for m in messages:
         if not isinstance(m, dict):
             raise SimError(400, "invalid message format")
-        role = m.get("role") if isinstance(m.get("role"), str) else "user"
+        role = m.get("role")
+        if not isinstance(role, str):
+            role = "user"
         if role == "developer":  # OpenAI's newer name for the system role
             role = "system"
         text = _parts_text(m.get("content"))
@@ -198,13 +200,19 @@ def tool_arguments(schema: Any, hint: str) -> dict:
     by type (strings from the start of the last user text), so the answer validates against the schema."""
     if not isinstance(schema, dict):
         return {}
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
-    defaults = {"string": hint[:40] or "sim", "integer": 1, "number": 1.0, "boolean": True, "array": [],
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        props = {}
+    required = schema.get("required")
+    if not isinstance(required, list):
+        required = []
+    defaults: dict[Any, object] = {"string": hint[:40] or "sim", "integer": 1, "number": 1.0, "boolean": True, "array": [],
                 "object": {}}
     out = {}
     for name in required:
-        prop = props.get(name) if isinstance(props.get(name), dict) else {}
+        prop = props.get(name)
+        if not isinstance(prop, dict):
+            prop = {}
         enum = prop.get("enum")
         out[name] = enum[0] if isinstance(enum, list) and enum else defaults.get(prop.get("type"), hint[:40])
     return out

@@ -23,13 +23,13 @@ from .serving import Answer, Frames
 from .wire import SSE, SimError, Stats, sse
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState, Route
 
 
 class _ResponseFrames(Frames):
     stream_headers = SSE
 
-    def __init__(self, node: "SimNode", body: dict, model: str, input_tokens: int, call: Optional[tuple]) -> None:
+    def __init__(self, node: "NodeState", body: dict, model: str, input_tokens: int, call: Optional[tuple]) -> None:
         n = node.next_id()
         self.ident = f"resp_{n:024x}"
         self.item_id = f"{'fc' if call else 'msg'}_{n:024x}"
@@ -128,7 +128,7 @@ class _ResponseFrames(Frames):
         return self._event("error", code="server_error", message=message, param=None)
 
 
-async def create(node: "SimNode", request: web.Request) -> web.StreamResponse:
+async def create(node: "NodeState", request: web.Request) -> web.StreamResponse:
     t0 = time.monotonic_ns()
     body = await node.body(request)
     await node.inject()
@@ -154,4 +154,4 @@ async def create(node: "SimNode", request: web.Request) -> web.StreamResponse:
                                _ResponseFrames(node, body, model, prompt.tokens, call))
 
 
-ROUTES = [("POST", "/v1/responses", create, "openai")]
+ROUTES: list[Route] = [("POST", "/v1/responses", create, "openai")]

@@ -22,7 +22,7 @@ from .render import Prompt
 from .wire import JSON, NDJSON, NL, RUNNER_GONE, Abort, SimError, Stats
 
 if TYPE_CHECKING:
-    from .node import SimNode
+    from .node import NodeState
 
 
 class Answer(NamedTuple):
@@ -55,7 +55,7 @@ class Frames:
         return orjson.dumps({"error": message}, option=NL)
 
 
-async def serve(node: "SimNode", request: web.Request, t0: int, norm: str, prompt: Prompt, answer: Answer,
+async def serve(node: "NodeState", request: web.Request, t0: int, norm: str, prompt: Prompt, answer: Answer,
                 stream: bool, frames: Frames) -> web.StreamResponse:
     """Serve a token answer under one slot of the model: streamed chunk by chunk, or whole at the end."""
     spec = node.spec
@@ -117,7 +117,7 @@ async def serve(node: "SimNode", request: web.Request, t0: int, norm: str, promp
         pool.release(slot)
 
 
-async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[list[list[float]], int, int]:
+async def embed(node: "NodeState", t0: int, norm: str, texts: list[str]) -> tuple[list[list[float]], int, int]:
     """Vectors for texts under one slot of the model; (vectors, total_ns, load_ns). The slot's cache is
     left as it was."""
     spec = node.spec
@@ -137,7 +137,7 @@ async def embed(node: "SimNode", t0: int, norm: str, texts: list[str]) -> tuple[
         pool.release(slot)
 
 
-async def hold(node: "SimNode", norm: str, seconds: float) -> int:
+async def hold(node: "NodeState", norm: str, seconds: float) -> int:
     """Hold a slot of the model for a fixed service time (transcriptions); returns load_ns."""
     load_ns = await node.admit(norm)
     pool = node.pool(norm)

@@ -1,23 +1,22 @@
-"""How an upstream call is carried out.
+"""How an upstream call is carried out: the Executor protocol.
 
 The gateway decides where a request goes; an executor only performs the HTTP call to that host and hands
-back the status and the body as chunks. `AsyncExecutor` does it in the core loop with one keep-alive connection
-pool (upstream_http: a lean client, chosen for the latency it adds).
+back the status and the body as chunks. The executors: inloop.AsyncExecutor (in the core loop, with one
+keep-alive connection pool) and ray_actors.RayExecutor (on Ray actors, falling back to the in-loop one).
 """
 
 from __future__ import annotations
 
 from typing import AsyncIterator, Optional, Protocol
 
-import orjson
+from .pool import Body, StreamBody
 
-from ..errors import UpstreamFailure
-from .pool import Body, HttpPool, StreamBody
-
-__all__ = ["AsyncExecutor", "Body", "Executor", "StreamBody", "UpstreamResponse"]
+__all__ = ["Body", "Executor", "StreamBody", "UpstreamResponse"]
 
 
 class UpstreamResponse(Protocol):
+    """An upstream answer whose status is known; its body is read whole or as chunks, then closed."""
+
     status: int
     content_type: str
 
@@ -29,6 +28,8 @@ class UpstreamResponse(Protocol):
 
 
 class Executor(Protocol):
+    """Carries upstream calls; `kind` names it ("async", "ray") in stats and on the dashboard."""
+
     kind: str
 
     async def start(self) -> None: ...
@@ -41,40 +42,6 @@ class Executor(Protocol):
         whole body at once (an executor may then fetch it in one round trip). content_type: the body's,
         when it is not JSON (a multipart form); a StreamBody is sent as it is read (blob uploads)."""
 
-
-class AsyncExecutor:
-    """Upstream calls in the core event loop through one keep-alive connection pool."""
-
-    kind = "async"
-
-    def __init__(self, connect_timeout: float = 5.0) -> None:
-        self.connect_timeout = connect_timeout
-        self._pool: Optional[HttpPool] = None
-
-    async def start(self) -> None:
-        self._pool = HttpPool(self.connect_timeout)
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    async def open(self, host: str, method: str, path: str, body: Body,
-                   timeout: float, stream: bool = True, content_type: Optional[str] = None) -> UpstreamResponse:
-        if self._pool is None:
-            raise RuntimeError("executor not started")
-        return await self._pool.request(host, method, path, body, timeout, content_type)
-
     async def get_json(self, host: str, path: str, timeout: float) -> object:
-        """Small GET used by health checks and adaptive metrics; raises UpstreamFailure."""
-        resp = await self.open(host, "GET", path, None, timeout)
-        try:
-            data = await resp.read()
-            if resp.status != 200:
-                raise UpstreamFailure(f"HTTP {resp.status} from {path}")
-        finally:
-            await resp.close()
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as e:
-            raise UpstreamFailure(f"{path} answered invalid JSON") from e
+        """A host's small JSON answer (listings, version); UpstreamFailure when it gives none."""
+        ...

@@ -23,7 +23,8 @@ class BodyTee:
 
     def __init__(self, source: AsyncIterator[bytes], n: int, depth: int = 4) -> None:
         self._source = source
-        self._queues: list[asyncio.Queue] = [asyncio.Queue(depth) for _ in range(n)]
+        # per upload: chunks, then _END (or a BodySourceError)
+        self._queues: list[asyncio.Queue[Any]] = [asyncio.Queue(depth) for _ in range(n)]
         self._open = [True] * n
         self.bytes_read = 0
 
@@ -93,7 +94,7 @@ class ProgressMerger:
         self._layers: dict[str, dict[str, tuple[int, int]]] = {}
         self._statuses: set[str] = set()
 
-    def feed(self, host: str, line: Any) -> Optional[dict]:
+    def feed(self, host: str, line: Any) -> Optional[dict[str, Any]]:
         """One host's progress line; the line to pass on, or None."""
         if not isinstance(line, dict):
             return None
@@ -134,7 +135,7 @@ class ProgressMerger:
                 out[h] = "success" if h in self.succeeded else "running"
         return out | {h: f"skipped: {why}" for h, why in self.skipped.items()}
 
-    def final(self) -> dict:
+    def final(self) -> dict[str, Any]:
         """The last line: success on every host, or the error."""
         if not self.errors and self.succeeded >= set(self.hosts):
             return {"status": "success", "hosts": self.outcomes()}

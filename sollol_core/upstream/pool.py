@@ -13,7 +13,7 @@ import asyncio
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional, Union
+from typing import AsyncIterator, Optional, Union, cast
 
 import httptools
 
@@ -63,11 +63,11 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.body_unsent = False  # the host answered before the whole body was sent: not reusable
         self.no_body = False  # the answer to a HEAD: no body follows, whatever its headers say
-        self.waiter: Optional[asyncio.Future] = None
+        self.waiter: Optional[asyncio.Future[None]] = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a TCP connection: a full Transport
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -148,9 +148,9 @@ class _Connection(asyncio.Protocol):
         head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
         if body is not None:
             head += f"Content-Type: {content_type or 'application/json'}\r\nContent-Length: {len(body)}\r\n\r\n"
-            self.transport.write(head.encode("latin-1") + body)  # type: ignore[union-attr]
+            self.transport.write(head.encode("latin-1") + body)  # type: ignore[union-attr]  # connected: set
         else:
-            self.transport.write((head + "\r\n").encode("latin-1"))  # type: ignore[union-attr]
+            self.transport.write((head + "\r\n").encode("latin-1"))  # type: ignore[union-attr]  # connected: set
 
     async def send_stream(self, method: str, host: str, path: str, body: StreamBody,
                           content_type: Optional[str], timeout: float) -> None:
@@ -161,8 +161,9 @@ class _Connection(asyncio.Protocol):
         self._reset()
         head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Content-Type: {content_type or 'application/octet-stream'}\r\n")
-        chunked = body.length is None
-        head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {body.length}\r\n\r\n"
+        length = body.length
+        chunked = length is None
+        head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {length}\r\n\r\n"
         transport = self.transport
         assert transport is not None
         transport.write(head.encode("latin-1"))
@@ -178,8 +179,8 @@ class _Connection(asyncio.Protocol):
             if not chunk:
                 continue
             sent += len(chunk)
-            if not chunked and sent > body.length:  # type: ignore[operator]
-                raise UpstreamFailure(f"the body is longer than its declared {body.length} bytes")
+            if length is not None and sent > length:
+                raise UpstreamFailure(f"the body is longer than its declared {length} bytes")
             transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
             while self.write_paused and not self.closed and not self.headers_done:
                 try:
@@ -208,7 +209,7 @@ class _Connection(asyncio.Protocol):
                 and not self.body_unsent)
 
 
-def _expire(fut: asyncio.Future) -> None:
+def _expire(fut: "asyncio.Future[None]") -> None:
     if not fut.done():
         fut.set_exception(asyncio.TimeoutError())
 
@@ -249,7 +250,7 @@ class LeanResponse:
         return self._body
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        conn, self._conn = self._conn, None  # type: ignore[assignment]  # None once closed; not read after
         if conn is None:
             return
         if conn.reusable:

@@ -23,7 +23,8 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from ..config import SollolConfig
 from ..errors import ExecutorFailure, UpstreamFailure
-from .executor import AsyncExecutor, Body, StreamBody, UpstreamResponse
+from .executor import Body, StreamBody, UpstreamResponse
+from .inloop import AsyncExecutor
 from .pool import HttpPool
 
 log = logging.getLogger("sollol.ray")
@@ -77,7 +78,7 @@ class UpstreamActor:
         finally:
             await resp.close()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "calls": self.calls}
 
 
@@ -187,7 +188,7 @@ class RayRuntime:
                 self.replaced += 1
                 log.warning("a ray actor died; replaced it (%d replaced so far)", self.replaced)
 
-    def view(self) -> dict:
+    def view(self) -> dict[str, Any]:
         return {"kind": "ray", "state": self.state, "actors": len(self.actors) if self.state == "ready" else 0,
                 "address": self.address, "error": self.error, "replaced": self.replaced}
 

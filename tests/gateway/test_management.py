@@ -305,6 +305,7 @@ class RecordingHost:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 def test_upload_is_passed_on_as_it_is_read_not_held(gateway):

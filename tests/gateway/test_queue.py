@@ -66,7 +66,7 @@ def test_queue_timeout_is_503_with_retry_after_in_the_apis_shape(sim_cluster, ga
     http = client(sollol)
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(http.post, path, json=body)
-        time.sleep(0.3)
+        wait_until(lambda: sim.nodes[0].in_flight == 1, what="the first request to hold the host's one slot")
         second = http.post(path, json=body)
         assert first.result().status_code == 200
     assert second.status_code == 503 and int(second.headers["retry-after"]) >= 1
@@ -84,7 +84,7 @@ def test_client_leaving_while_queued_costs_no_host_anything(sim_cluster, gateway
     http = client(sollol)
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(chat, http)
-        time.sleep(0.2)
+        wait_until(lambda: sim.nodes[0].in_flight == 1, what="the first request to hold the host's one slot")
         with httpx.Client(base_url=sollol.gateway_url, timeout=0.3, trust_env=False) as impatient:
             with pytest.raises(httpx.TimeoutException):
                 chat(impatient)

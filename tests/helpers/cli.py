@@ -23,8 +23,6 @@ def sollol_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sollol_tui.cli"]
 
 
-
-
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """No SOLLOL_* from the caller, no user config file, no proxies; this checkout's code first on the path
     (whatever copy of the package is installed)."""
@@ -43,11 +41,12 @@ def run_to_end(args: list[str], tmp_path: Path, timeout: float = 60, **env: str)
 
 
 class Running:
-    """A `sollol` process whose stderr is read line by line in a thread."""
+    """A `sollol` process whose stderr is read line by line in a thread (its stdout, which nothing reads, goes
+    to /dev/null: a pipe nobody reads can fill and block the process)."""
 
     def __init__(self, args: list[str], tmp_path: Path, **env: str) -> None:
         self.proc = subprocess.Popen(sollol_command() + args, cwd=tmp_path, env=clean_env(tmp_path, **env),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
         self.lines: "queue.Queue[str]" = queue.Queue()
         self.stderr: list[str] = []
@@ -75,9 +74,12 @@ class Running:
         pytest.fail(f"no line matching {pattern!r}; exit code {self.proc.poll()}; stderr:\n{''.join(self.stderr)}")
 
     def stop(self) -> None:
+        """Kill the process if it still runs, and close its stderr pipe once the reader has drained it."""
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
         self._reader.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 

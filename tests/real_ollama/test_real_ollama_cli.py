@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -71,6 +72,7 @@ def servers(tmp_path_factory):
     env = _tool_env(tool, folder)
     base = tmp_path_factory.mktemp("ollama-servers")
     procs: list[subprocess.Popen] = []
+    logs: list[BinaryIO] = []  # each server's output, closed with it
     hosts: list[str] = []
     try:
         for i in range(2):
@@ -81,6 +83,7 @@ def servers(tmp_path_factory):
                 "OLLAMA_MODELS": str(store), "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_NUM_PARALLEL": "1",
                 "OLLAMA_KEEP_ALIVE": "5m", "OLLAMA_NOPRUNE": "1"}
             log = open(base / f"serve-{i}.log", "wb")
+            logs.append(log)
             # from the install's run folder, as `real-ollama start` does: the loader also looks there
             procs.append(subprocess.Popen([str(folder / "bin" / "ollama-lib"), "serve"], cwd=folder / "run",
                                           env=server_env, stdout=log, stderr=subprocess.STDOUT,
@@ -97,6 +100,9 @@ def servers(tmp_path_factory):
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
+        for log in logs:
+            log.close()
 
 
 def _answers(host: str) -> bool:

@@ -165,9 +165,10 @@ async def test_chat_streaming_chunks_arrive_over_time(start_node, session):
     assert final["eval_count"] == 8 and final["eval_duration"] == 80_000_000
     assert final["prompt_eval_count"] == 5
     assert final["total_duration"] >= 100_000_000 and final["load_duration"] >= 0
-    # time to first chunk ~ latency; the rest paced at 100 tokens/s (7 more chunks ~ 70 ms)
-    assert 0.035 <= times[0] < 0.3
-    assert times[-1] - times[0] >= 0.06
+    # the simulated pacing, as lower bounds (a busy machine only adds to them): the first chunk after the
+    # 40 ms latency, the last after 7 more tokens at 100 tokens/s
+    assert times[0] >= 0.035
+    assert times[-1] >= 0.035 + 0.07
 
 
 async def test_generate_streaming(start_node, session):

@@ -316,15 +316,15 @@ def test_error_line_mid_stream(make, http):
     last = r.text.rstrip().split("\n\n")[-1].split("\n")
     assert last[0] == "event: error" and json.loads(last[1][6:])["message"] == GONE
 
-    claude = anthropic.Anthropic(base_url=f"http://{node.sim.address}", api_key="x", max_retries=0,
-                                 http_client=anthropic.DefaultHttpxClient(trust_env=False))
-    with pytest.raises(anthropic.APIStatusError, match="unexpectedly stopped"):
-        with claude.messages.stream(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}]) as s:
-            list(s.text_stream)
-    oai = openai.OpenAI(base_url=f"http://{node.sim.address}/v1", api_key="x", max_retries=0,
-                        http_client=httpx.Client(trust_env=False))
-    with pytest.raises(openai.APIError, match="unexpectedly stopped"):
-        list(oai.chat.completions.create(model=MODEL, messages=convo("s", "q"), stream=True))
+    with anthropic.Anthropic(base_url=f"http://{node.sim.address}", api_key="x", max_retries=0,
+                             http_client=anthropic.DefaultHttpxClient(trust_env=False)) as claude:
+        with pytest.raises(anthropic.APIStatusError, match="unexpectedly stopped"):
+            with claude.messages.stream(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}]) as s:
+                list(s.text_stream)
+    with openai.OpenAI(base_url=f"http://{node.sim.address}/v1", api_key="x", max_retries=0,
+                       http_client=httpx.Client(trust_env=False)) as oai:
+        with pytest.raises(openai.APIError, match="unexpectedly stopped"):
+            list(oai.chat.completions.create(model=MODEL, messages=convo("s", "q"), stream=True))
 
 
 # -- restart -------------------------------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ def keep_busy(url: str, seconds: float) -> None:
             try:
                 req = urllib.request.Request(f"{url}/api/generate", data=body,
                                              headers={"Content-Type": "application/json"})
-                urllib.request.urlopen(req, timeout=5).read()
+                with urllib.request.urlopen(req, timeout=5) as answer:
+                    answer.read()
             except OSError:
                 time.sleep(0.05)
 

@@ -3,7 +3,9 @@
 The picture must be the same run after run, so the app renders one frozen ClusterSnapshot (no poll timer,
 no live feeds). That snapshot is taken from a real SOLLOL over a fixed four-node simulated cluster whose
 statistics are fed through the registry's own API, so host views and score terms are computed by the core;
-only what depends on the clock (URL port, uptime, rates, request times) is pinned afterwards.
+the registry reads a pinned clock (what fades with time, like the success rate since the last failure, is the
+same however long the test takes), and what the snapshot takes from elsewhere (URL port, uptime, rates,
+request times) is pinned afterwards.
 Regenerate with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
 """
 
@@ -30,6 +32,7 @@ from sollol_tui.app import SollolApp
 from sollol_tui.themes import bundled_theme_dir
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+CLOCK_S = 86_400.0  # the registry's monotonic clock, pinned: a day after boot
 NODES = [  # address, label, latency ms, ttft ms, tokens/s, requests, failures, cpu, loaded models
     ("127.0.0.1:11501", "simulated fast", 31.0, 12.0, 118.0, 1204, 0, 0.22, ("llama3.2", "qwen2.5:0.5b")),
     ("127.0.0.1:11502", "simulated medium", 124.0, 41.0, 58.5, 402, 1, 0.41, ("llama3.2",)),
@@ -43,6 +46,7 @@ def frozen_snapshot() -> tuple[SOLLOL, ClusterSnapshot]:
                           health_check_enabled=False, adaptive_metrics_enabled=False)
     core = SOLLOL(config, host_labels={n[0]: n[1] for n in NODES}, demo=True)
     reg = core.registry
+    reg.clock = lambda: CLOCK_S
     for i, (address, _label, _latency, _ttft, _tps, _ok, _failed, cpu, loaded) in enumerate(NODES):
         reg.update_models(address, ["llama3.2", "qwen2.5:0.5b", "nomic-embed-text"], loaded)
         reg.update_load(address, cpu, 8192.0 - 2048 * i if i < 3 else None)
@@ -126,9 +130,8 @@ def frozen_app(monkeypatch):
 def test_frozen_snapshot_is_deterministic():
     a = frozen_snapshot()[1]
     b = frozen_snapshot()[1]
-    def strip(s: ClusterSnapshot) -> ClusterSnapshot:  # the two clock-driven fields, not shown on screen
-        return dataclasses.replace(s, hosts=tuple(dataclasses.replace(h, last_updated="", peak_latency_ms=0.0)
-                                                  for h in s.hosts))
+    def strip(s: ClusterSnapshot) -> ClusterSnapshot:  # the wall-clock time of each host's last change, not shown
+        return dataclasses.replace(s, hosts=tuple(dataclasses.replace(h, last_updated="") for h in s.hosts))
 
     assert strip(a) == strip(b)
     assert [h.state for h in a.hosts] == ["healthy", "healthy", "draining", "unhealthy"]

@@ -14,17 +14,15 @@ import pytest
 from starlette.datastructures import Headers
 
 from sollol_core.prompt_cache.canonical import (
-    MSG,
-    SEG,
-    PromptKey,
     approx_chars,
     canonical_text,
     extend_with_answer,
-    image_digest,
     prompt_key,
     prompt_key_async,
     session_key,
 )
+from sollol_core.prompt_cache.key import PromptKey
+from sollol_core.prompt_cache.render.document import MSG, SEG, image_digest
 
 from helpers import REPO
 

@@ -10,8 +10,10 @@ import pytest
 
 from sollol_core.config import CacheSettings
 from sollol_core.observability.snapshot import CacheView
-from sollol_core.prompt_cache.canonical import PromptKey, extend_with_answer, prompt_key
-from sollol_core.prompt_cache.shadow import CacheMatch, CacheShadow, Correction, Feedback
+from sollol_core.prompt_cache.canonical import extend_with_answer, prompt_key
+from sollol_core.prompt_cache.feedback import Correction, CorrectionKind, Feedback
+from sollol_core.prompt_cache.key import PromptKey
+from sollol_core.prompt_cache.shadow import CacheMatch, CacheShadow
 
 BC = 32
 M = "m:latest"
@@ -282,7 +284,7 @@ def learn_rate(sh: CacheShadow, host: str, model_key: PromptKey, s_per_token: fl
         p = sh.place(host, k, 8)
         count = int(k.chars * tokens_per_char)
         c = sh.observe(p, Feedback(count, count * s_per_token, 0.0, None))
-        assert c.kind == "cold"
+        assert c.kind is CorrectionKind.COLD
         sh.release(p, failed=True)
 
 
@@ -294,7 +296,7 @@ def test_prefill_rate_is_learned_from_cold_samples():
     p = sh.place("h", k, 1)
     count = k.chars // 4
     c = sh.observe(p, Feedback(prompt_eval_count=count, prompt_eval_duration_s=count * 0.004, load_duration_s=0.0))
-    assert c == Correction("cold", 0.0, None, 0, False)
+    assert c == Correction(CorrectionKind.COLD, 0.0, None, 0, False)
     # 0.25 tokens per char x 0.004 s per token = 1 ms per char
     assert sh.prefill_s("h", M, 1000) == pytest.approx(count / k.chars * 0.004 * 1000)
     assert sh.prefill_rate("h") == pytest.approx(count / k.chars * 4.0)
@@ -339,7 +341,7 @@ def test_observed_no_reuse_where_reuse_was_predicted_forgets_the_models_slots():
     before = sh.host_view("h")
     count = int(a2.chars * 0.25)
     c = sh.observe(p, Feedback(count, count * 0.002, 0.0, None))  # the whole prompt evaluated: nothing reused
-    assert c.kind == "lost" and c.corrected and c.observed == pytest.approx(0.0, abs=0.01) and c.forgot == 1
+    assert c.kind is CorrectionKind.LOST and c.corrected and c.observed == pytest.approx(0.0, abs=0.01) and c.forgot == 1
     assert sh.match("h", b, 2).cached_chars == 0  # b's slot is unknown now
     sh.complete(p)
     view = sh.host_view("h")
@@ -356,7 +358,7 @@ def test_confirmed_reuse_counts_and_credits_the_saved_prefill():
     count = int(a2.chars * 0.25)
     new_tokens = count * (1 - p.fraction)
     c = sh.observe(p, Feedback(count, new_tokens * 0.002, 0.0, None))
-    assert c.kind == "confirmed" and not c.corrected and c.observed == pytest.approx(p.fraction, abs=0.01)
+    assert c.kind is CorrectionKind.CONFIRMED and not c.corrected and c.observed == pytest.approx(p.fraction, abs=0.01)
     saved_before = sh.host_view("h")["prefill_saved_s"]
     sh.complete(p)
     view = sh.host_view("h")
@@ -373,7 +375,7 @@ def test_load_duration_means_the_model_was_reloaded():
     p = sh.place("h", chat(words(100, 200), "answer", "q"), 2)
     count = 100
     c = sh.observe(p, Feedback(count, count * 0.002, load_duration_s=1.5))
-    assert c.kind == "reloaded" and c.corrected and c.forgot == 1
+    assert c.kind is CorrectionKind.RELOADED and c.corrected and c.forgot == 1
     assert sh.match("h", b, 2).cached_chars == 0
     assert sh.match("h", other, 1).cached_chars == other.chars  # other models keep their slots
 
@@ -386,7 +388,7 @@ def test_reuse_observed_where_none_was_predicted_is_counted():
     assert p.cached_chars == 0 and not p.hit
     count = int(k.chars * 0.25)
     c = sh.observe(p, Feedback(count, count * 0.1 * 0.002, 0.0, None))  # 90% reused: the host knew it
-    assert c.kind == "unexpected" and c.corrected and c.observed == pytest.approx(0.9, abs=0.01)
+    assert c.kind is CorrectionKind.UNEXPECTED and c.corrected and c.observed == pytest.approx(0.9, abs=0.01)
     view = sh.host_view("h")
     assert view["corrections"] == 1 and view["hits"] == 1
     assert sh.prefill_s("h", M, 1000) == pytest.approx(0.25 * 0.002 * 1000, rel=0.05)  # not learned from
@@ -400,7 +402,7 @@ def test_a_count_of_only_the_new_tokens_is_read_as_reuse():
     whole = a2.chars * 0.25
     new = int(whole * (1 - p.fraction))
     c = sh.observe(p, Feedback(new, new * 0.002, 0.0, None))  # count = only the newly evaluated tokens
-    assert c.kind == "confirmed" and c.observed == pytest.approx(p.fraction, abs=0.02)
+    assert c.kind is CorrectionKind.CONFIRMED and c.observed == pytest.approx(p.fraction, abs=0.02)
 
 
 def test_openai_answers_correct_by_time_to_first_token():
@@ -414,22 +416,22 @@ def test_openai_answers_correct_by_time_to_first_token():
     p = sh.place("h", a2, 2)
     cold = sh.prefill_s("h", M, a2.chars)
     c = sh.observe(p, Feedback(ttft_s=cold * 0.95))
-    assert c.kind == "lost" and c.corrected
+    assert c.kind is CorrectionKind.LOST and c.corrected
     assert sh.match("h", b, 2).cached_chars == 0
     sh.complete(p)
     p = sh.place("h", chat(words(1, 1000), "ok", "more", "fine", "again"), 2)
-    assert sh.observe(p, Feedback(ttft_s=0.2)).kind == "confirmed"
-    assert sh.observe(p, Feedback(ttft_s=0.2)).kind == "none"  # once per placement
+    assert sh.observe(p, Feedback(ttft_s=0.2)).kind is CorrectionKind.CONFIRMED
+    assert sh.observe(p, Feedback(ttft_s=0.2)).kind is CorrectionKind.NONE  # once per placement
 
 
 def test_ttft_teaches_a_rate_where_no_native_answer_did():
     sh, _ = shadow(default_prefill_s_per_kchar=0.5)
     k = chat(words(1, 1000))
     p = sh.place("h", k, 1)
-    assert sh.observe(p, Feedback(ttft_s=k.chars * 0.002)).kind == "cold"
+    assert sh.observe(p, Feedback(ttft_s=k.chars * 0.002)).kind is CorrectionKind.COLD
     assert sh.prefill_rate("h") == pytest.approx(2.0)
     small = chat("hi")
-    assert sh.observe(sh.place("h2", small, 1), Feedback(ttft_s=5.0)).kind == "none"  # too short to tell
+    assert sh.observe(sh.place("h2", small, 1), Feedback(ttft_s=5.0)).kind is CorrectionKind.NONE  # too short to tell
 
 
 def test_drop_host_and_drop_model():
@@ -522,4 +524,4 @@ def test_a_short_load_duration_is_scheduling_not_a_reload():
     p2 = sh.place("h:1", second, 1)
     assert p2.cached_chars > 0
     c = sh.observe(p2, Feedback(second.chars // 4, 0.01, load_duration_s=0.144))
-    assert c.kind == "confirmed" and sh.host_view("h:1")["hit_rate"] == 0.5
+    assert c.kind is CorrectionKind.CONFIRMED and sh.host_view("h:1")["hit_rate"] == 0.5

@@ -121,21 +121,45 @@ def test_killed_actor_is_replaced_and_its_request_retried(ray_gateway):
             assert c.post("/api/chat", json={"model": CHAT_MODEL, "messages": USER, "stream": False}).status_code == 200
 
 
-def _start_cli(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "sollol_tui.cli", "--no-ui", "--port", "0", "--metrics-port", "0",
-                             "--no-adaptive-metrics", *args], stderr=subprocess.PIPE, text=True,
-                            env=env or os.environ.copy())
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        m = re.search(r"gateway on (http://\S+)", line)
-        if m:
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            return proc, m.group(1)
-    proc.kill()
-    pytest.fail("sollol did not start")
+class _Cli:
+    """`sollol --no-ui` as a subprocess: started by the context manager, which returns once the gateway
+    listens and, at the end, kills it if it still runs and closes its stderr pipe (read on by a thread)."""
+
+    def __init__(self, *args: str, env: dict | None = None) -> None:
+        self.args = args
+        self.env = env
+        self._drain: threading.Thread | None = None
+
+    def __enter__(self) -> tuple[subprocess.Popen, str]:
+        proc = self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sollol_tui.cli", "--no-ui", "--port", "0", "--metrics-port", "0",
+             "--no-adaptive-metrics", *self.args], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=self.env or os.environ.copy())
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            m = re.search(r"gateway on (http://\S+)", line)
+            if m:
+                self._drain = threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True)
+                self._drain.start()
+                return proc, m.group(1)
+        self.__exit__()
+        pytest.fail("sollol did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        proc = self.proc
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)
+        if self._drain is not None:
+            self._drain.join(15)  # EOF once the process and the Ray processes it started are gone
+            if self._drain.is_alive():
+                return  # a Ray process still holds the pipe: closing it now would block on the reader
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 def test_unreachable_ray_cluster_leaves_the_gateway_serving(module_sim_cluster):
@@ -147,8 +171,7 @@ def test_unreachable_ray_cluster_leaves_the_gateway_serving(module_sim_cluster):
     closed_port = s.getsockname()[1]
     s.close()
     env = os.environ | {"SOLLOL_RAY_ADDRESS": f"127.0.0.1:{closed_port}"}
-    proc, url = _start_cli("--executor", "ray", "--hosts", sim.addresses[0], env=env)
-    try:
+    with _Cli("--executor", "ray", "--hosts", sim.addresses[0], env=env) as (proc, url):
         with httpx.Client(base_url=url, timeout=10, trust_env=False) as c:
             r = c.post("/api/chat", json={"model": CHAT_MODEL, "messages": USER, "stream": False})
             assert r.status_code == 200  # served at once, on the in-loop executor
@@ -158,15 +181,11 @@ def test_unreachable_ray_cluster_leaves_the_gateway_serving(module_sim_cluster):
             assert c.post("/api/chat", json={"model": CHAT_MODEL, "messages": USER, "stream": False}).status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 def test_sigterm_leaves_no_ray_process(module_sim_cluster):
     sim = module_sim_cluster(SimNodeSpec(name="d", latency_ms=1))
-    proc, url = _start_cli("--executor", "ray", "--workers", "1", "--hosts", sim.addresses[0])
-    try:
+    with _Cli("--executor", "ray", "--workers", "1", "--hosts", sim.addresses[0]) as (proc, url):
         with httpx.Client(base_url=url, timeout=10, trust_env=False) as c:
             wait_until(lambda: c.get("/api/stats").json()["executor"]["state"] == "ready", timeout=120,
                        interval=0.5, what="ray to start")
@@ -176,9 +195,6 @@ def test_sigterm_leaves_no_ray_process(module_sim_cluster):
         assert ray_procs, "the Ray processes should be findable by their private temp dir"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     gone, alive = psutil.wait_procs(ray_procs, timeout=15)
     assert not alive, [p.info["cmdline"][:2] for p in alive]
     assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
@@ -186,9 +202,8 @@ def test_sigterm_leaves_no_ray_process(module_sim_cluster):
 
 def test_sigterm_while_ray_is_still_starting_leaves_nothing_behind(module_sim_cluster):
     sim = module_sim_cluster(SimNodeSpec(name="e", latency_ms=1))
-    proc, url = _start_cli("--executor", "ray", "--workers", "1", "--hosts", sim.addresses[0])
-    marker = f"sollol-ray-{proc.pid}-"
-    try:
+    with _Cli("--executor", "ray", "--workers", "1", "--hosts", sim.addresses[0]) as (proc, url):
+        marker = f"sollol-ray-{proc.pid}-"
         with httpx.Client(base_url=url, timeout=10, trust_env=False) as c:
             assert c.get("/api/stats").json()["executor"]["state"] == "starting"
             assert c.post("/api/chat", json={"model": CHAT_MODEL, "messages": USER, "stream": False}).status_code == 200
@@ -198,9 +213,6 @@ def test_sigterm_while_ray_is_still_starting_leaves_nothing_behind(module_sim_cl
         ray_procs = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(90) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     gone, alive = psutil.wait_procs(ray_procs, timeout=15)
     assert not alive
     assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
