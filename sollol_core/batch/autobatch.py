@@ -108,7 +108,7 @@ class AutoBatch:
         self._trigger = False
         self._drain = False  # a batch just ended: go on with what waits (at least the minimum)
         self._stalled = False  # every host failed: no size-started batch until the next tick or trigger
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._timer: Optional[asyncio.TimerHandle] = None
         self._closing = False
 

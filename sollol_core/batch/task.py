@@ -15,12 +15,17 @@ the same rules as for live requests (request.outcome.classify). It answers (kind
 
 from __future__ import annotations
 
+from typing import Any, Callable
 
-def embed_chunk(host: str, model: str, texts: list, timeout: float, connect_timeout: float) -> tuple:
+
+def embed_chunk(host: str, model: str, texts: list[str], timeout: float,
+                connect_timeout: float) -> tuple[str, int, Any]:
     import http.client
     import json
     import socket
 
+    loads: Callable[[bytes], Any]
+    dumps: Callable[[Any], bytes]
     try:
         import orjson
 
@@ -28,7 +33,7 @@ def embed_chunk(host: str, model: str, texts: list, timeout: float, connect_time
     except ImportError:
         loads = json.loads
 
-        def dumps(vector: list) -> bytes:
+        def dumps(vector: Any) -> bytes:
             return json.dumps(vector, separators=(",", ":")).encode()
 
     name, _, port = host.rpartition(":")

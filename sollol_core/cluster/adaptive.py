@@ -95,7 +95,7 @@ class ModelListRefresher:
         self.registry = registry
         self.min_interval = min_interval
         self._last = -min_interval
-        self._round: Optional[asyncio.Future] = None
+        self._round: Optional[asyncio.Future[list[None]]] = None
 
     async def refresh(self) -> None:
         if self._round is None or self._round.done():
@@ -105,7 +105,9 @@ class ModelListRefresher:
             hosts = [h.address for h in self.registry.hosts() if h.state != HostState.DISABLED]
             self._round = asyncio.ensure_future(
                 asyncio.gather(*(refresh_host(self.executor, self.registry, a) for a in hosts)))
-        await asyncio.shield(self._round)
+        round_ = self._round
+        if round_ is not None:
+            await asyncio.shield(round_)
 
     async def refresh_hosts(self, addresses: Sequence[str]) -> None:
         """Re-read these hosts' model lists now, whatever the interval (after a pull, create, copy or delete

@@ -29,10 +29,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol
+from typing import Any, Awaitable, Callable, Mapping, MutableMapping, Optional
 from urllib.parse import unquote
 
 import httptools
+from starlette.types import Receive, Scope, Send
 
 from .inbound import BodyTooLarge, ClientDisconnected
 
@@ -233,9 +234,7 @@ Handler = Callable[[Inbound, Responder], Awaitable[None]]
 """A native handler: reads what it needs from the Inbound, answers through the Responder."""
 
 
-class AsgiApp(Protocol):
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None: ...
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _Connection(asyncio.Protocol):
@@ -571,7 +570,7 @@ class _Asgi:
         await req.wait_gone()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
         r = self.responder
         if kind == "http.response.start":

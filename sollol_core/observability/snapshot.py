@@ -33,7 +33,7 @@ class HostView:
     models_available: tuple[str, ...]
     models_loaded: tuple[str, ...]
     score: float  # lower is better, by the performance formula with the live weights
-    score_terms: dict  # term name -> weighted contribution (sums to score*weight)
+    score_terms: dict[str, float]  # term name -> weighted contribution (sums to score*weight)
     last_error: Optional[str]
     last_updated: str  # ISO-8601, last time any stat changed
     latency_history: tuple[float, ...]  # one sample a second, oldest first (for sparklines)
@@ -115,10 +115,10 @@ class BatchView:
 class QueueView:
     """The gateway queue right now, and what it did since start."""
 
-    depth: dict = field(default_factory=dict)  # class -> requests waiting
-    oldest_wait_s: dict = field(default_factory=dict)  # class -> seconds the oldest has waited
+    depth: dict[str, int] = field(default_factory=dict)  # class -> requests waiting
+    oldest_wait_s: dict[str, float] = field(default_factory=dict)  # class -> seconds the oldest has waited
     admitted: int = 0
-    rejected: dict = field(default_factory=dict)  # reason -> count (queue_full, timeout, shed, rate_limited ...)
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count (queue_full, timeout, shed, rate_limited ...)
     expired: int = 0  # left the queue past their class's timeout
     cancelled: int = 0  # their client went away while they waited
 
@@ -137,7 +137,7 @@ class ClientView:
 class ClusterSnapshot:
     gateway_url: str
     strategy: str
-    weights: dict
+    weights: dict[str, float]
     uptime_s: float
     requests_per_s: float
     errors_per_s: float

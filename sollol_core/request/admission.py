@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
@@ -94,8 +94,8 @@ class _Ticket:
 
 @dataclass
 class _ClassQueue:
-    clients: OrderedDict = field(default_factory=OrderedDict)  # client -> deque[_Ticket], in round-robin order
-    deficit: dict = field(default_factory=dict)
+    clients: "OrderedDict[str, deque[_Ticket]]" = field(default_factory=OrderedDict)  # in round-robin order
+    deficit: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(q) for q in self.clients.values())
@@ -104,7 +104,7 @@ class _ClassQueue:
 @dataclass
 class QueueStats:
     admitted: int = 0
-    rejected: dict = field(default_factory=dict)  # reason -> count
+    rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     expired: int = 0
     cancelled: int = 0
 
@@ -156,13 +156,14 @@ class GatewayQueue:
         return self._waiting
 
     # admission ------------------------------------------------------------------------------------
-    def timeout_of(self, cls: str) -> float:
+    def timeout_of(self, cls: Priority) -> float:
         q = self.config.queue
         return {HIGH: q.high_timeout_s, INTERACTIVE: q.interactive_timeout_s, BATCH: q.batch_timeout_s}[cls]
 
-    async def admit(self, call: Call, exclude: frozenset = frozenset(), *, front: bool = False) -> Optional[Lease]:
+    async def admit(self, call: Call, exclude: frozenset[str] = frozenset(), *,
+                    front: bool = False) -> Optional[Lease]:
         """A slot for the call now, or after waiting; None when no host can take it at all."""
-        cls = call.priority if call.priority in self._classes else INTERACTIVE
+        cls = Priority(call.priority) if call.priority in self._classes else INTERACTIVE
         client = call.client or "anonymous"
         self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
         started = time.monotonic()
@@ -190,8 +191,8 @@ class GatewayQueue:
             if waiter is None:
                 lease = await asyncio.wait_for(asyncio.shield(ticket.future), timeout)
             else:
-                done, _ = await asyncio.wait({ticket.future, waiter}, timeout=timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                pending: set[asyncio.Future[Any]] = {ticket.future, waiter}
+                done, _ = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if ticket.future in done:
                     lease = ticket.future.result()
                 elif waiter in done:
@@ -258,7 +259,7 @@ class GatewayQueue:
         rank = PRIORITY_CLASSES.index(cls)
         return sum(self._per_model.get((c, model), 0) for c in PRIORITY_CLASSES[: rank + 1])
 
-    def _enqueue(self, call: Call, cls: str, client: str, exclude: frozenset, front: bool) -> _Ticket:
+    def _enqueue(self, call: Call, cls: Priority, client: str, exclude: frozenset[str], front: bool) -> _Ticket:
         self._seq += 1
         ticket = _Ticket(call, cls, client, max(call.cost, 0.001), exclude, time.monotonic(),
                          asyncio.get_running_loop().create_future(), self._seq)
@@ -291,7 +292,7 @@ class GatewayQueue:
         self._observe_depth()
         return True
 
-    def _shed_for(self, cls: str) -> bool:
+    def _shed_for(self, cls: Priority) -> bool:
         """Queue full: drop the newest ticket of a class lower than `cls`; False when there is none."""
         rank = PRIORITY_CLASSES.index(cls)
         for lower in reversed(PRIORITY_CLASSES[rank + 1:]):
@@ -367,7 +368,7 @@ class GatewayQueue:
             self._dispatching = False
         self._observe_depth()
 
-    def _class_order(self) -> list[str]:
+    def _class_order(self) -> list[Priority]:
         """Strict priority, except that waiting batch requests get one in every 1/batch_share dispatches."""
         order = list(PRIORITY_CLASSES)
         share = self.config.queue.batch_share

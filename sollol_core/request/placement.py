@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..cluster.hosts import Host, HostRegistry, model_key
-from ..cluster.routing import NoHostForModel, Router, Strategy
+from ..cluster.routing import Router, Strategy
+from ..errors import NoHostForModel
 from ..cluster.slots import SlotTable
 from ..config import RoutingWeights, SollolConfig
 from .call import Call

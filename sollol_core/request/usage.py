@@ -37,7 +37,7 @@ def _count(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def frame(line: bytes) -> Optional[dict]:
+def frame(line: bytes) -> Optional[dict[str, Any]]:
     """The JSON object of one NDJSON line or SSE `data:` line; None for anything else."""
     line = line.strip()
     if line.startswith(b"data:"):
@@ -79,7 +79,7 @@ ANSWER_MAX_CHARS = 65536  # longer answers are not followed (the prompt's own bl
 CHAT_ENDPOINTS = ("/api/chat", "/v1/chat/completions", "/v1/messages", "/v1/responses")
 
 
-def _delta(data: dict) -> Optional[str]:
+def _delta(data: dict[str, Any]) -> Optional[str]:
     """The text one frame of a streamed chat answer adds (Ollama, OpenAI, Anthropic, Responses)."""
     msg = data.get("message")
     if isinstance(msg, dict):
@@ -139,8 +139,8 @@ class AnswerText:
         lines = data.split(b"\n")
         self._rest = lines.pop()
         for line in lines:
-            data = frame(line)
-            text = _delta(data) if data is not None else None
+            obj = frame(line)
+            text = _delta(obj) if obj is not None else None
             if text:
                 self.parts.append(text)
                 self.size += len(text)

@@ -157,7 +157,7 @@ class SlotPool:
             return self._take(prompt)
         if self.max_queue is not None and len(self._waiters) >= self.max_queue:
             raise SimError(503, BUSY_QUEUE)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[Slot, int]] = asyncio.get_running_loop().create_future()
         entry = (fut, prompt)
         self._waiters.append(entry)
         try:
