@@ -83,8 +83,8 @@ def _monotonic() -> float:
     return time.monotonic()  # looked up at each call (tests pin time.monotonic)
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, timezone.utc).isoformat()
 
 
 def _check_priority(priority: int) -> None:
@@ -120,7 +120,7 @@ class Host:
     models_available: Optional[set[str]] = None  # None: not known yet (every model possible)
     models_loaded: set[str] = field(default_factory=set)
     last_error: Optional[str] = None
-    last_updated: str = field(default_factory=_now_iso)
+    updated_at: float = field(default_factory=time.time)  # wall clock of the last change (shown as ISO-8601)
     latency_samples: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
     throughput_samples: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
     completed_since_tick: int = 0
@@ -235,7 +235,7 @@ class HostRegistry:
             host.state = state
             if error is not None:
                 host.last_error = error
-            host.last_updated = _now_iso()
+            host.updated_at = time.time()
         if changed:
             self._emit(HostChange(_STATE_CHANGE[state], address))
         return changed
@@ -265,7 +265,7 @@ class HostRegistry:
     def touch(self, address: str, kind: HostChangeKind = HostChangeKind.SLOTS) -> None:
         """A setting of the host kept elsewhere changed (its slots): tell the listeners."""
         with self._lock:
-            self.get(address).last_updated = _now_iso()
+            self.get(address).updated_at = time.time()
         self._emit(HostChange(kind, address))
 
     # health -------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ class HostRegistry:
                 host.models_loaded.add(key)  # Ollama keeps a model it just served loaded
                 if host.models_available is not None:
                     host.models_available.add(key)
-            host.last_updated = _now_iso()
+            host.updated_at = time.time()
 
     @staticmethod
     def _add_latency(host: Host, latency_ms: float, now: float) -> None:
@@ -368,7 +368,7 @@ class HostRegistry:
                 host.stream_errors_total += 1
             if latency_ms is not None:
                 self._add_latency(host, latency_ms, now)
-            host.last_updated = _now_iso()
+            host.updated_at = time.time()
         if eject:
             self.mark_unhealthy(address, error)
 
@@ -404,7 +404,7 @@ class HostRegistry:
             gone = host.models_loaded - now_loaded
             host.models_available = {model_key(m) for m in available}
             host.models_loaded = now_loaded
-            host.last_updated = _now_iso()
+            host.updated_at = time.time()
         for model in sorted(gone):
             self._emit(HostChange(HostChangeKind.UNLOADED, address, model))
 
@@ -415,7 +415,7 @@ class HostRegistry:
                 return
             host.cpu_load = cpu_load
             host.gpu_free_mem = gpu_free_mem
-            host.last_updated = _now_iso()
+            host.updated_at = time.time()
 
     def tick_history(self) -> None:
         """Called once a second: one sparkline sample per host."""
@@ -455,7 +455,7 @@ class HostRegistry:
                         score=round(score, 6),
                         score_terms={k: round(v, 6) for k, v in terms.items()},
                         last_error=h.last_error,
-                        last_updated=h.last_updated,
+                        last_updated=_iso(h.updated_at),
                         latency_history=tuple(h.latency_samples),
                         throughput_history=tuple(h.throughput_samples),
                     )

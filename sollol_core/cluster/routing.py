@@ -255,16 +255,25 @@ class Router:
         hosts take nothing new. Whether a host has the model loaded is the strategies' business: they
         prefer loaded hosts without starving the others.
         """
-        hosts = [h for h in self.registry.hosts() if h.address not in exclude]
-        if model:
-            known = [h for h in self.registry.hosts() if h.has_model(model) is not None]
-            if known and len(known) == len(self.registry) and not any(h.has_model(model) for h in known):
-                raise NoHostForModel(model)
-            hosts = [h for h in hosts if h.has_model(model) is not False]
-        healthy = [h for h in hosts if h.state == HostState.HEALTHY]
-        if healthy:
-            return healthy
-        return [h for h in hosts if h.state == HostState.UNHEALTHY]
+        everyone = self.registry.hosts()
+        key = model_key(model) if model else None
+        healthy: list[Host] = []
+        unhealthy: list[Host] = []
+        lacking = 0  # hosts whose model list is known and does not list the model
+        for h in everyone:
+            listed = h.models_available
+            if key is not None and listed is not None and key not in listed:
+                lacking += 1
+                continue
+            if h.address in exclude:
+                continue
+            if h.state is HostState.HEALTHY:
+                healthy.append(h)
+            elif h.state is HostState.UNHEALTHY:
+                unhealthy.append(h)
+        if key is not None and everyone and lacking == len(everyone):
+            raise NoHostForModel(model or "")
+        return healthy or unhealthy
 
     def current(self) -> tuple[Strategy, RoutingWeights]:
         """The live strategy and weights, read together."""

@@ -57,6 +57,7 @@ class SlotTable:
         self._queue_depth = queue_depth
         self._clock = clock
         self._pairs: dict[tuple[str, str], _Pair] = {}
+        self.ever_unfit = False  # some (host, model) was marked unfit since start: candidates check them
         self._listeners: list[Callable[[], None]] = []
 
     # limits -------------------------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class SlotTable:
     def mark_unfit(self, host: str, model: Optional[str], reason: str, seconds: float = UNFIT_FOR_S) -> None:
         pair = self._pair(host, model)
         pair.unfit_until = self._clock() + seconds
+        self.ever_unfit = True
         pair.unfit_reason = reason
 
     def is_unfit(self, host: str, model: Optional[str]) -> bool:

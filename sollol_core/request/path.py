@@ -49,6 +49,7 @@ class RequestPath:
         self.books = books
         self.model_lists = model_lists
         self.active = 0  # client requests in progress (a stream until its last byte)
+        metrics.active_requests.set_function(lambda: self.active)  # read at scrape time, not kept per request
 
     def reject(self, endpoint: str, status: int, message: str, api: Optional[str] = None,
                headers: Optional[Mapping[str, str]] = None) -> Whole:
@@ -62,7 +63,6 @@ class RequestPath:
         """The answer to one client request; `pinned` sends it to that host only (X-SOLLOL-Host)."""
         trip = Trip(call, time.perf_counter(), self._finished)
         self.active += 1
-        self.metrics.active_requests.inc()
         try:
             answer = await (self._pinned(trip, pinned) if pinned is not None else self._placed(trip))
         except BaseException:
@@ -74,7 +74,6 @@ class RequestPath:
 
     def _finished(self) -> None:
         self.active -= 1
-        self.metrics.active_requests.dec()
 
     # placed by the queue ----------------------------------------------------------------------------
     async def _placed(self, trip: Trip) -> Answer:

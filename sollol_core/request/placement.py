@@ -132,9 +132,8 @@ class Placement:
         hosts = self.router.candidates(call.model, exclude)
         if call.host_filter is not None:
             hosts = [h for h in hosts if call.host_filter(h.address)]
-        if call.model:
-            fit = [h for h in hosts if not self.slots.is_unfit(h.address, call.model)]
-            hosts = fit
+        if call.model and self.slots.ever_unfit:
+            hosts = [h for h in hosts if not self.slots.is_unfit(h.address, call.model)]
         return hosts
 
     def decide(self, call: Call, exclude: frozenset[str] = frozenset(),
@@ -144,11 +143,14 @@ class Placement:
         hosts = self.candidates(call, exclude)
         if not hosts:
             return None
+        room: list[Host] = []
+        full: list[Host] = []
         if not call.uses_slot:
-            room, full = hosts, []
+            room = hosts
         else:
-            room = [h for h in hosts if self.slots.has_room(h.address, call.model, call.embedding)]
-            full = [h for h in hosts if h not in room]
+            has_room = self.slots.has_room
+            for h in hosts:
+                (room if has_room(h.address, call.model, call.embedding) else full).append(h)
         if not room:
             return Wait(f"all {len(hosts)} host(s) busy: every slot for {call.model or 'this request'} is taken")
         strategy, weights = self.router.current()
