@@ -127,6 +127,25 @@ class QueueSettings(BaseModel):
     batch_share: float = setting(0.1, live=True, ge=0, le=1,
                                  description="Starvation guard: share of the slots freed that go to waiting "
                                              "`batch` requests even when others wait.")
+    interactive_reserve: int = setting(1, live=True, ge=0,
+                                       description="Slots of each host that has two or more held back from "
+                                                   "`batch` requests while interactive or high requests for that "
+                                                   "model waited within reserve_window_s.")
+    reserve_window_s: float = setting(10.0, live=True, gt=0,
+                                      description="How long after an interactive request waited the reserve "
+                                                  "holds.")
+    batch_pipeline: int = setting(1, live=True, ge=0,
+                                  description="Batch embedding requests (the batch queue's chunks) a host with "
+                                              "a single slot for the model may hold beyond it, waiting inside the "
+                                              "host, so it never idles for a round trip between chunks; none "
+                                              "while the reserve holds. 0: an interactive request there waits for "
+                                              "one chunk at most.")
+    fair_share: bool = setting(True, live=True,
+                               description="While other clients wait for a model, a client is granted no more "
+                                           "than its fair share of the model's slots (alone, it may use all).")
+    preempt_batch: bool = setting(False, live=True,
+                                  description="A waiting `high` request may take the slot of a `batch` request "
+                                              "whose answer has not started; that one goes back to the queue.")
 
 
 class ApiKey(BaseModel):

@@ -55,7 +55,8 @@ class Views:
     def queue_view(self) -> QueueView:
         q = self.parts.queue
         return QueueView(depth=q.depth(), oldest_wait_s=q.oldest_wait_s(), admitted=q.stats.admitted,
-                         rejected=dict(q.stats.rejected), expired=q.stats.expired, cancelled=q.stats.cancelled)
+                         rejected=dict(q.stats.rejected), expired=q.stats.expired, cancelled=q.stats.cancelled,
+                         why=q.waiting_why(), reserved_for=q.reserved_for())
 
     def client_views(self) -> tuple[ClientView, ...]:
         q = self.parts.queue

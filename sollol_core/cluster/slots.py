@@ -93,9 +93,10 @@ class SlotTable:
             return None
         return max(0, limit - self.in_use(host, model))
 
-    def has_room(self, host: str, model: Optional[str], embedding: bool = False) -> bool:
-        free = self.free(host, model, embedding)
-        return free is None or free > 0
+    def has_room(self, host: str, model: Optional[str], embedding: bool = False, adjust: int = 0) -> bool:
+        """A slot is free; `adjust` slots more (a batch request's pipelining) or fewer (held in reserve)."""
+        limit = self.limit(host, model, embedding)
+        return limit is None or limit - self.in_use(host, model) + adjust > 0
 
     def in_use(self, host: str, model: Optional[str]) -> int:
         pair = self._pairs.get(self._key(host, model))

@@ -24,13 +24,13 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
 from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call, Priority
-from .placement import Decision, Placement
+from .placement import Decision, Placement, Wait
 
 if TYPE_CHECKING:
     from ..observability.metrics import Metrics
@@ -90,6 +90,7 @@ class _Ticket:
     enqueued: float
     future: "asyncio.Future[Lease]"
     seq: int
+    why: str = ""  # why it waits (the last placement's Wait reason), for the dashboard and /api/stats
 
 
 @dataclass
@@ -127,6 +128,9 @@ class GatewayQueue:
         self._retick: Optional[asyncio.TimerHandle] = None
         self.stats = QueueStats()
         self.in_flight_by_client: dict[str, int] = {}
+        self._in_flight_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests in flight
+        self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
+        self._waiting_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests waiting
         self.requests_by_client: dict[str, int] = {}
         self.rejected_by_client: dict[str, int] = {}
         slots.on_release(self.dispatch)
@@ -141,6 +145,15 @@ class GatewayQueue:
         for c, q in self._classes.items():
             oldest = min((t.enqueued for d in q.clients.values() for t in d), default=None)
             out[c.value] = 0.0 if oldest is None else round(now - oldest, 3)
+        return out
+
+    def waiting_why(self) -> dict[str, str]:
+        """Why the oldest request of each class that waits has not been placed (its last Wait reason)."""
+        out: dict[str, str] = {}
+        for c, q in self._classes.items():
+            oldest = min((t for d in q.clients.values() for t in d), key=lambda t: t.seq, default=None)
+            if oldest is not None and oldest.why:
+                out[c.value] = oldest.why
         return out
 
     def waiting_by_client(self) -> dict[str, int]:
@@ -167,11 +180,13 @@ class GatewayQueue:
         client = call.client or "anonymous"
         self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
         started = time.monotonic()
-        decision = self.placement.decide(call, exclude)  # raises NoHostForModel
+        decision = self._decide(call, exclude, 0)  # raises NoHostForModel
         if decision is None:
             return None
         if isinstance(decision, Decision) and (front or not self._others_wait(call, cls)):
             return self._grant(call, decision, 0.0, client)
+        if cls is not BATCH:
+            self._interactive_waited[call.model] = time.monotonic()
         ahead = self._ahead(cls, call.model)
         expected = self.placement.estimate_wait_s(call, ahead)
         timeout = self.timeout_of(cls)
@@ -186,6 +201,8 @@ class GatewayQueue:
         ticket = self._enqueue(call, cls, client, exclude, front)
         if isinstance(decision, Decision):  # room, but others wait: the dispatch chooses who goes first
             self.dispatch()
+        else:
+            ticket.why = decision.reason
         waiter = asyncio.ensure_future(call.gone()) if call.gone is not None else None
         try:
             if waiter is None:
@@ -228,6 +245,50 @@ class GatewayQueue:
         return lease
 
     # internals ------------------------------------------------------------------------------------
+    def reserve_holds(self, model: Optional[str]) -> bool:
+        """Interactive or high requests for this model wait now, or waited within queue.reserve_window_s:
+        batch requests leave them queue.interactive_reserve slots of each host with two or more."""
+        if self._ahead(INTERACTIVE, model):
+            return True
+        at = self._interactive_waited.get(model)
+        return at is not None and time.monotonic() - at < self.config.queue.reserve_window_s
+
+    def reserved_for(self) -> tuple[str, ...]:
+        """The models whose interactive reserve holds now."""
+        if not self.config.queue.interactive_reserve:
+            return ()
+        models = {m for (_, m) in self._per_model} | set(self._interactive_waited)
+        return tuple(sorted(m for m in models if m is not None and self.reserve_holds(m)))
+
+    def _decide(self, call: Call, exclude: frozenset[str], ahead: int) -> "Decision | Wait | None":
+        """Placement, with a batch request's reserve or pipelining."""
+        if call.priority != BATCH:
+            return self.placement.decide(call, exclude, ahead=ahead)
+        q = self.config.queue
+        if q.interactive_reserve and self.reserve_holds(call.model):
+            return self.placement.decide(call, exclude, ahead=ahead, reserve=q.interactive_reserve)
+        # pipelining is for the batch's embedding chunks: a chat held inside a host would stand in front of
+        # the interactive requests that come next
+        return self.placement.decide(call, exclude, ahead=ahead, pipeline=q.batch_pipeline if call.embedding else 0)
+
+    def _over_share(self, ticket: "_Ticket") -> bool:
+        """While other clients wait for its model, a client is granted no more than its fair share of the
+        model's slots (queue.fair_share); alone it may take them all (work-conserving)."""
+        if not self.config.queue.fair_share:
+            return False
+        model = ticket.call.model
+        mine = self._in_flight_by.get((ticket.client, model), 0)
+        if not mine:
+            return False
+        others = {c for (c, m), n in self._waiting_by.items() if n and m == model and c != ticket.client}
+        if not others:
+            return False
+        total = self.placement.total_slots(ticket.call)
+        if total is None:
+            return False  # some host's slots are unknown: no share can be told
+        active = {c for (c, m), n in self._in_flight_by.items() if n and m == model} | others | {ticket.client}
+        return mine >= max(1, total // len(active))
+
     def _others_wait(self, call: Call, cls: Priority) -> bool:
         """Requests of this class or a higher one wait for the same model: a newcomer queues behind them."""
         return self._waiting > 0 and self._ahead(cls, call.model) > 0
@@ -247,12 +308,8 @@ class GatewayQueue:
         return own + others
 
     def _unlist(self, ticket: "_Ticket") -> None:
-        key = (ticket.cls, ticket.call.model)
-        n = self._per_model.get(key, 0) - 1
-        if n > 0:
-            self._per_model[key] = n
-        else:
-            self._per_model.pop(key, None)
+        _decrement(self._per_model, (ticket.cls, ticket.call.model))
+        _decrement(self._waiting_by, (ticket.client, ticket.call.model))
 
     def _ahead(self, cls: Priority, model: Optional[str]) -> int:
         """Requests waiting for `model` in this class or a higher one."""
@@ -275,6 +332,8 @@ class GatewayQueue:
         self._waiting += 1
         key = (cls, call.model)
         self._per_model[key] = self._per_model.get(key, 0) + 1
+        mine = (client, call.model)
+        self._waiting_by[mine] = self._waiting_by.get(mine, 0) + 1
         self._observe_depth()
         self._arm_retick()
         return ticket
@@ -319,12 +378,15 @@ class GatewayQueue:
         if self.metrics is not None:
             self.metrics.child(self.metrics.queue_wait, call.priority).observe(wait_s)
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
+        key = (client, call.model)
+        self._in_flight_by[key] = self._in_flight_by.get(key, 0) + 1
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, claim=claim,
                      prompt=call.prompt, client=client, uses_slot=call.uses_slot, _queue=self)
 
     def _end(self, lease: Lease, how: Settle, answer: Optional[str], feedback: Optional["Feedback"]) -> None:
         client = lease.client
         self.in_flight_by_client[client] = max(0, self.in_flight_by_client.get(client, 1) - 1)
+        _decrement(self._in_flight_by, (client, lease.model))
         claim = lease.claim
         if claim is not None and self.shadow is not None:
             if how is Settle.SERVED:
@@ -416,7 +478,10 @@ class GatewayQueue:
                 try:
                     # the others waiting for this model are the line: with a line, a free slot is taken
                     # rather than waited past for a faster host (no head-of-line blocking)
-                    decision = self.placement.decide(t.call, t.exclude, ahead=self._ahead_of(t))
+                    if self._over_share(t):
+                        t.why = "its client holds its fair share of the model's slots while others wait"
+                        continue
+                    decision = self._decide(t.call, t.exclude, self._ahead_of(t))
                 except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
                     failed.append((t, e))
                     continue
@@ -426,6 +491,7 @@ class GatewayQueue:
                 if isinstance(decision, Decision):
                     heads.append((client, t, decision))
                     break
+                t.why = decision.reason
         for t, error in failed:
             self._fail(t, error)
         return heads, bool(failed)
@@ -482,6 +548,18 @@ class GatewayQueue:
         self.dispatch()
         if self.total:
             self._arm_retick()
+
+
+K = TypeVar("K")
+
+
+def _decrement(counts: dict[K, int], key: K) -> None:
+    """One fewer of `key`; a count that reaches 0 leaves the dict (per-client books stay small)."""
+    n = counts.get(key, 0) - 1
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
 
 
 class _NoHostNow(Exception):

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..cluster.hosts import Host, HostRegistry, model_key
 from ..cluster.routing import Router, Strategy
-from ..errors import NoHostForModel
 from ..cluster.slots import SlotTable
 from ..config import RoutingWeights, SollolConfig
+from ..errors import NoHostForModel
 from .call import Call
 
 if TYPE_CHECKING:
@@ -136,22 +136,41 @@ class Placement:
             hosts = [h for h in hosts if not self.slots.is_unfit(h.address, call.model)]
         return hosts
 
-    def decide(self, call: Call, exclude: frozenset[str] = frozenset(),
-               ahead: int = 0) -> Union[Decision, Wait, None]:
+    def decide(self, call: Call, exclude: frozenset[str] = frozenset(), ahead: int = 0,
+               reserve: int = 0, pipeline: int = 0) -> Union[Decision, Wait, None]:
         """`ahead`: requests for the same model placed before this one in this dispatch round (they take
-        the slots that free first)."""
+        the slots that free first). A batch request is asked with `reserve` (slots of each host with two or
+        more it may not take: interactive requests wait for them) or `pipeline` (requests a host with a single
+        slot for the model may hold beyond it, waiting inside the host, so that it does not idle for the
+        round trip between two batch chunks)."""
         hosts = self.candidates(call, exclude)
         if not hosts:
             return None
         room: list[Host] = []
         full: list[Host] = []
+        held = 0
         if not call.uses_slot:
             room = hosts
         else:
             has_room = self.slots.has_room
             for h in hosts:
-                (room if has_room(h.address, call.model, call.embedding) else full).append(h)
+                adjust = 0
+                if reserve or pipeline:
+                    slots = self.slots.slots(h.address, call.model, call.embedding)
+                    if reserve and slots is not None and slots >= 2:
+                        adjust = -min(reserve, slots - 1)
+                    elif pipeline and slots == 1:  # one slot (an embedding model): the next one waits inside
+                        adjust = pipeline
+                if has_room(h.address, call.model, call.embedding, adjust):
+                    room.append(h)
+                else:
+                    full.append(h)
+                    if adjust < 0 and has_room(h.address, call.model, call.embedding):
+                        held += 1
         if not room:
+            if held:
+                return Wait(f"{held} host(s) hold slots for interactive requests (queue.interactive_reserve); "
+                            f"the others are busy")
             return Wait(f"all {len(hosts)} host(s) busy: every slot for {call.model or 'this request'} is taken")
         strategy, weights = self.router.current()
         key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
@@ -177,6 +196,21 @@ class Placement:
             if better is not None:
                 return Wait(better)
         return Decision(order, reason, estimates)
+
+    def total_slots(self, call: Call) -> Optional[int]:
+        """The slots for the call's model over every host that could take it; None when some host's are
+        unknown (unlimited)."""
+        try:
+            hosts = self.candidates(call)
+        except NoHostForModel:
+            return None
+        total = 0
+        for h in hosts:
+            slots = self.slots.slots(h.address, call.model, call.embedding)
+            if slots is None:
+                return None
+            total += slots
+        return total
 
     def estimate_wait_s(self, call: Call, ahead: int) -> float:
         """Expected wait for a request with `ahead` requests before it: they drain at the candidates'

@@ -31,6 +31,12 @@ def class_lines(queue: QueueView) -> Parts:
         style = "$text-muted" if not depth else ("bold" if name == "batch" else "bold $warning")
         parts += ["\n", f"{name:<12}", (f"{depth:>8}", style),
                   f"{fmt.seconds(oldest) if depth and oldest is not None else '—':>9}"]
+        why = queue.why.get(name) if depth else None
+        if why:
+            parts += [(f"  {why}", "$text-muted")]
+    if queue.reserved_for:
+        parts += ["\n", ("interactive reserve holds for ", "$text-muted"), (", ".join(queue.reserved_for), "bold"),
+                  (": batch requests leave a slot of each host with two or more", "$text-muted")]
     return parts
 
 

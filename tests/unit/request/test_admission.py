@@ -255,3 +255,42 @@ async def test_thousands_of_waiters_whose_host_vanishes_are_all_answered():
     results = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 30)
     assert len(results) == 5000 and all(r is None for r in results)  # each heard "no host"
     assert q.total == 0
+
+
+async def test_interactive_reserve_holds_a_slot_back_from_batch_while_interactive_requests_wait():
+    q, _, table = make(slots=2, reserve_window_s=0.4)
+    b1 = await q.admit(call(priority="batch", client="bulk"))  # nothing waited yet: batch takes a slot
+    i1 = await q.admit(call(client="chat"))
+    i2 = asyncio.ensure_future(q.admit(call(client="chat")))  # both slots taken: an interactive request waits
+    await asyncio.sleep(0.02)
+    b2 = asyncio.ensure_future(q.admit(call(priority="batch", client="bulk")))
+    await asyncio.sleep(0.02)
+    assert q.reserve_holds("m")
+    i1.end(Settle.SERVED)  # the interactive one goes first
+    got = await asyncio.wait_for(i2, 1)
+    b1.end(Settle.SERVED)  # a slot frees, but it is the host's reserve while interactive requests wait
+    await asyncio.sleep(0.1)
+    assert not b2.done() and table.in_use("a:1", "m") == 1
+    assert "interactive" in q.waiting_why()["batch"]
+    lease = await asyncio.wait_for(b2, 2)  # the reserve window passes: batch takes it (no idle slot for long)
+    assert lease.host == "a:1" and not q.reserve_holds("m")
+    got.end(Settle.SERVED)
+    lease.end(Settle.SERVED)
+
+
+async def test_a_client_gets_no_more_than_its_fair_share_while_others_wait():
+    q, _, table = make(slots=4)
+    loud = [await q.admit(call(client="loud")) for _ in range(4)]  # alone: it may take every slot
+    assert table.in_use("a:1", "m") == 4
+    waiting = {c: [asyncio.ensure_future(q.admit(call(client=c))) for _ in range(2)] for c in ("loud", "quiet")}
+    await asyncio.sleep(0.02)
+    loud[0].end(Settle.SERVED)
+    loud[1].end(Settle.SERVED)  # two slots free while both clients wait: the quiet one gets both
+    await asyncio.sleep(0.02)
+    assert [t.done() for t in waiting["quiet"]] == [True, True]
+    assert [t.done() for t in waiting["loud"]] == [False, False]  # loud holds 2 of 4 = its share of two clients
+    for lease in loud[2:] + [t.result() for t in waiting["quiet"]]:
+        lease.end(Settle.SERVED)
+    for t in waiting["loud"]:
+        (await asyncio.wait_for(t, 1)).end(Settle.SERVED)
+    assert table.in_use("a:1", "m") == 0 and q.total == 0
