@@ -56,6 +56,7 @@ class Views:
         q = self.parts.queue
         return QueueView(depth=q.depth(), oldest_wait_s=q.oldest_wait_s(), admitted=q.stats.admitted,
                          rejected=dict(q.stats.rejected), expired=q.stats.expired, cancelled=q.stats.cancelled,
+                         preempted=q.stats.preempted,
                          why=q.waiting_why(), reserved_for=q.reserved_for())
 
     def client_views(self) -> tuple[ClientView, ...]:

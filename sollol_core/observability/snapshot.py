@@ -121,6 +121,7 @@ class QueueView:
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count (queue_full, timeout, shed, rate_limited ...)
     expired: int = 0  # left the queue past their class's timeout
     cancelled: int = 0  # their client went away while they waited
+    preempted: int = 0  # batch requests that gave their slot to a waiting high one (queue.preempt_batch)
     why: dict[str, str] = field(default_factory=dict)  # class -> why its oldest request waits
     reserved_for: tuple[str, ...] = ()  # models whose interactive reserve holds now (batch leaves it free)
 

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
@@ -64,6 +64,7 @@ class Lease:
     uses_slot: bool = True
     _queue: Optional["GatewayQueue"] = None
     ended: bool = False
+    preempt: Optional[Callable[[], None]] = None  # set while a batch request may still give its slot away
 
     @property
     def cached_chars(self) -> int:
@@ -76,7 +77,9 @@ class Lease:
         if self.ended:
             return
         self.ended = True
+        self.preempt = None
         if self._queue is not None:
+            self._queue._preemptible.discard(self)
             self._queue._end(self, how, answer, feedback)
 
 
@@ -108,6 +111,7 @@ class QueueStats:
     rejected: dict[str, int] = field(default_factory=dict)  # reason -> count
     expired: int = 0
     cancelled: int = 0
+    preempted: int = 0  # batch requests that gave their slot to a waiting high one
 
 
 class GatewayQueue:
@@ -131,6 +135,7 @@ class GatewayQueue:
         self._in_flight_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests in flight
         self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
         self._waiting_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests waiting
+        self._preemptible: set[Lease] = set()  # batch requests whose answer has not begun (queue.preempt_batch)
         self.requests_by_client: dict[str, int] = {}
         self.rejected_by_client: dict[str, int] = {}
         slots.on_release(self.dispatch)
@@ -187,6 +192,8 @@ class GatewayQueue:
             return self._grant(call, decision, 0.0, client)
         if cls is not BATCH:
             self._interactive_waited[call.model] = time.monotonic()
+        if cls is HIGH and self.config.queue.preempt_batch and isinstance(decision, Wait):
+            self._preempt_for(call, exclude)
         ahead = self._ahead(cls, call.model)
         expected = self.placement.estimate_wait_s(call, ahead)
         timeout = self.timeout_of(cls)
@@ -252,6 +259,28 @@ class GatewayQueue:
             return True
         at = self._interactive_waited.get(model)
         return at is not None and time.monotonic() - at < self.config.queue.reserve_window_s
+
+    def preemptible(self, lease: Lease, hook: Optional[Callable[[], None]]) -> None:
+        """A batch request's lease may (hook) or may no longer (None) give its slot to a high request."""
+        lease.preempt = hook
+        if hook is None:
+            self._preemptible.discard(lease)
+        else:
+            self._preemptible.add(lease)
+
+    def _preempt_for(self, call: Call, exclude: frozenset[str]) -> None:
+        """A high request must wait: a batch request on a host that could take it gives up its slot."""
+        try:
+            hosts = {h.address for h in self.placement.candidates(call, exclude)}
+        except Exception:  # noqa: BLE001 - no host for the model: nothing to take
+            return
+        for lease in list(self._preemptible):
+            if lease.host in hosts and lease.model == call.model and lease.preempt is not None:
+                hook, lease.preempt = lease.preempt, None
+                self._preemptible.discard(lease)
+                self.stats.preempted += 1
+                hook()
+                return
 
     def reserved_for(self) -> tuple[str, ...]:
         """The models whose interactive reserve holds now."""

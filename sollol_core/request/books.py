@@ -64,6 +64,9 @@ class Books:
             _end(lease, Settle.UNTOUCHED)
         elif v is Verdict.PASSED_ON:  # a pinned call's error answer, handed on as it is
             _end(lease, Settle.UNTOUCHED)
+        elif v is Verdict.PREEMPTED:  # it goes back to the queue; the host did nothing wrong
+            _end(lease, Settle.FAILED)  # the host may have begun the prompt: what its slot holds is not known
+            log.info("batch request on %s gave its slot to a high one", host)
         elif v is Verdict.BUSY:  # busy is not broken: held to what it holds, for a while
             self.slots.mark_busy(host, model)
             _end(lease, Settle.UNTOUCHED)

@@ -47,6 +47,7 @@ class Verdict(StrEnum):
     ERROR_IN_STREAM = "error_in_stream"  # an error line inside a 200 stream: counted, stays in rotation
     CLIENT_GONE = "client_gone"  # the client left before the answer was complete
     PASSED_ON = "passed_on"  # an error answer of a call pinned to one host, handed on as it is
+    PREEMPTED = "preempted"  # a batch request gave its slot to a waiting high one before its answer began
 
 
 RETRY_ELSEWHERE = frozenset((Verdict.MODEL_MISSING, Verdict.UNFIT, Verdict.HOST_FAILED, Verdict.EXECUTOR_FAILED))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from ..cluster.adaptive import ModelListRefresher
 from ..cluster.hosts import HostRegistry
@@ -29,7 +29,7 @@ from .admission import GatewayQueue, Lease
 from .answer import Answer, Whole, error_answer
 from .attempt import Attempt, Trip
 from .books import Books
-from .call import Call
+from .call import BATCH, Call
 from .outcome import Outcome, Verdict
 from .placement import Placement
 from .shapes import api_for_path
@@ -133,7 +133,10 @@ class RequestPath:
         """One attempt; an answer ends the request, None sends it on (the trip says where)."""
         attempt = Attempt(trip, lease.host, lease, self.executor, self.books)
         try:
-            outcome = await attempt.open()
+            if trip.call.priority == BATCH and self.config.queue.preempt_batch:
+                outcome = await self._open_preemptible(attempt, lease)
+            else:
+                outcome = await attempt.open()
             if outcome.verdict is Verdict.PASS:
                 answer = await (attempt.stream() if trip.call.stream else attempt.whole())
                 if answer is not None:
@@ -152,9 +155,32 @@ class RequestPath:
         self._note(trip, lease.host, outcome, attempt.body)
         return None
 
+    async def _open_preemptible(self, attempt: Attempt, lease: Lease) -> Outcome:
+        """Open a batch request's call while a waiting high request may take its slot (queue.preempt_batch):
+        until the host's answer begins, the call is given up and the request goes back to the queue."""
+        preempted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def give_up() -> None:
+            if not preempted.done():
+                preempted.set_result(None)
+
+        self.queue.preemptible(lease, give_up)
+        work = asyncio.ensure_future(attempt.open())
+        try:
+            racing: set[asyncio.Future[Any]] = {work, preempted}
+            await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.queue.preemptible(lease, None)
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if not work.cancelled() and work.done():
+            return work.result()
+        return Outcome(Verdict.PREEMPTED, "a waiting high request took its slot before its answer began")
+
     @staticmethod
     def _note(trip: Trip, host: str, outcome: Outcome, body: bytes) -> None:
-        if outcome.verdict is Verdict.BUSY:  # not a failed attempt; the class timeout bounds the waits
+        if outcome.verdict is Verdict.BUSY or outcome.verdict is Verdict.PREEMPTED:  # not a failed attempt
             trip.tried.discard(host)
             trip.attempts -= 1
             trip.requeues += 1

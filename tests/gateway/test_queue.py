@@ -150,3 +150,32 @@ def test_unlimited_hosts_keep_todays_behaviour(sim_cluster, gateway, client):
         assert [r.status_code for r in pool.map(lambda _: chat(http), range(4))] == [200] * 4
     assert watch.peak[0] >= 3
     assert all(r.wait_ms == 0 for r in settled(sollol))
+
+
+@pytest.mark.parametrize("preempt", [True, False])
+def test_a_waiting_high_request_takes_the_slot_of_a_batch_request_not_yet_answered(sim_cluster, gateway, client,
+                                                                                   preempt):
+    sim = sim_cluster(n=1, latency_ms=1200, capacity=4)
+    sollol = gateway(sim.addresses, default_num_parallel=1, queue={"preempt_batch": preempt})
+    http = client(sollol)
+    finished: dict[str, float] = {}
+
+    def send(name, priority, n):
+        r = http.post("/api/chat", json={"model": CHAT_MODEL, "messages": [{"role": "user", "content": f"q{n}"}],
+                                         "stream": False}, headers={"X-SOLLOL-Priority": priority})
+        finished[name] = time.monotonic()
+        return r.status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        bulk = pool.submit(send, "batch", "batch", 1)
+        wait_until(lambda: sim.nodes[0].in_flight == 1, what="the batch request on the host")
+        urgent = pool.submit(send, "high", "high", 2)
+        assert (bulk.result(), urgent.result()) == (200, 200)
+    stats = http.get("/api/stats").json()["queue"]
+    if preempt:  # the batch request gave up its slot and went back to the queue: the high one finished first
+        assert finished["high"] < finished["batch"] and stats["preempted"] == 1
+        assert len([b for p, b in sim.nodes[0].received if p == "/api/chat"]) == 3  # batch, high, batch again
+        host = sollol.registry.get(sim.addresses[0])
+        assert host.failures_total == 0 and host.state.value == "healthy"
+    else:
+        assert finished["batch"] < finished["high"] and stats["preempted"] == 0
