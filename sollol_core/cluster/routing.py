@@ -99,6 +99,9 @@ class Strategy(Protocol):
         """Each host's score as `order` weighs it (lower is better), and the band within which two hosts
         count as equal for a prompt no host has cached (only asked of strategies that weigh the cache)."""
 
+    def seconds_cost(self, host: Host, weights: RoutingWeights, seconds: float) -> float:
+        """`seconds` of prefill on `host` in the units of its score (as the cache term counts them)."""
+
 
 class _IgnoresCache:
     weighs_cache = False
@@ -106,6 +109,9 @@ class _IgnoresCache:
     def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
                     prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:
         return {h.address: 0.0 for h in candidates}, 0.0
+
+    def seconds_cost(self, host: Host, weights: RoutingWeights, seconds: float) -> float:
+        return 0.0
 
 
 class PerformanceStrategy:
@@ -124,6 +130,9 @@ class PerformanceStrategy:
     def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
                     prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:
         return {h.address: self.score(h, weights, model, prefill) for h in candidates}, COLD_BAND
+
+    def seconds_cost(self, host: Host, weights: RoutingWeights, seconds: float) -> float:
+        return weights.cache * seconds / host.weight
 
 
 class RoundRobinStrategy(_IgnoresCache):
@@ -196,6 +205,9 @@ class P2CStrategy:
         now = time.monotonic()
         return ({h.address: self.cost(h, now, model, weights.cache * prefill.get(h.address, 0.0))
                  for h in candidates}, COLD_BAND_P2C_MS)
+
+    def seconds_cost(self, host: Host, weights: RoutingWeights, seconds: float) -> float:
+        return weights.cache * seconds * 1000.0 * (host.in_flight + 1) / host.weight
 
 
 def make_strategy(name: str, rng: Optional[random.Random] = None) -> Strategy:

@@ -48,6 +48,7 @@ class CacheMatch:
     free_slots: int  # idle slots of the model on the host
     active: int  # slots of the model holding a conversation used within active_s (busy ones included)
     same_conversation: bool = False  # the chosen slot last held this conversation (same anchor or session)
+    victim_chars: int = 0  # characters of the conversation it would evict (evicts_active), to evaluate again
 
     @property
     def uncached_chars(self) -> int:
@@ -196,7 +197,8 @@ class CacheShadow:
             evicts = now - victim.used < st.active_s and not extends and not same
             idle_s = now - victim.used
         return CacheMatch(host, key.model, chars, cached, cached / chars if chars else 0.0, chosen,
-                          restored is not None, evicts, idle_s, free, active, same), restored
+                          restored is not None, evicts, idle_s, free, active, same,
+                          victim.chars if evicts and victim is not None else 0), restored
 
     def active_conversations(self, host: str, model: str) -> int:
         """Slots of `model` on `host` busy or holding a conversation used within active_s."""
@@ -521,6 +523,12 @@ class CacheShadow:
         if cached[1] is not None:
             return cached[1]
         return self.settings.default_prefill_s_per_kchar / 1000.0
+
+    def rate_samples(self, host: str, model: str) -> int:
+        """Evaluations the host's prefill rate for `model` was learned from (0: a borrowed or default rate)."""
+        with self._lock:
+            r = (self._rates.get(host) or {}).get(model)
+            return 0 if r is None or r.per_char() is None else max(1, r.cold + r.ttft_n)
 
     def prefill_rate(self, host: str) -> Optional[float]:
         """The host's measured prefill rate in seconds per 1,000 characters (mean over its models), or None."""

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 COLD_BAND_SHARE = 0.05
 VICTIM_GRAIN_S = 30.0  # slots whose last use is this close in age displace alike (the hash chooses among them)
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
+RATE_SPREAD = 0.5  # relative error of a prefill rate learned from one answer, times sqrt(2) (see _cold_pick)
 
 
 @dataclass(slots=True)
@@ -58,6 +59,8 @@ class Estimate:
     displaced: bool = False
     over_bound: bool = False
     match: Optional["CacheMatch"] = None  # the shadow's figures behind these (placing on this host reuses them)
+    rate_samples: int = 0  # evaluations its prefill rate was learned from (0: borrowed or the default)
+    evicted_s: float = 0.0  # prefill the conversation it would evict would do again on its next turn
 
     @property
     def fraction(self) -> float:
@@ -237,7 +240,10 @@ class Placement:
             out[h.address] = Estimate(host=h.address, cached_chars=m.cached_chars, prompt_chars=key.chars,
                                       prefill_s=self.shadow.prefill_s(h.address, model, uncached),
                                       evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
-                                      displaced=m.displaced, match=m)
+                                      displaced=m.displaced, match=m,
+                                      rate_samples=self.shadow.rate_samples(h.address, model),
+                                      evicted_s=self.shadow.prefill_s(h.address, model, m.victim_chars)
+                                      if m.evicts_active else 0.0)
         return out
 
     def _bounded(self, room: list[Host], estimates: dict[str, Estimate], model: str) -> list[Host]:
@@ -300,16 +306,31 @@ class Placement:
             return order, reason
         pool = [h for h in order if h in bounded] or order
         scores, band = strategy.cold_scores(pool, weights, model, prefill)
-        best = min(scores.values())
-        near = [h for h in pool if scores[h.address] <= best + max(band, COLD_BAND_SHARE * abs(best))]
-        quiet = [h for h in near if not estimates[h.address].evicts_active] or near
+        # evicting a conversation still going costs it its next turn's prefill: counted against the host
+        cost = {h.address: scores[h.address] + strategy.seconds_cost(h, weights, estimates[h.address].evicted_s)
+                for h in pool}
+        # how far off each prefill estimate may be: a rate learned from n answers is known to about
+        # RATE_SPREAD / sqrt(n + 1) of itself (one answer: about a third; a borrowed or default rate: half)
+        spread = {h.address: strategy.seconds_cost(h, weights, RATE_SPREAD * estimates[h.address].prefill_s /
+                                                   math.sqrt(estimates[h.address].rate_samples + 1)) for h in pool}
+        best = min(pool, key=lambda h: cost[h.address])
+        floor = cost[best.address]
+
+        def near(h: Host) -> bool:
+            """Equal to the best within the strategy's band, or within what their prefill rates are known to
+            (a rate learned from one answer says little: two such hosts are not told apart by it)."""
+            slack = max(band, COLD_BAND_SHARE * abs(floor))
+            return cost[h.address] <= floor + slack + math.hypot(spread[best.address], spread[h.address])
+
+        close = [h for h in pool if near(h)]
+        quiet = [h for h in close if not estimates[h.address].evicts_active] or close
         ident = key.session or str(key.anchor)
         # what it would displace: an empty slot first, then the coldest; equals by the conversation's hash
         pick = max(quiet, key=lambda h: (min(estimates[h.address].victim_idle_s, 1e9) // VICTIM_GRAIN_S,
                                          rendezvous(ident, h.address)))
         why = "cold; rendezvous" if len(quiet) > 1 else "cold; balanced"
-        if len(quiet) < len(near):
-            why += f", {len(near) - len(quiet)} host(s) keep a conversation still going"
+        if len(quiet) < len(close):
+            why += f", {len(close) - len(quiet)} host(s) keep a conversation still going"
         e = estimates[pick.address]
         return [pick] + [h for h in order if h is not pick], f"{why}; est. {e.prefill_s:.2f} s prefill"
 

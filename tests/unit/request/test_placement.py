@@ -224,3 +224,67 @@ def test_with_slots_unknown_the_load_bound_only_takes_away_the_cache_advantage()
     d = p.decide(call_for(conversation(99)))
     assert d.host == "fast:1" and "over its load bound" in d.reason
     assert d.estimates["fast:1"].over_bound
+
+
+def teach(shadow, host, seconds, n=1):
+    """The host evaluated a cold ~1,200-character prompt in `seconds`, `n` times; what its slots held is then
+    forgotten (a teaching prompt is no conversation), the rate it learned stays."""
+    from sollol_core.prompt_cache.feedback import Feedback
+
+    for i in range(n):
+        c = call_for(conversation(1000 + i, system=f"Teaching text {i}. " * 80))
+        placed = shadow.place(host, c.prompt, 2)
+        shadow.complete(placed)
+        shadow.observe(placed, Feedback(prompt_eval_count=300, prompt_eval_duration_s=seconds))
+    shadow.drop_host(host)
+    assert shadow.rate_samples(host, "m:latest") == n
+
+
+def test_one_answer_apart_is_no_reason_to_crowd_a_host_while_another_has_an_idle_slot():
+    """Two like hosts whose rates were each learned from one answer (5 s against 7 s for the same prompt):
+    the difference is within what one sample tells, so cold first turns fill the idle slots of both rather
+    than evicting conversations on the one that measured faster."""
+    p, shadow = world(slots=2)
+    teach(shadow, "a:1", 5.0)
+    teach(shadow, "b:1", 7.0)
+    own = [f"Conversation {n} has its own long context. " * 30 for n in range(4)]  # nothing shared
+    first = p.decide(call_for(conversation(0, system=own[0])))
+    assert first.reason.startswith("cold; rendezvous")  # both hosts count as equal: the hash chooses
+    hosts = [place(p, shadow, call_for(conversation(n, system=own[n]))).host for n in range(4)]
+    assert sorted(hosts) == ["a:1", "a:1", "b:1", "b:1"], hosts
+    # every conversation kept its slot: each next turn finds its home cached
+    for n in range(4):
+        d = place(p, shadow, call_for(conversation(n, turns=2, system=own[n])))
+        assert d.reason.startswith("cached ") and d.host == hosts[n], (n, d.reason)
+
+
+def test_a_host_known_to_be_slower_is_not_taken_for_an_equal():
+    """Rates learned from many answers are known well: the genuinely faster host takes the cold prompt."""
+    p, shadow = world(slots=4)
+    teach(shadow, "a:1", 1.0, n=12)
+    teach(shadow, "b:1", 4.0, n=12)
+    own = [f"Conversation {n} has its own long context. " * 30 for n in range(3)]
+    assert p.decide(call_for(conversation(0, system=own[0]))).reason.startswith("cold; balanced")
+    assert [place(p, shadow, call_for(conversation(n, system=own[n]))).host for n in range(3)] == ["a:1"] * 3
+
+
+def test_a_cold_prompt_evicts_no_conversation_still_going_while_a_host_has_an_empty_slot():
+    p, shadow = world(slots=1)
+    own = [f"Conversation {n} has its own long context. " * 30 for n in range(3)]
+    first = place(p, shadow, call_for(conversation(0, system=own[0])))
+    second = place(p, shadow, call_for(conversation(1, system=own[1])))
+    assert {first.host, second.host} == {"a:1", "b:1"}
+    third = p.decide(call_for(conversation(2, system=own[2])))  # both slots hold a conversation still going
+    assert isinstance(third, Decision) and third.estimates[third.host].evicts_active
+
+
+def test_evicting_a_conversation_counts_its_next_prefill_against_the_host():
+    """The faster host's only slot holds a conversation still going: evicting it would cost that
+    conversation its whole prefill again on its next turn, so a somewhat slower host with a free slot wins."""
+    p, shadow = world(slots=1)
+    teach(shadow, "a:1", 1.0, n=12)
+    teach(shadow, "b:1", 1.5, n=12)
+    own = [f"Conversation {n} has its own long context. " * 30 for n in range(2)]
+    assert place(p, shadow, call_for(conversation(0, system=own[0]))).host == "a:1"
+    d = p.decide(call_for(conversation(1, system=own[1])))
+    assert d.host == "b:1" and d.estimates["a:1"].evicts_active and d.estimates["a:1"].evicted_s > 0.5
