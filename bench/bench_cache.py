@@ -30,6 +30,11 @@ Everything on 127.0.0.1: nodes in their own process(es), the gateway (`sollol --
      busiest host's share of the requests <= 1.5 x its fair share (by slots: all equal), also judged on its
      share of the requests in flight (sampled from /api/stats: what the bounded-load rule caps), and p99 <=
      the weight-0 arm's. The warm-up before each arm (16 short prompts) is not measured.
+       (e) as many conversations as slots: 8 conversations x 6 turns on the 4 nodes x 2 slots, all going at
+           once (think time 0.3 s), each with its own 12,000-character system prompt; arms `performance`,
+           `round_robin` and a sticky-hash oracle (conversation i sent straight to node i mod 4, no gateway).
+           Every follow-up can hit; target: mean TTFT <= 1.2 x the oracle's, repeated over three seeds (a
+           placement that loses conversations by luck shows in some seeds, not all).
   3. The hashing cost: sollol_core.prompt_cache.canonical.prompt_key on a 200 KB chat body, p50 / p99, and how long
      prompt_key_async (what the gateway calls) holds the event loop at most.
 
@@ -392,7 +397,64 @@ class InFlightSampler:
         return {n: v / total for n, v in self.sums.items()}
 
 
-def sim_bench(quick: bool, which: str = "abcd") -> None:
+def sticky_arm(sessions: list[Session]) -> list[Answer]:
+    """The oracle: conversation i straight to node i mod 4 (no gateway), the same warm-up first."""
+    with sim_process(sim_specs()) as nodes:
+        async def run() -> list[Answer]:
+            await _sticky(nodes, warm_up())
+            return await _sticky(nodes, sessions)
+
+        return asyncio.run(run())
+
+
+async def _sticky(nodes: list[str], sessions: list[Session]) -> list[Answer]:
+    answers: list[Answer] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        async def one(item: tuple[int, Session]) -> None:
+            n, s = item
+            url = f"http://{nodes[n % len(nodes)]}"
+            msgs = [{"role": "system", "content": s.system}]
+            for i, user in enumerate(s.users):
+                msgs.append({"role": "user", "content": user})
+                body = {"model": SIM_MODEL, "messages": msgs, "stream": True, "options": {"num_predict": 8}}
+                a = await send(http, url + "/api/chat", body, timeout_s=60, tag=f"{n}.{i}")
+                answers.append(a)
+                msgs = msgs + [{"role": "assistant", "content": a.text}]
+                if i < len(s.think_s):
+                    await asyncio.sleep(s.think_s[i])
+
+        await open_loop([(s.start_s, (n, s)) for n, s in enumerate(sessions)], one, limit_s=120)
+    return answers
+
+
+def conversations_bench(quick: bool) -> None:
+    """(e): as many conversations as slots, against a sticky oracle, over three seeds."""
+    line("  (e) 8 conversations x 6 turns on 4 nodes x 2 slots, all at once, own 12k-char system prompts")
+    line(f"    {'seed':<5} {'performance ms':>14} {'round_robin ms':>14} {'sticky ms':>10} {'perf/sticky':>11} "
+         f"{'follow-up hits':>14}")
+    worst = 0.0
+    for seed in ([31] if quick else [31, 32, 33]):
+        rng = random.Random(seed)
+        sessions = [Session(0.05 * i, f"Conversation {i}. " + prose(12000, rng),
+                            [f"Question {j}: " + prose(400, rng) for j in range(6)],
+                            [0.3] * 5) for i in range(8)]
+        res = {arm[0]: sim_arm(arm, sessions) for arm in ARMS if arm[0] in ("performance", "round_robin")}
+        sticky = sticky_arm(sessions)
+
+        def m(answers: list[Answer]) -> float:
+            return mean([a.ttft_ms for a in answers if a.ok and a.ttft_ms is not None])
+
+        perf, rr, st = m(res["performance"].answers), m(res["round_robin"].answers), m(sticky)
+        hits = sum(1 for a in res["performance"].follow_ups
+                   if a.ok and a.final and a.final.get("prompt_eval_duration", 0) / 1e9 < 0.05)
+        worst = max(worst, perf / st)
+        line(f"    {seed:<5} {perf:>14.1f} {rr:>14.1f} {st:>10.1f} {perf / st:>11.2f} "
+             f"{hits:>6} of {len(res['performance'].follow_ups):<6}")
+    line(f"    target: mean TTFT <= 1.2 x the oracle in every seed (worst x{worst:.2f})  "
+         f"{verdict(worst <= 1.2, 'sim (e) conversations kept')}")
+
+
+def sim_bench(quick: bool, which: str = "abcde") -> None:
     line("2 simulated nodes: " + ", ".join(f"{n} {ms} ms + {pf:g} ms per 1k uncached chars" for n, ms, pf in SIM_NODES)
          + f"; {SLOTS} slots each (cache_mode lcp, Ollama >= 0.30); streamed /api/chat, 8 tokens at 200/s")
     names = {"a": "(a) 24 conversations x 6 turns, own 12k-char system prompts, Poisson 1.5/s",
@@ -401,6 +463,9 @@ def sim_bench(quick: bool, which: str = "abcd") -> None:
              "d": "(d) 80% share one 20k-char prefix, 320 requests, Poisson 40/s"}
     hosts = [n for n, _, _ in SIM_NODES]
     for key in which:
+        if key == "e":
+            conversations_bench(quick)
+            continue
         sessions = scenario(key, quick)
         line(f"  {names[key]}{' (halved: --quick)' if quick else ''}")
         line(f"    {'arm':<14} {'n':>4} {'err':>4} {'TTFT mean ms':>12} {'p99 ms':>8} {'follow-ups':>10} "
@@ -513,7 +578,7 @@ def main() -> int:
     parser.add_argument("--no-real", action="store_true", help="skip the real Ollama part")
     parser.add_argument("--no-sim", action="store_true", help="skip the simulated nodes")
     parser.add_argument("--no-hash", action="store_true", help="skip the hashing cost")
-    parser.add_argument("--scenarios", default="abcd", help="which simulated scenarios (default abcd)")
+    parser.add_argument("--scenarios", default="abcde", help="which simulated scenarios (default abcde)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     if not args.no_hash:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 COLD_BAND_SHARE = 0.05
 VICTIM_GRAIN_S = 30.0  # slots whose last use is this close in age displace alike (the hash chooses among them)
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
+RETURN_TURNS = 3.0  # an evicted conversation pays its prompt again on about this many of its next turns
 RATE_SPREAD = 0.5  # relative error of a prefill rate learned from one answer, times sqrt(2) (see _cold_pick)
 
 
@@ -242,9 +243,17 @@ class Placement:
                                       evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
                                       displaced=m.displaced, match=m,
                                       rate_samples=self.shadow.rate_samples(h.address, model),
-                                      evicted_s=self.shadow.prefill_s(h.address, model, m.victim_chars)
+                                      evicted_s=self._eviction_s(hosts, model, m.victim_chars)
                                       if m.evicts_active else 0.0)
         return out
+
+    def _eviction_s(self, hosts: list[Host], model: str, chars: int) -> float:
+        """What evicting a conversation of `chars` still going costs it: its prompt evaluated again on the
+        turns to come (RETURN_TURNS of them, each paying part of it as the cache it finds elsewhere is
+        lost in turn), at the cluster's mean rate: it will be placed anywhere, not where it was."""
+        assert self.shadow is not None
+        rates = [self.shadow.prefill_s(h.address, model, chars) for h in hosts]
+        return RETURN_TURNS * sum(rates) / len(rates) if rates else 0.0
 
     def _bounded(self, room: list[Host], estimates: dict[str, Estimate], model: str) -> list[Host]:
         """Bounded load for cache affinity: a host over (1 + epsilon) × its share (by slots) of the requests
@@ -266,6 +275,9 @@ class Placement:
             e = estimates.get(h.address)
             if h.in_flight + 1 <= math.ceil(cap):
                 out.append(h)
+                continue
+            if e is not None and e.match is not None and e.match.same_conversation and e.cached_chars:
+                out.append(h)  # its own conversation's slot, free: the bound spreads shared prefixes, not this
                 continue
             if e is not None:
                 e.over_bound = True
@@ -300,11 +312,16 @@ class Placement:
     def _cold_pick(self, order: list[Host], bounded: list[Host], estimates: dict[str, Estimate],
                    key: "PromptKey", strategy: Strategy, weights: RoutingWeights, model: Optional[str],
                    prefill: dict[str, float], reason: str) -> tuple[list[Host], str]:
-        """No host has any of this prompt: among near-equal hosts, do not evict a conversation still going,
-        and let the conversation's rendezvous hash choose, so its home is the same for every gateway."""
+        """No host has any of this prompt. It takes a slot that holds no conversation still going wherever
+        one is free (its own conversation then lives there: evicting another would cost that one its next
+        turn's prefill, and send it looking for a slot in turn); among near-equal hosts the conversation's
+        rendezvous hash chooses, so its home is the same for every gateway."""
         if any(estimates[h.address].cached_chars for h in order if h.address in estimates):
             return order, reason
         pool = [h for h in order if h in bounded] or order
+        keeping = [h for h in pool if not estimates[h.address].evicts_active]
+        kept = len(pool) - len(keeping) if keeping else 0
+        pool = keeping or pool
         scores, band = strategy.cold_scores(pool, weights, model, prefill)
         # evicting a conversation still going costs it its next turn's prefill: counted against the host
         cost = {h.address: scores[h.address] + strategy.seconds_cost(h, weights, estimates[h.address].evicted_s)
@@ -322,15 +339,16 @@ class Placement:
             slack = max(band, COLD_BAND_SHARE * abs(floor))
             return cost[h.address] <= floor + slack + math.hypot(spread[best.address], spread[h.address])
 
-        close = [h for h in pool if near(h)]
-        quiet = [h for h in close if not estimates[h.address].evicts_active] or close
+        quiet = [h for h in pool if near(h)]
         ident = key.session or str(key.anchor)
         # what it would displace: an empty slot first, then the coldest; equals by the conversation's hash
         pick = max(quiet, key=lambda h: (min(estimates[h.address].victim_idle_s, 1e9) // VICTIM_GRAIN_S,
                                          rendezvous(ident, h.address)))
         why = "cold; rendezvous" if len(quiet) > 1 else "cold; balanced"
-        if len(quiet) < len(close):
-            why += f", {len(close) - len(quiet)} host(s) keep a conversation still going"
+        if kept:
+            why += f", {kept} host(s) keep a conversation still going"
+        elif estimates[quiet[0].address].evicts_active:
+            why += ", every slot holds a conversation still going"
         e = estimates[pick.address]
         return [pick] + [h for h in order if h is not pick], f"{why}; est. {e.prefill_s:.2f} s prefill"
 
