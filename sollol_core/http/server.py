@@ -29,7 +29,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable, Mapping, Optional, Protocol
+from typing import Any, Awaitable, Callable, Mapping, MutableMapping, Optional, Protocol
 from urllib.parse import unquote
 
 import httptools
@@ -234,8 +234,8 @@ Handler = Callable[[Inbound, Responder], Awaitable[None]]
 
 
 class AsgiApp(Protocol):
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
-                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None: ...
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None: ...
 
 
 class _Connection(asyncio.Protocol):
@@ -571,7 +571,7 @@ class _Asgi:
         await req.wait_gone()
         return {"type": "http.disconnect"}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: MutableMapping[str, Any]) -> None:
         kind = message["type"]
         r = self.responder
         if kind == "http.response.start":
