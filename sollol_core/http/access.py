@@ -28,12 +28,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
+from ..errors import BadRequest
 from ..request.answer import Answer, Whole
 from ..request.shapes import api_for_path
 from .answers import to_asgi
 from .guard import Guard
 from .inbound import AsgiInbound, ClientDisconnected, Inbound
-from .io import BadRequest
 from .roles import CLIENT, OPERATOR, PUBLIC, Access, Caller, Policy
 
 __all__ = ["CLIENT", "OPERATOR", "PUBLIC", "Access", "Caller", "ClientRoute", "DeclaredRoute", "GatewayRouter",
