@@ -166,3 +166,13 @@ def test_the_key_is_checked_before_the_body_is_read(keyed):
             assert time.monotonic() - started < 2
             assert b"connection: close" in answer.lower()
     assert all(n.received == [] for n in cluster.nodes)
+
+
+def test_the_metrics_port_needs_the_token_once_set(keyed):
+    _, sollol, http = keyed
+    url = sollol.metrics_url
+    assert url.startswith("http://127.0.0.1:")
+    assert http.get(url).status_code == 401
+    assert http.get(url, headers={"Host": "evil.example"} | OPERATOR).status_code == 403
+    r = http.get(url, headers=OPERATOR)
+    assert r.status_code == 200 and "sollol_requests_total" in r.text
