@@ -1,12 +1,15 @@
 """Gateway benchmark: one command, one table. `python bench/bench_gateway.py [--quick] [--lane-only]
-[--against COMMIT ...]`
+[--against COMMIT ...] [--keys]`
 
 Side by side in one run, on simulated nodes in their own process and the gateway (`sollol --no-ui`) in
 its own process, all on 127.0.0.1:
   0. the fast lane, against older source trees (git worktrees of --against, default 2da9b9d and b334434)
      run at the same time on the same two 20 ms nodes with 64 slots, rounds interleaved: added p50 at c=1
      on /v1/chat/completions and /api/chat (target <= 0.5 ms), throughput at c=64 (target >= 2da9b9d's),
-     gateway CPU per request at c=16 (target <= 0.8 x 2da9b9d's) and each node's share (target 45-55%)
+     gateway CPU per request at c=16 (target <= 0.8 x 2da9b9d's) and each node's share (target 45-55%);
+     with --keys every tree that knows api_keys runs a second gateway with a key configured, the requests
+     carrying it ("<tree> +keys"), in the same rounds: what checking the key costs per request, at c=1 and
+     c=64 (target: the guard adds < 0.05 ms)
   1. added latency against direct at concurrency 1 on a 20 ms node (target: p50 added <= 1 ms)
   2. throughput through the gateway against direct at concurrency 16 on a 200 ms node with 64 slots
      (target >= 0.95 of direct)
@@ -24,7 +27,18 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import closed_loop, cpu_seconds, gateway_process, http_json, run, sim_process, worktree  # noqa: E402
+from typing import Optional  # noqa: E402
+
+from common import (  # noqa: E402
+    closed_loop,
+    cpu_seconds,
+    gateway_process,
+    http_json,
+    run,
+    sim_process,
+    toml_config,
+    worktree,
+)
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402
 
@@ -41,35 +55,57 @@ LANE_ROUTES = (("/v1/chat/completions", V1_CHAT), ("/api/chat", CHAT))
 DEFAULT_AGAINST = ("2da9b9d", "b334434")
 
 
+BENCH_KEY = "sk-bench-lane-0001"
+KEYED = {"Authorization": f"Bearer {BENCH_KEY}"}
+
+
+def knows_keys(root: Optional[str]) -> bool:
+    """Whether a source tree has api_keys (this one does; older trees may not)."""
+    if root is None:
+        return True
+    config = os.path.join(root, "sollol_core", "config.py")
+    return os.path.exists(config) and "api_keys" in open(config).read()
+
+
 def _served(url: str) -> dict[str, int]:
     """Requests each host served, from the gateway's /api/stats (every tree has the field)."""
     return {h["host"]: h.get("requests_total", 0) for h in http_json("GET", url + "/api/stats")["hosts"]}
 
 
-def fast_lane(against: list[str], quick: bool) -> dict:
+def fast_lane(against: list[str], quick: bool, keys: bool = False) -> dict:
     """Every tree's gateway runs at once on the same nodes; each measurement goes round the trees in turn,
-    so drift on a shared machine hits every tree alike. Returns {tree: {figure: value}} and the direct run."""
+    so drift on a shared machine hits every tree alike. Returns {tree: {figure: value}} and the direct run.
+    keys: each tree that knows api_keys also runs as "<tree> +keys", with a key configured and sent."""
     import statistics
+    import tempfile
     from contextlib import ExitStack
 
     trees = [(c, worktree(c)) for c in against] + [("this tree", None)]
+    variants = [(label, root, False) for label, root in trees]
+    if keys:
+        variants += [(f"{label} +keys", root, True) for label, root in trees if knows_keys(root)]
     specs = [SimNodeSpec(name=n, latency_ms=20, capacity=64, tokens=1, tokens_per_s=0) for n in ("a", "b")]
     n1, n64, n16 = (60, 600, 600) if quick else (200, 3000, 2000)
     rounds = 2 if quick else 4
-    out: dict = {label: {} for label, _ in trees}
+    out: dict = {label: {} for label, _, _ in variants}
     out["direct"] = {}
-    with sim_process(specs) as nodes, ExitStack() as stack:
-        gws = {label: stack.enter_context(gateway_process(nodes, "--no-adaptive-metrics", root=root))
-               for label, root in trees}
+    with sim_process(specs) as nodes, ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        keyed_config = toml_config(os.path.join(tmp, "keyed.toml"), api_keys={BENCH_KEY: {"name": "bench"}})
+        gws = {label: stack.enter_context(gateway_process(nodes, "--no-adaptive-metrics",
+                                                          *(("--config", keyed_config) if keyed else ()), root=root))
+               for label, root, keyed in variants}
+        headers = {label: (KEYED if keyed else None) for label, _, keyed in variants}
         direct = f"http://{nodes[0]}"
         for route, body in LANE_ROUTES:
-            for url in [direct] + [g.url for g in gws.values()]:
-                run(closed_loop(url + route, body, 4, count=100))  # warm: connections, code paths
+            run(closed_loop(direct + route, body, 4, count=100))  # warm: connections, code paths
+            for label, g in gws.items():
+                run(closed_loop(g.url + route, body, 4, count=100, headers=headers[label]))
             lat: dict[str, list[float]] = {k: [] for k in out}
             for _ in range(rounds):
                 lat["direct"] += run(closed_loop(direct + route, body, 1, count=n1 // rounds)).latencies_ms
                 for label, g in gws.items():
-                    lat[label] += run(closed_loop(g.url + route, body, 1, count=n1 // rounds)).latencies_ms
+                    lat[label] += run(closed_loop(g.url + route, body, 1, count=n1 // rounds,
+                                                  headers=headers[label])).latencies_ms
             d50 = statistics.median(lat["direct"])
             out["direct"][f"p50 {route}"] = d50
             for label in gws:
@@ -78,12 +114,13 @@ def fast_lane(against: list[str], quick: bool) -> dict:
             for _ in range(2):
                 rps["direct"].append(run(closed_loop(direct + route, body, 64, count=n64 // 2)).throughput)
                 for label, g in gws.items():
-                    rps[label].append(run(closed_loop(g.url + route, body, 64, count=n64 // 2)).throughput)
+                    rps[label].append(run(closed_loop(g.url + route, body, 64, count=n64 // 2,
+                                                      headers=headers[label])).throughput)
             for label in out:
                 out[label][f"c64 {route}"] = statistics.median(rps[label])
         for label, g in gws.items():  # CPU per request and the nodes' shares at c=16
             before, cpu0 = _served(g.url), cpu_seconds(g.proc.pid)
-            r = run(closed_loop(g.url + "/api/chat", CHAT, 16, count=n16))
+            r = run(closed_loop(g.url + "/api/chat", CHAT, 16, count=n16, headers=headers[label]))
             cpu = cpu_seconds(g.proc.pid) - cpu0
             after = _served(g.url)
             done = [after.get(n, 0) - before.get(n, 0) for n in nodes]
@@ -96,7 +133,8 @@ def fast_lane(against: list[str], quick: bool) -> dict:
 def print_lane(res: dict, against: list[str]) -> bool:
     base = res[against[0]] if against else None
     labels = [k for k in res if k != "direct"]
-    line(f"  {'':<34}" + "".join(f"{k:>14}" for k in labels) + f"{'direct':>12}")
+    width = max(14, *(len(k) + 2 for k in labels))
+    line(f"  {'':<34}" + "".join(f"{k:>{width}}" for k in labels) + f"{'direct':>12}")
     ok = True
     rows = [f"added {r}" for r, _ in LANE_ROUTES] + [f"c64 {r}" for r, _ in LANE_ROUTES] + \
         ["cpu ms/request c16", "share of node b c16"]
@@ -104,7 +142,7 @@ def print_lane(res: dict, against: list[str]) -> bool:
         cells = []
         for k in labels:
             v = res[k].get(row)
-            cells.append(f"{v:>14.3f}" if isinstance(v, float) else f"{'':>14}")
+            cells.append(f"{v:>{width}.3f}" if isinstance(v, float) else f"{'':>{width}}")
         d = res["direct"].get(row.replace("added", "p50"))
         line(f"  {row:<34}" + "".join(cells) + (f"{d:>12.2f}" if d is not None else ""))
     me = res["this tree"]
@@ -127,6 +165,14 @@ def print_lane(res: dict, against: list[str]) -> bool:
     good = 0.45 <= share <= 0.55
     ok &= good
     line(f"  share of the second node c=16: {share:.0%} (target 45-55%) {'OK' if good else 'MISS'}")
+    keyed = res.get("this tree +keys")
+    if keyed is not None:  # --keys: what checking a key costs on this tree, measured in the same rounds
+        for r, _ in LANE_ROUTES:
+            extra = keyed[f"added {r}"] - me[f"added {r}"]
+            line(f"  with an API key {r}: {extra:+.3f} ms at c=1 (p50, same rounds), c=64 "
+                 f"{keyed[f'c64 {r}']:.0f} against {me[f'c64 {r}']:.0f} req/s")
+        line(f"  with an API key, gateway CPU per request c=16: "
+             f"{keyed['cpu ms/request c16'] - me['cpu ms/request c16']:+.3f} ms (target: < 0.05 ms)")
     return ok
 
 
@@ -191,6 +237,8 @@ def main() -> int:
                     help=f"older trees for the fast-lane rows (default {' and '.join(DEFAULT_AGAINST)}); "
                          "'none' for none")
     ap.add_argument("--lane-only", action="store_true", help="only the fast-lane rows")
+    ap.add_argument("--keys", action="store_true",
+                    help="the fast lane also with an API key configured and sent (each tree that knows api_keys)")
     args = ap.parse_args()
     q = args.quick
     ok = True
@@ -198,7 +246,7 @@ def main() -> int:
     against = [c for c in (args.against or list(DEFAULT_AGAINST)) if c != "none"]
     print(f"0 fast lane: two 20 ms nodes x 64 slots; trees: {', '.join(against + ['this tree'])}; "
           "added and p50 in ms, c64 in req/s")
-    ok &= print_lane(fast_lane(against, q), against)
+    ok &= print_lane(fast_lane(against, q, keys=args.keys), against)
     if args.lane_only:
         print("\nall targets met" if ok else "\nsome targets missed")
         return 0 if ok else 1

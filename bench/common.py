@@ -143,9 +143,11 @@ class LoadResult:
 
 
 async def closed_loop(url: str, body: dict, concurrency: int, count: Optional[int] = None,
-                      duration_s: Optional[float] = None, max_duration_s: float = 120.0) -> LoadResult:
+                      duration_s: Optional[float] = None, max_duration_s: float = 120.0,
+                      headers: Optional[dict] = None) -> LoadResult:
     """`concurrency` clients, each sending its next request when the last one is answered.
-    Stops after `count` requests or `duration_s` seconds, whichever is set (hard limit max_duration_s)."""
+    Stops after `count` requests or `duration_s` seconds, whichever is set (hard limit max_duration_s).
+    `headers` go with every request (an API key)."""
     assert url.startswith("http://127.0.0.1"), "load goes to this machine only"
     payload = json.dumps(body).encode()
     latencies: list[float] = []
@@ -153,6 +155,7 @@ async def closed_loop(url: str, body: dict, concurrency: int, count: Optional[in
     sent = 0
     t0 = time.perf_counter()
     limit = duration_s if duration_s is not None else max_duration_s
+    sent_headers = {"Content-Type": "application/json", **(headers or {})}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def client() -> None:
@@ -163,7 +166,7 @@ async def closed_loop(url: str, body: dict, concurrency: int, count: Optional[in
                 sent += 1
                 s = time.perf_counter()
                 try:
-                    async with session.post(url, data=payload, headers={"Content-Type": "application/json"},
+                    async with session.post(url, data=payload, headers=sent_headers,
                                             timeout=aiohttp.ClientTimeout(total=60)) as r:
                         await r.read()
                         ok = r.status == 200

@@ -9,17 +9,17 @@ namespace with a Service named `sollol`).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import re
-import shutil
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import PydanticUndefined
 
 from .errors import ConfigError
@@ -158,6 +158,10 @@ class ApiKey(BaseModel):
                                                                 description="Class of its requests.")
     requests_per_minute: Optional[float] = setting(None, live=True, gt=0,
                                                    description="Rate limit; 429 above. Unset: none.")
+    max_queued_docs: Optional[int] = setting(None, live=True, ge=1,
+                                             description="Batch documents this key may have waiting or in "
+                                                         "progress at once (429 above). Unset: "
+                                                         "batch_max_queued_docs_per_key.")
 
 
 class SollolConfig(BaseModel):
@@ -174,13 +178,39 @@ class SollolConfig(BaseModel):
     # gateway
     gateway_host: str = setting("127.0.0.1", live=False, description="Address the gateway binds.")
     gateway_port: int = setting(8000, live=False, ge=0, le=65535, description="Port of the gateway.")
-    admin_token: Optional[str] = setting(None, live=True,
-                                         description="Token for operator endpoints when bound beyond loopback.")
+    admin_token: Optional[str] = setting(None, live=True, repr=False, min_length=1,
+                                         description="Operator token: once set, every operator route needs it, "
+                                                     "loopback included. Unset: operator routes are open on "
+                                                     "a loopback bind only.")
     management_open: bool = setting(False, live=True,
-                                    description="Beyond loopback, let anyone pull, push, create, copy and delete "
-                                                "models without the operator token.")
+                                    description="Let clients pull, push, create, copy and delete models, and "
+                                                "unload them on every host, without the operator token.")
     max_body_bytes: int = setting(32 * 1024 * 1024, live=True, ge=1024,
                                   description="Largest request body accepted (413 above).")
+    allowed_hosts: list[str] = setting(default_factory=list, live=True,
+                                       description="On a loopback bind, Host names accepted besides loopback "
+                                                   "addresses, localhost and this machine's name (a name, "
+                                                   "'.example.com' for a domain and its subdomains, '*' any).")
+    allowed_origins: list[str] = setting(default_factory=list, live=True,
+                                         description="Browser origins allowed to call the gateway besides "
+                                                     "loopback ones (scheme://host[:port], "
+                                                     "'https://*.example.com', '*' any).")
+    # connections
+    header_timeout_s: float = setting(10.0, live=False, gt=0,
+                                      description="A request head must arrive within this many seconds of "
+                                                  "its first byte (408 and closed otherwise).")
+    body_timeout_s: float = setting(30.0, live=False, gt=0,
+                                    description="A request body must arrive within this many seconds, plus "
+                                                "the time its size takes at body_min_bytes_per_s; also the "
+                                                "longest a client may leave an answer unread.")
+    body_min_bytes_per_s: float = setting(16384.0, live=False, gt=0,
+                                          description="The slowest body accepted, in bytes per second, beyond "
+                                                      "body_timeout_s.")
+    idle_timeout_s: float = setting(30.0, live=False, gt=0,
+                                    description="A connection with no request in progress (new, or kept "
+                                                "alive between requests) is closed after this many seconds.")
+    max_connections: int = setting(1024, live=False, ge=1,
+                                   description="Client connections open at once; a new one beyond gets 503.")
     # routing
     routing_strategy: Literal["performance", "p2c", "round_robin", "priority"] = setting(
         "performance", live=True, description="performance, p2c, round_robin or priority.")
@@ -196,9 +226,15 @@ class SollolConfig(BaseModel):
     cache: CacheSettings = setting(default_factory=CacheSettings, live=True,
                                    description="Cache-aware placement.")
     queue: QueueSettings = setting(default_factory=QueueSettings, live=True, description="The gateway queue.")
-    api_keys: dict[str, ApiKey] = setting(default_factory=dict, live=True,
-                                          description="Client keys; when any is set, inference endpoints "
-                                                      "require one.")
+    api_keys: dict[str, ApiKey] = setting(default_factory=dict, live=True, repr=False,
+                                          description="Client keys; when any is set, every client route "
+                                                      "(inference, listings, batch) requires one.")
+    max_tracked_clients: int = setting(256, live=True, ge=1,
+                                       description="Clients the books keep apart (queue, /api/stats, metrics "
+                                                   "labels); the rest count as one client, 'other'.")
+    tracked_client_idle_s: float = setting(900.0, live=True, gt=0,
+                                           description="A client with nothing in flight for this long leaves "
+                                                       "the books.")
     # execution
     executor: Literal["async", "ray"] = setting("async", live=False, description="Where upstream calls run.")
     ray_workers: int = setting(2, live=False, ge=1, description="Number of Ray actors.")
@@ -222,6 +258,13 @@ class SollolConfig(BaseModel):
                                               description="Documents one /api/embed/batch may carry.")
     batch_max_doc_chars: int = setting(100000, live=True, ge=1,
                                        description="Characters one batch document may have.")
+    batch_max_queued_docs_per_key: int = setting(100000, live=True, ge=1,
+                                                 description="With api_keys: documents one key may have "
+                                                             "waiting or in progress at once (429 above).")
+    batch_retention_hours: float = setting(72.0, live=True, ge=0,
+                                           description="Finished batch jobs, their documents and results are "
+                                                       "deleted from batch_db this long after they finish "
+                                                       "(0: kept for ever).")
     batch_chunk_size: int = setting(32, live=True, ge=1, le=1000,
                                     description="Documents per /api/embed call to a host.")
     batch_in_flight_per_host: int = setting(2, live=True, ge=1, description="Batch chunks one host works on at once.")
@@ -284,7 +327,27 @@ class SollolConfig(BaseModel):
         return result
 
     def is_loopback_only(self) -> bool:
-        return self.gateway_host in ("127.0.0.1", "localhost", "::1") or self.gateway_host.startswith("127.")
+        return is_loopback_host(self.gateway_host)
+
+    # where the secrets came from (load_config): those from the environment or the command line are never
+    # written by save_config; the file's own value (when it had one) is written in their place
+    _withheld_token: Optional[tuple[str, Optional[str]]] = PrivateAttr(default=None)  # (given, file's)
+    _withheld_keys: frozenset[str] = PrivateAttr(default=frozenset())
+
+
+SECRET_FIELDS = ("admin_token", "api_keys")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an address that only this machine reaches: 127.0.0.0/8, ::1, localhost. A name that merely
+    starts with 127. (127.0.0.1.example.com) is not one."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 FIELD_NAMES = set(SollolConfig.model_fields)
@@ -306,6 +369,11 @@ def is_live(name: str) -> bool:
 LIVE_FIELDS = frozenset(name for name in SollolConfig.model_fields if is_live(name))
 
 
+# what a host:port may hold: a name or an IPv4 address, or an IPv6 address in brackets (no space, no control
+# character: the address goes into the upstream request's Host line and onto the dashboard)
+_HOST_CHARS = re.compile(r"(?:[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.\-]+)?\])(?::[0-9A-Za-z]*)?")
+
+
 def normalize_host(value: str) -> str:
     """'10.0.0.2' -> '10.0.0.2:11434'; 'http://h:1/' -> 'h:1'. Raises ValueError on nonsense."""
     h = value.strip()
@@ -313,10 +381,10 @@ def normalize_host(value: str) -> str:
         if h.startswith(prefix):
             h = h[len(prefix):]
     h = h.rstrip("/")
-    if not h or " " in h or "/" in h:
-        raise ValueError(f"not a host:port: {value!r}")
-    if h.count(":") > 1 and not h.startswith("["):
+    if h.count(":") > 1 and not h.startswith("[") and "/" not in h:
         raise ValueError(f"not a host:port: {value!r} (write an IPv6 address in brackets: [fe80::1]:11434)")
+    if not h or "/" in h or not _HOST_CHARS.fullmatch(h):
+        raise ValueError(f"not a host:port: {value!r}")
     if ":" not in h or h.endswith("]"):
         h = f"{h}:11434"
     name, _, port = h.rpartition(":")
@@ -373,22 +441,51 @@ def find_config_file(explicit: str | None = None) -> Optional[Path]:
     return None
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
+def _format_validation(err: ValidationError, source: str, data: Optional[Mapping[str, Any]] = None) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = _safe_loc(e["loc"], data)
+        key = ".".join(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"{source}: unknown key '{key}'")
+        elif _is_secret_loc(e["loc"]):  # the value may be the secret itself (or hold the keys)
+            lines.append(f"{source}: key '{key}': {e['msg']}")
         else:
             lines.append(f"{source}: key '{key}': {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
+
+
+def _is_secret_loc(loc: tuple[Any, ...]) -> bool:
+    """A location whose input may be a secret: the token, the key table, one key's entry as a whole."""
+    return bool(loc) and (loc[0] == "admin_token" or (loc[0] == "api_keys" and len(loc) < 3))
+
+
+def _safe_loc(loc: tuple[Any, ...], data: Optional[Mapping[str, Any]]) -> list[str]:
+    """The location with an API key replaced by the key's name (`api_keys.<team-a>`), or by its place in the
+    table when it has no usable name (`api_keys.<#2>`): a message must never show a key."""
+    parts = [str(p) for p in loc]
+    if len(parts) >= 2 and parts[0] == "api_keys":
+        keys = data.get("api_keys") if isinstance(data, Mapping) else None
+        entry = keys.get(loc[1]) if isinstance(keys, Mapping) else None
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if isinstance(name, str) and name.strip() and name.isprintable() and len(name) <= 64:
+            parts[1] = f"<{name}>"
+        else:
+            place = list(keys).index(loc[1]) + 1 if isinstance(keys, Mapping) and loc[1] in keys else 0
+            parts[1] = f"<#{place}>" if place else "<key>"
+    return parts
 
 
 def _validate(data: Mapping[str, Any], source: str) -> SollolConfig:
     try:
         return SollolConfig.model_validate(dict(data))
     except ValidationError as e:
-        raise ConfigError(_format_validation(e, source)) from None
+        raise ConfigError(_format_validation(e, source, data)) from None
+
+
+def validation_message(err: ValidationError, data: Mapping[str, Any]) -> str:
+    """A validation error as load_config words it (for update_config): secrets never shown."""
+    return _format_validation(err, "update_config", data)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -502,12 +599,15 @@ def load_config(
     else:
         for message in found:
             log.warning("%s", message)
+    file_data = data
     if env:
         _validate(_merge(data, env), "environment (SOLLOL_*)")
         data = _merge(data, env)
-    if overrides:
-        data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if given:
+        data = _merge(data, given)
     config = _validate(data, "command line")
+    _withhold_given_secrets(config, file_data, _merge(env, given))
     if config.hosts_file:
         config.all_hosts()  # raises ConfigError naming the file and line
     if config.autobatch_min_batch_size > config.autobatch_max_batch_size:
@@ -515,19 +615,62 @@ def load_config(
     return config, path
 
 
+def _withhold_given_secrets(config: SollolConfig, file_data: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Mark the secrets that came from the environment or the command line (`given`), so that save_config
+    never writes them: the token (the file's own, if it had one, is written instead) and every key the
+    file did not hold."""
+    if given.get("admin_token") is not None and config.admin_token is not None:
+        in_file = file_data.get("admin_token")
+        config._withheld_token = (config.admin_token, in_file if isinstance(in_file, str) else None)
+    keys = given.get("api_keys")
+    if isinstance(keys, Mapping):
+        file_keys = file_data.get("api_keys")
+        kept = set(file_keys) if isinstance(file_keys, Mapping) else set()
+        config._withheld_keys = frozenset(str(k) for k in keys if k not in kept)
+
+
 def config_to_toml_dict(config: SollolConfig) -> dict[str, Any]:
-    """Everything that is set, without None (TOML has no null)."""
-    return config.model_dump(exclude_none=True)
+    """Everything that is set, without None (TOML has no null), and without the secrets that came from the
+    environment or the command line."""
+    data = config.model_dump(exclude_none=True)
+    withheld = config._withheld_token
+    if withheld is not None and data.get("admin_token") == withheld[0]:
+        if withheld[1] is None:
+            data.pop("admin_token", None)
+        else:
+            data["admin_token"] = withheld[1]
+    if config._withheld_keys and isinstance(data.get("api_keys"), dict):
+        data["api_keys"] = {k: v for k, v in data["api_keys"].items() if k not in config._withheld_keys}
+        if not data["api_keys"]:
+            data.pop("api_keys")
+    return data
+
+
+PRIVATE_FILE_MODE = 0o600  # a saved config may hold the operator token and the client keys
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, readable by its owner only (whatever mode an earlier file had)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_config(config: SollolConfig, path: str | Path) -> Optional[Path]:
-    """Write the config as TOML; an existing file is kept as PATH.bak. Returns the backup path."""
+    """Write the config as TOML, mode 0600; an existing file is kept as PATH.bak (0600 too). Returns the
+    backup path. Secrets given in the environment or on the command line are not written."""
     p = Path(path)
     backup = None
     if p.exists():
         backup = p.with_name(p.name + ".bak")
-        shutil.copy2(p, backup)
+        _write_private(backup, p.read_bytes())
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_bytes(tomli_w.dumps(config_to_toml_dict(config)).encode())
+    _write_private(tmp, tomli_w.dumps(config_to_toml_dict(config)).encode())
     os.replace(tmp, p)
     return backup

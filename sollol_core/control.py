@@ -11,12 +11,12 @@ import asyncio
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .cluster.adaptive import refresh_host
 from .cluster.health import check_all
 from .cluster.hosts import HostChangeKind, HostState
-from .config import HostSettings, RoutingWeights, SollolConfig, is_live, normalize_host, save_config
+from .config import HostSettings, RoutingWeights, SollolConfig, is_live, normalize_host, save_config, validation_message
 from .wiring import Parts
 
 
@@ -133,7 +133,10 @@ class Control:
         changes = {key: current[key] | dict(value)
                    if isinstance(getattr(config, key, None), BaseModel) and isinstance(value, Mapping) else value
                    for key, value in changes.items()}
-        validated = SollolConfig.model_validate(current | changes)  # all or nothing
+        try:
+            validated = SollolConfig.model_validate(current | changes)  # all or nothing
+        except ValidationError as e:  # worded without the values of secrets, or the keys themselves
+            raise ValueError(validation_message(e, current | changes)) from None
         applied: list[str] = []
         restart: list[str] = []
         for key in changes:

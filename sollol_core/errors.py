@@ -14,6 +14,7 @@
     ├── ClientRefused           the client guard says no: 401 (key), 429 (rate), 400 (priority header)
     ├── BadRequest              answered as status and message, in the error shape of the route's API family
     ├── BatchUnavailable        the batch database cannot be used (the message says why)
+    ├── BatchQuotaExceeded      a client's queued batch documents would go over its quota (answered 429)
     └── DaskUnavailable         Dask could not be started or reached
 
 The bottom layer: nothing here imports the rest of sollol_core.
@@ -26,6 +27,7 @@ from typing import Mapping, Optional
 
 __all__ = [
     "BadRequest",
+    "BatchQuotaExceeded",
     "BatchUnavailable",
     "BodySourceError",
     "ClientGone",
@@ -138,6 +140,17 @@ class BadRequest(SollolError):
 # batch ---------------------------------------------------------------------------------------------
 class BatchUnavailable(SollolError):
     """The batch database cannot be used (the message says why)."""
+
+
+class BatchQuotaExceeded(SollolError):
+    """A job would take its client over its quota of documents waiting or in progress."""
+
+    def __init__(self, queued: int, adding: int, quota: int) -> None:
+        super().__init__(f"{queued} documents of this client wait or are in progress; {adding} more would go "
+                         f"over its quota of {quota}: retry once some have finished")
+        self.queued = queued
+        self.adding = adding
+        self.quota = quota
 
 
 class DaskUnavailable(SollolError):

@@ -53,6 +53,7 @@ from .views import Views
 from .wiring import Parts, SimClients, build
 
 log = logging.getLogger("sollol")
+CLIENT_SWEEP_TICKS = 10  # seconds between looks for idle clients in the books (request.tracked)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -75,7 +76,14 @@ def make_gateway_app(parts: Parts, control: Control, views: Views) -> FastPathAp
     return create_app(GatewayDeps(config=parts.config, forwarder=parts.path, registry=parts.registry,
                                   router=parts.router, upstream=parts.executor, in_loop=parts.in_loop,
                                   model_lists=parts.model_lists, metrics=parts.metrics, requests=parts.requests,
-                                  operator=control, stats=views, batch=parts.batch))
+                                  operator=control, stats=views, batch=parts.batch, clients=parts.clients))
+
+
+def connection_limits(config: SollolConfig) -> ConnectionLimits:
+    """What one client connection may take, from the settings read at start."""
+    return ConnectionLimits(header_timeout_s=config.header_timeout_s, body_timeout_s=config.body_timeout_s,
+                            body_min_bytes_per_s=config.body_min_bytes_per_s, idle_timeout_s=config.idle_timeout_s,
+                            max_connections=config.max_connections)
 
 
 class SOLLOL:
@@ -272,7 +280,7 @@ class SOLLOL:
         metrics: Optional[MetricsServer] = None
         self._server = None
         try:
-            self._server = server = GatewayServer(self.app, self.app.native_handlers(), ConnectionLimits())
+            self._server = server = GatewayServer(self.app, self.app.native_handlers(), connection_limits(cfg))
             try:
                 await server.start(sock)
             except OSError as e:
@@ -287,7 +295,8 @@ class SOLLOL:
             if p.ray is not None:
                 p.ray.start()  # in its own thread: the gateway serves in the meantime
             if cfg.metrics_enabled:
-                metrics = MetricsServer(p.metrics.exposition, cfg.gateway_host, cfg.metrics_port, p.components.set)
+                metrics = MetricsServer(p.metrics.exposition, cfg.gateway_host, cfg.metrics_port, p.components.set,
+                                        self.app.guard.scrape_refusal)
                 state.metrics_url = await metrics.start() or ""
             if cfg.health_check_enabled:
                 tasks.append(asyncio.create_task(health_loop(p.in_loop, p.registry, cfg)))
@@ -319,9 +328,13 @@ class SOLLOL:
             p.components.set("gateway", "off")
 
     async def _ticker(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)
             self.parts.registry.tick_history()
+            ticks += 1
+            if ticks % CLIENT_SWEEP_TICKS == 0:  # idle clients leave the books even when nothing arrives
+                self.parts.clients.sweep()
 
     # reading (Views) ------------------------------------------------------------------------------
     def snapshot(self, recent: int = 200) -> ClusterSnapshot:

@@ -8,6 +8,7 @@ command line, the tests and the benchmarks build them the same way.
               ├─ slots (slot_limits: the config's num_parallel) ──┘        │
               ├─ shadow (config.cache, the same object) ───────────── books ┘
               └─ batch (BatchDeps: config, registry, queue, books, slots, executor, components)
+    clients (request.tracked): named by the gateway's guard; forgets idle clients in the queue and metrics
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .request.admission import GatewayQueue
 from .request.books import Books
 from .request.path import RequestPath
 from .request.placement import Placement
+from .request.tracked import TrackedClients
 from .upstream.executor import Executor
 from .upstream.inloop import AsyncExecutor
 from .upstream.ray_actors import RayExecutor, RayRuntime
@@ -120,6 +122,7 @@ class Parts:
     books: Books
     path: RequestPath  # the request path's orchestrator
     batch: BatchManager
+    clients: TrackedClients  # the clients the books keep apart (bounded), named by the gateway's guard
     demo: bool = False
     config_path: Optional[Path] = None  # where save_config writes by default
     sim_clients: Optional[SimClients] = None  # attached by the command line's --demo once the gateway listens
@@ -154,6 +157,10 @@ def build(config: Optional[SollolConfig] = None, *, host_labels: Optional[dict[s
     queue = GatewayQueue(config, placement, slots, shadow, metrics)
     books = Books(registry, slots, metrics, requests, shadow)
     path = RequestPath(config, registry, executor, metrics, queue, placement, books, model_lists)
+    clients = TrackedClients(config)
+    clients.watch(queue.client_busy)
+    clients.on_forget(queue.forget_client)
+    clients.on_forget(metrics.forget_client)
     registry.on_change(forget_on_change(shadow, slots))
     registry.on_change(log_host_change)
     batch = BatchManager(BatchDeps(config=config, registry=registry, queue=queue, books=books, slots=slots,
@@ -162,7 +169,7 @@ def build(config: Optional[SollolConfig] = None, *, host_labels: Optional[dict[s
     return Parts(config=config, state=state, components=components, registry=registry, router=router,
                  metrics=metrics, requests=requests, in_loop=in_loop, executor=executor, ray=ray,
                  model_lists=model_lists, slot_limits=slot_limits, slots=slots, shadow=shadow, placement=placement,
-                 queue=queue, books=books, path=path, batch=batch, demo=demo,
+                 queue=queue, books=books, path=path, batch=batch, clients=clients, demo=demo,
                  config_path=Path(config_path) if config_path else None)
 
 

@@ -17,6 +17,7 @@ from textual.notifications import SeverityLevel
 
 from sollol_core.config import STRATEGIES
 
+from .fmt import clean
 from .screens.add_host import AddHostScreen, NewHost
 from .screens.confirm import ConfirmScreen
 from .screens.help import HelpScreen, KeyHelp
@@ -68,7 +69,7 @@ class OperatorActions(_Base):
         return address
 
     def _fail(self, what: str, error: Exception) -> None:
-        self.notify(f"{what}: {error}", severity="error", timeout=8)
+        self.notify(clean(f"{what}: {error}"), severity="error", timeout=8, markup=False)
 
     # actions --------------------------------------------------------------------------------------
     def action_toggle_drain(self) -> None:

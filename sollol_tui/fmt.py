@@ -1,8 +1,12 @@
-"""Short, fixed-width renderings of numbers for table cells."""
+"""Short, fixed-width renderings of numbers for table cells; `clean` for text a client or a host supplied."""
 
 from __future__ import annotations
 
 from typing import Optional, Sequence
+
+from sollol_core.observability.text import printable as clean
+
+__all__ = ["clean"]
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -127,6 +131,7 @@ def size(value: int) -> str:
 
 
 def short_model(name: str) -> str:
+    name = clean(name)
     return name[: -len(":latest")] if name.endswith(":latest") else name
 
 
@@ -139,7 +144,8 @@ def host_name(address: str, label: str) -> str:
     A --demo node's label "simulated fast" reads "fast (sim)"; the address stays in the host detail.
     """
     if not label:
-        return address
+        return clean(address)
+    label = clean(label)
     if label.startswith(SIM_PREFIX) and len(label) > len(SIM_PREFIX):
         return f"{label[len(SIM_PREFIX):]} (sim)"
     return label

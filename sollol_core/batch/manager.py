@@ -5,6 +5,10 @@ gateway listens and `stop()` after the gateway stopped taking requests. Every da
 event loop. The database file is opened at start when it exists (documents a crash left behind are queued
 again and embedded), otherwise created by the first POST /api/embed/batch, so a gateway that never batches
 leaves no file behind.
+
+Jobs belong to their owner (the API key's name, when keys are set): `status` and `job` given an owner show
+only its jobs, and `enqueue` holds an owner to its quota. Finished jobs are deleted `batch_retention_hours`
+after they finish, by a loop that looks every RETENTION_CHECK_S (or sooner for a short retention).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
@@ -26,6 +31,7 @@ ResultRow = tuple[int, str, str]  # (index in the job, document id, embedding as
 
 log = logging.getLogger("sollol.batch")
 VIEW_JOBS = 20  # jobs in the dashboard's view, newest first
+RETENTION_CHECK_S = 300.0  # how often finished jobs past their retention are looked for (at most)
 
 
 class BatchManager:
@@ -39,7 +45,9 @@ class BatchManager:
         self._db_thread: Optional[ThreadPoolExecutor] = None
         self._loop_task: Optional[asyncio.Task[None]] = None
         self._connect_task: Optional[asyncio.Task[bool]] = None
+        self._purge_task: Optional[asyncio.Task[None]] = None
         self._open_lock: Optional[asyncio.Lock] = None
+        self.purged = 0  # jobs deleted for their age since start
 
     # lifecycle (core loop) ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -63,6 +71,7 @@ class BatchManager:
             self.deps.components.set("batch", "off", f"{self.store.path} is created by the first batch")
         self.auto = AutoBatch(self.deps, self, self.runner)
         self._loop_task = asyncio.create_task(self.auto.run(), name="sollol-autobatch")
+        self._purge_task = asyncio.create_task(self._retention_loop(), name="sollol-batch-retention")
         if self.config.dask_scheduler:  # connecting is cheap: show a wrong address at once
             self._connect_task = asyncio.create_task(self.runner.ensure_started())
         if self.store.is_open and self.store.queued():
@@ -71,12 +80,11 @@ class BatchManager:
     async def stop(self) -> None:
         """Stop dispatching, put the documents in progress back in the queue, close Dask and the database.
         Safe when start() never ran or failed half-way."""
-        for task in (self._loop_task, self._connect_task):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._loop_task, self._connect_task) if t is not None),
-                             return_exceptions=True)
-        self._loop_task = self._connect_task = None
+        tasks = [t for t in (self._loop_task, self._connect_task, self._purge_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loop_task = self._connect_task = self._purge_task = None
         if self.auto is not None:
             await self.auto.close()
         if self.store is not None and self.store.is_open and self.auto is not None:
@@ -129,11 +137,48 @@ class BatchManager:
                 self.deps.components.set("batch", "ready", str(store.path))
         return store
 
+    # retention (core loop) ---------------------------------------------------------------------------
+    def _retention_s(self) -> float:
+        return self.config.batch_retention_hours * 3600.0
+
+    async def purge_expired(self) -> int:
+        """Delete the jobs that finished more than batch_retention_hours ago (0: none are); their number."""
+        retention = self._retention_s()
+        store = self.store
+        if retention <= 0 or store is None or not store.is_open:
+            return 0
+        n: int = await self.db_raw(store.purge_finished, time.time() - retention)
+        if n:
+            self.purged += n
+            log.info("batch: deleted %d finished jobs older than %g hours", n, self.config.batch_retention_hours)
+        return n
+
+    def _retention_every_s(self) -> float:
+        """How often to look for expired jobs: a tenth of the retention, between 1 s and RETENTION_CHECK_S."""
+        retention = self._retention_s()
+        return RETENTION_CHECK_S if retention <= 0 else min(RETENTION_CHECK_S, max(1.0, retention / 10))
+
+    async def _retention_loop(self) -> None:
+        """Purge now, then whenever the interval the setting gives (read each second: it is live) is up."""
+        last = float("-inf")
+        while True:
+            if time.monotonic() - last >= self._retention_every_s():
+                last = time.monotonic()
+                try:
+                    await self.purge_expired()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the next round tries again
+                    log.exception("batch: deleting expired jobs failed")
+            await asyncio.sleep(1.0)
+
     # operations (core loop) -------------------------------------------------------------------------
-    async def enqueue(self, model: str, docs: Sequence[str], ids: Optional[Sequence[str]]) -> JobInfo:
-        """Store a job; returns once it is committed to the database."""
+    async def enqueue(self, model: str, docs: Sequence[str], ids: Optional[Sequence[str]], *,
+                      owner: Optional[str] = None, max_queued: Optional[int] = None) -> JobInfo:
+        """Store a job filed under `owner`; returns once it is committed to the database. BatchQuotaExceeded
+        when it would take the owner over `max_queued` documents waiting or in progress."""
         store = await self.open_store()
-        info: JobInfo = await self.db_raw(store.add_job, model, docs, ids)
+        info: JobInfo = await self.db_raw(store.add_job, model, docs, ids, owner=owner, max_queued=max_queued)
         if self.auto is not None:
             self.auto.wake()
         return info
@@ -190,11 +235,12 @@ class BatchManager:
         return self.store
 
     # reading (any thread) ---------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Counts and jobs, newest job first (what GET /api/batch-status answers)."""
+    def status(self, owner: Optional[str] = None) -> dict[str, Any]:
+        """Counts and jobs, newest job first (what GET /api/batch-status answers); with `owner`, of that
+        owner's jobs only."""
         store = self.store
         is_open = store is not None and store.is_open
-        totals, rate, n_jobs, jobs = (store.totals(100) if store is not None and is_open
+        totals, rate, n_jobs, jobs = (store.totals(100, owner) if store is not None and is_open
                                       else ([0, 0, 0, 0], 0.0, 0, []))
         runner, auto, cfg = self.runner, self.auto, self.config
         return {
@@ -221,8 +267,9 @@ class BatchManager:
         return BatchView(queued=totals[0], in_progress=totals[1], done=totals[2], failed=totals[3],
                          docs_per_s=round(rate, 2), jobs=views, available=True)
 
-    def job(self, job_id: str) -> Optional[dict[str, Any]]:
+    def job(self, job_id: str, owner: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """The job's counters; None when there is no such job, or (with `owner`) it is another's."""
         store = self.store
         if store is None or not store.is_open:
             return None
-        return store.job(job_id)
+        return store.job(job_id, owner)

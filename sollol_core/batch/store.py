@@ -1,6 +1,7 @@
 """The durable batch queue: one SQLite file in WAL mode.
 
-    jobs     one row per POST /api/embed/batch: model, size, when it was created, started, finished
+    jobs     one row per POST /api/embed/batch: model, size, when it was created, started, finished, and
+             its owner (the API key's name that submitted it; NULL without keys)
     docs     one row per document, in arrival order (seq): its job, index and id in the job, the text,
              a state (queued / in_progress / done / failed), the claim that holds it, attempts, error
     results  one row per finished document, keyed by the document's seq (the primary key), so a document
@@ -10,6 +11,15 @@ Exactly once: a document is taken by `claim`, which marks it in_progress under t
 process. `complete` writes the results of a chunk and marks its documents done in one transaction, and
 only for documents still in_progress under that token. After a crash, `open` puts documents left
 in_progress back to queued; those whose results were committed are done already and are not taken again.
+
+Retention: `purge_finished` deletes the jobs that finished before a given time, with their documents and
+results, in one transaction. Nothing of theirs can be claimed any more, so exactly once is untouched; the
+connection runs with secure_delete, so the deleted texts and vectors are overwritten in the file, and a
+checkpoint then empties the WAL of the pages that held them.
+
+Quotas: `add_job` refuses a job that would take its owner over `max_queued` documents waiting or in
+progress (BatchQuotaExceeded); the check and the insert run in the one database thread, so two jobs of
+one owner cannot both slip under it.
 
 All methods are synchronous and must run in one thread (`AsyncStore` gives each call to its own thread).
 The counters per job are kept in memory as well, so readers (the dashboard, 4 times a second) never touch
@@ -25,7 +35,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
+
+from ..errors import BatchQuotaExceeded
 
 QUEUED, IN_PROGRESS, DONE, FAILED = 0, 1, 2, 3
 RATE_WINDOW_S = 10.0
@@ -37,7 +49,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     total    INTEGER NOT NULL,
     created  REAL NOT NULL,
     started  REAL,
-    finished REAL
+    finished REAL,
+    owner    TEXT
 );
 CREATE TABLE IF NOT EXISTS docs (
     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -79,7 +92,12 @@ class JobInfo:
     started: Optional[float] = None
     finished: Optional[float] = None
     counts: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # by state
-    done_events: deque = field(default_factory=deque)  # (time, n) this session, for the rate
+    done_events: deque[tuple[float, int]] = field(default_factory=deque)  # (time, n) this session, for the rate
+    owner: Optional[str] = None  # the API key's name that submitted it (None without keys)
+
+    @property
+    def unfinished(self) -> int:
+        return self.counts[QUEUED] + self.counts[IN_PROGRESS]
 
     @property
     def status(self) -> str:
@@ -95,19 +113,19 @@ class JobInfo:
         if self.finished is not None:
             if self.started is None or self.counts[DONE] == 0:
                 return 0.0
-            return self.counts[DONE] / max(self.finished - self.started, 1e-3)
+            return float(self.counts[DONE] / max(self.finished - self.started, 1e-3))
         recent = sum(n for t, n in self.done_events if t >= now - RATE_WINDOW_S)
         if not recent:
             return 0.0
         span = min(RATE_WINDOW_S, max(now - (self.started or now), 1e-3))
         return recent / span
 
-    def as_dict(self, now: float) -> dict:
+    def as_dict(self, now: float) -> dict[str, Any]:
         queued, in_progress, done, failed = self.counts
         return {"job_id": self.job_id, "model": self.model, "status": self.status, "total": self.total,
                 "queued": queued, "in_progress": in_progress, "done": done, "failed": failed,
                 "docs_per_s": round(self.docs_per_s(now), 2), "created_at": self.created,
-                "started_at": self.started, "finished_at": self.finished}
+                "started_at": self.started, "finished_at": self.finished, "owner": self.owner}
 
 
 class BatchStore:
@@ -137,14 +155,17 @@ class BatchStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # accepted means durable, power loss included
             conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA secure_delete=ON")  # what retention deletes is overwritten, not left in free pages
             conn.executescript(SCHEMA)
+            if "owner" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
+                conn.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")  # a file from before owners
             with _tx(conn):
                 recovered = conn.execute("UPDATE docs SET state=?, claim=NULL WHERE state=?",
                                          (QUEUED, IN_PROGRESS)).rowcount
             jobs: dict[str, JobInfo] = {}
-            for job_id, model, total, created, started, finished in conn.execute(
-                    "SELECT id, model, total, created, started, finished FROM jobs ORDER BY created"):
-                jobs[job_id] = JobInfo(job_id, model, total, created, started, finished)
+            for job_id, model, total, created, started, finished, owner in conn.execute(
+                    "SELECT id, model, total, created, started, finished, owner FROM jobs ORDER BY created"):
+                jobs[job_id] = JobInfo(job_id, model, total, created, started, finished, owner=owner)
             for job_id, state, n in conn.execute("SELECT job_id, state, COUNT(*) FROM docs GROUP BY job_id, state"):
                 if job_id in jobs:
                     jobs[job_id].counts[state] = n
@@ -169,18 +190,25 @@ class BatchStore:
         return self._conn
 
     # writing --------------------------------------------------------------------------------------
-    def add_job(self, model: str, texts: Sequence[str], ids: Optional[Sequence[str]] = None) -> JobInfo:
-        """Store a job and its documents in one transaction (committed and synced when this returns)."""
+    def add_job(self, model: str, texts: Sequence[str], ids: Optional[Sequence[str]] = None, *,
+                owner: Optional[str] = None, max_queued: Optional[int] = None) -> JobInfo:
+        """Store a job and its documents in one transaction (committed and synced when this returns).
+        With `max_queued`, BatchQuotaExceeded when the owner's documents waiting or in progress would go
+        over it."""
+        if max_queued is not None:
+            queued = self.unfinished(owner)
+            if queued + len(texts) > max_queued:
+                raise BatchQuotaExceeded(queued, len(texts), max_queued)
         job_id = uuid.uuid4().hex
         now = time.time()
         doc_ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
         conn = self.conn
         with _tx(conn):
-            conn.execute("INSERT INTO jobs (id, model, total, created) VALUES (?, ?, ?, ?)",
-                         (job_id, model, len(texts), now))
+            conn.execute("INSERT INTO jobs (id, model, total, created, owner) VALUES (?, ?, ?, ?, ?)",
+                         (job_id, model, len(texts), now, owner))
             conn.executemany("INSERT INTO docs (job_id, idx, doc_id, text) VALUES (?, ?, ?, ?)",
                              ((job_id, i, doc_ids[i], t) for i, t in enumerate(texts)))
-        info = JobInfo(job_id, model, len(texts), now, counts=[len(texts), 0, 0, 0])
+        info = JobInfo(job_id, model, len(texts), now, counts=[len(texts), 0, 0, 0], owner=owner)
         with self._lock:
             self.jobs[job_id] = info
         return info
@@ -284,6 +312,27 @@ class BatchStore:
         self._apply(dict(rows), IN_PROGRESS, QUEUED, {})
         return len(rows)
 
+    def purge_finished(self, before: float) -> int:
+        """Delete the jobs that finished before `before` (time.time()), their documents and results, then
+        checkpoint the WAL, so their texts and vectors are gone from the files. Returns the jobs deleted."""
+        conn = self.conn
+        with _tx(conn):
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM jobs WHERE finished IS NOT NULL AND finished < ?", (before,))]
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                marks = ",".join("?" * len(part))
+                conn.execute(f"DELETE FROM results WHERE seq IN (SELECT seq FROM docs WHERE job_id IN ({marks}))",
+                             part)
+                conn.execute(f"DELETE FROM docs WHERE job_id IN ({marks})", part)
+                conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", part)
+        if ids:
+            with self._lock:
+                for job_id in ids:
+                    self.jobs.pop(job_id, None)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(ids)
+
     # helpers for the writers ----------------------------------------------------------------------
     def _held(self, seqs: Sequence[int], token: int) -> dict[int, str]:
         """seq -> job_id of those documents still in_progress under `token`."""
@@ -364,21 +413,28 @@ class BatchStore:
         with self._lock:
             return sum(j.counts[QUEUED] for j in self.jobs.values())
 
-    def job(self, job_id: str) -> Optional[dict]:
-        """One job as a dict (JobInfo.as_dict), None when unknown."""
+    def unfinished(self, owner: Optional[str]) -> int:
+        """Documents of the owner's jobs waiting or in progress."""
+        with self._lock:
+            return sum(j.unfinished for j in self.jobs.values() if j.owner == owner)
+
+    def job(self, job_id: str, owner: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """One job as a dict (JobInfo.as_dict), None when unknown, or (with `owner`) when not the owner's."""
         now = time.time()
         with self._lock:
             info = self.jobs.get(job_id)
-            return None if info is None else info.as_dict(now)
+            if info is None or (owner is not None and info.owner != owner):
+                return None
+            return info.as_dict(now)
 
-    def totals(self, last: int = 100) -> tuple[list[int], float, int, list[dict]]:
+    def totals(self, last: int = 100, owner: Optional[str] = None) -> tuple[list[int], float, int, list[dict[str, Any]]]:
         """(counts by state over every job, docs/s of the running jobs, number of jobs, the newest `last`
-        jobs as dicts, newest first)."""
+        jobs as dicts, newest first); with `owner`, over that owner's jobs only."""
         now = time.time()
         with self._lock:
             totals = [0, 0, 0, 0]
             rate = 0.0
-            jobs = list(self.jobs.values())
+            jobs = [j for j in self.jobs.values() if owner is None or j.owner == owner]
             for j in jobs:
                 for i in range(4):
                     totals[i] += j.counts[i]

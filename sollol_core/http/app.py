@@ -2,13 +2,15 @@
 
 Bodies are forwarded byte for byte (options, format, tools, keep_alive, images ... arrive intact); the
 gateway parses a body only to learn the model and whether the client asked for a stream. What the gateway
-answers by itself (bad input, no host, unknown model, body too large, unknown path, wrong method) takes the
-error shape of the endpoint's API family (errors.py), so each official SDK raises its own typed error.
+answers by itself (bad input, no host, unknown model, body too large, unknown path, wrong method, a refusal
+of the guard) takes the error shape of the endpoint's API family (errors.py), so each official SDK raises
+its own typed error. Every route is behind the one guard (guard.py), bound to each route here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,14 +25,17 @@ from ..config import SollolConfig
 from ..errors import BadRequest
 from ..observability.metrics import Metrics
 from ..observability.requestlog import RequestLog
+from ..request.tracked import TrackedClients
 from ..upstream.executor import Executor
 from ..version import __version__
 from . import openapi as am
-from .access import CLIENT, GatewayRouter, declare_route
+from .access import CLIENT, GatewayRouter, bind_guard, declare_route
 from .answers import to_asgi
+from .browsers import Browsers
 from .clients import ClientKeys
 from .errors import api_for_path, error_response
 from .fastpath import FastPathApp
+from .guard import Guard
 from .inference import Inference
 from .ports import BatchJobs, Forwarder, OperatorActions, StatsSource, Upstream
 from .routes.anthropic import anthropic_routes
@@ -63,29 +68,38 @@ class GatewayDeps:
     operator: OperatorActions
     stats: StatsSource
     batch: BatchJobs
+    clients: Optional[TrackedClients] = None  # the books' clients (request.tracked); its own when not given
+
+
+def make_guard(deps: GatewayDeps) -> Guard:
+    cfg = deps.config
+    return Guard(cfg, ClientKeys(cfg), Browsers(cfg), deps.clients if deps.clients is not None
+                 else TrackedClients(cfg))
 
 
 def create_app(deps: GatewayDeps) -> FastPathApp:
     app = FastAPI(title="SOLLOL", version=__version__, description=DESCRIPTION)
     am.install_openapi(app)
-    for route in app.routes:  # FastAPI's own: the OpenAPI document, /docs, /redoc
-        declare_route(route, CLIENT)
+    guard = make_guard(deps)
+    for route in app.routes:  # FastAPI's own: the OpenAPI document, /docs, /redoc: what any client may read
+        declare_route(route, CLIENT, guard, deps.forwarder.reject)
     install_error_handlers(app, deps.forwarder)
-    routers = gateway_routers(deps)
+    routers = gateway_routers(deps, guard)
     for router in routers:
         app.include_router(router)
-    return FastPathApp(app, [route for router in routers for route in router.hot], deps.forwarder.reject)
+    bind_guard(app, guard)
+    return FastPathApp(app, [route for router in routers for route in router.hot], deps.forwarder.reject, guard)
 
 
-def gateway_routers(deps: GatewayDeps) -> list[GatewayRouter]:
+def gateway_routers(deps: GatewayDeps, guard: Guard) -> list[GatewayRouter]:
     """Every router, in the order they match (the order of the OpenAPI document's paths too)."""
     cfg = deps.config
-    inference = Inference(cfg, deps.forwarder, ClientKeys(cfg))
+    inference = Inference(cfg, deps.forwarder)
     management = Management(config=cfg, registry=deps.registry, router=deps.router, model_lists=deps.model_lists,
                             forwarder=deps.forwarder, executor=deps.in_loop, metrics=deps.metrics,
                             requests=deps.requests)
     return [
-        ollama_routes(cfg, inference, deps.registry, deps.router, deps.upstream),
+        ollama_routes(cfg, inference, deps.registry, deps.router, deps.upstream, guard),
         management_routes(management),
         openai_routes(cfg, inference, deps.registry, deps.upstream),
         anthropic_routes(cfg, inference),

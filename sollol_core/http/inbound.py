@@ -8,7 +8,7 @@ checked who is asking.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Mapping, MutableMapping, Protocol
 
 
 class BodyTooLarge(Exception):
@@ -40,13 +40,13 @@ class Inbound(Protocol):
         ...
 
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class AsgiInbound:
     """An Inbound over an ASGI scope and receive channel."""
 
-    def __init__(self, scope: dict[str, Any], receive: Receive) -> None:
+    def __init__(self, scope: MutableMapping[str, Any], receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
         self.method: str = scope["method"]

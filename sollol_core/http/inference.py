@@ -1,5 +1,5 @@
-"""What the inference routes of every API family share: who is asking, the stream flag, and the Call they
-hand to the request path.
+"""What the inference routes of every API family share: the stream flag, and the Call they hand to the
+request path, filed under the client the guard admitted (roles.Caller).
 
 A route parses just enough of the body (the model, whether it streams); the body itself is forwarded byte
 for byte. The parsed body travels with the Call, and the request path makes the canonical prompt from it
@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..config import SollolConfig
+from ..errors import BadRequest
 from ..prompt_cache.canonical import session_key
 from ..request.answer import Answer
-from ..request.call import HIGH, Call, Priority
+from ..request.call import HIGH, Call
 from ..request.shapes import OLLAMA, ApiFamily
-from .clients import Client, ClientKeys, ClientRefused
 from .inbound import Inbound
-from .io import BadRequest, model_of
+from .io import model_of
 from .ports import Forwarder
+from .roles import Caller
 
 META_TIMEOUT_S = 15.0  # a host's listings, version and model details, and an unload
 
@@ -32,38 +33,28 @@ def stream_flag(data: dict[str, Any], default: bool) -> bool:
 
 
 class Inference:
-    """Builds the Call of an inference request and forwards it. One per gateway: the client keys keep
-    each key's rate across every route."""
+    """Builds the Call of an inference request and forwards it."""
 
-    def __init__(self, config: SollolConfig, forwarder: Forwarder, keys: ClientKeys) -> None:
+    def __init__(self, config: SollolConfig, forwarder: Forwarder) -> None:
         self.config = config
         self.forwarder = forwarder
-        self.keys = keys
 
-    def identify(self, req: Inbound) -> Client:
-        """The client and its priority class; BadRequest (401, 429, 400) when it is refused."""
-        try:
-            return self.keys.identify(req.headers, req.client_host)
-        except ClientRefused as e:
-            raise BadRequest(e.status, e.message, e.headers) from None
-
-    async def forward(self, endpoint: str, path: str, data: dict[str, Any], raw: bytes, req: Inbound, *,
-                      timeout: float, stream_default: bool, sse: bool = False, body: Optional[bytes] = None,
-                      api: str = OLLAMA, embedding: bool = False, cost: float = 1.0, inference: bool = True,
-                      model: Optional[str] = None) -> Answer:
+    async def forward(self, endpoint: str, path: str, data: dict[str, Any], raw: bytes, req: Inbound,
+                      caller: Caller, *, timeout: float, stream_default: bool, sse: bool = False,
+                      body: Optional[bytes] = None, api: str = OLLAMA, embedding: bool = False, cost: float = 1.0,
+                      inference: bool = True, model: Optional[str] = None) -> Answer:
         """Forward the request whose JSON body `data` (raw bytes `raw`) was read (`body` replaces the raw
-        body when the route rewrote it). inference=False: a request that takes no slot and needs no key
-        (model details)."""
+        body when the route rewrote it), for the client the guard admitted. inference=False: a request
+        that takes no slot (model details)."""
         stream = stream_flag(data, stream_default)
         model = model or model_of(data)
-        client = self.identify(req) if inference else Client(req.client_host, HIGH)
         prompted = inference and not embedding and self.config.cache.enabled
         call = Call(endpoint=endpoint, method="POST", path=path, body=body if body is not None else raw,
                     model=model, stream=stream, timeout=timeout, sse=sse, api=ApiFamily(api),
                     data=data if prompted else None,
                     session=session_key(path, data, req.headers) if prompted else None,
-                    priority=Priority(client.priority), client=client.name, cost=cost, embedding=embedding,
-                    gone=req.wait_gone, uses_slot=inference)
+                    priority=caller.priority if inference else HIGH, client=caller.name, cost=cost,
+                    embedding=embedding, gone=req.wait_gone, uses_slot=inference)
         return await self.forwarder.forward(call)
 
     async def forward_call(self, call: Call) -> Answer:

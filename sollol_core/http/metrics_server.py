@@ -2,14 +2,16 @@
 
 A scraper that may not reach the gateway's port (or should not be sent through it) reads /metrics, or /,
 here. A port that is taken costs only this server: the component report says why, and the gateway's own
-/metrics still answers.
+/metrics still answers. `refusal` (the gateway's guard, Guard.scrape_refusal) says no to a request the
+operator routes would refuse for its Host or Origin, or without the operator token once one is set.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
+import orjson
 from aiohttp import web
 
 from ..observability.metrics import CONTENT_TYPE
@@ -19,16 +21,20 @@ log = logging.getLogger("sollol.metrics")
 COMPONENT = "metrics"
 # (component, state, detail): how the server reports itself (the service's component board)
 ComponentReport = Callable[[str, str, str], None]
+# the request's headers -> (status, message) when it is refused, None when it may be answered
+Refusal = Callable[[Mapping[str, str]], Optional[tuple[int, str]]]
 
 
 class MetricsServer:
     """An aiohttp server in the running event loop; `start` then `stop`, in that loop."""
 
-    def __init__(self, exposition: Callable[[], bytes], host: str, port: int, report: ComponentReport) -> None:
+    def __init__(self, exposition: Callable[[], bytes], host: str, port: int, report: ComponentReport,
+                 refusal: Optional[Refusal] = None) -> None:
         self.exposition = exposition
         self.host = host
         self.port = port
         self.report = report
+        self.refusal = refusal
         self.url = ""
         self._runner: Optional[web.AppRunner] = None
 
@@ -59,5 +65,9 @@ class MetricsServer:
         if runner is not None:
             await runner.cleanup()
 
-    async def _handle(self, _: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.Response:
+        refused = self.refusal(request.headers) if self.refusal is not None else None
+        if refused is not None:
+            return web.Response(status=refused[0], body=orjson.dumps({"error": refused[1]}),
+                                headers={"Content-Type": "application/json"})
         return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE})

@@ -432,11 +432,13 @@ class MessageObject(_Open):
 
 # -- SOLLOL ------------------------------------------------------------------------------------------
 class HealthResponse(_Open):
+    """Everyone gets the status; the operator also the hosts (their addresses are not everyone's to see)."""
+
     status: Literal["ok", "degraded", "down"]
-    hosts_total: int
-    hosts_available: int
-    hosts: dict[str, dict[str, Any]]
-    timestamp: str
+    hosts_total: Optional[int] = None
+    hosts_available: Optional[int] = None
+    hosts: Optional[dict[str, dict[str, Any]]] = None
+    timestamp: Optional[str] = None
 
 
 class StatsResponse(_Open):
@@ -558,11 +560,31 @@ def doc(request: Union[type[BaseModel], dict[str, Any], None] = None, answer: Op
     return extra
 
 
-_ERROR_TEXT = {400: "Bad input.", 401: "Missing or wrong operator token.", 403: "Operator token not configured.",
+_ERROR_TEXT = {400: "Bad input.", 401: "Missing or wrong API key (client routes once api_keys is set) or operator "
+                                 "token (operator routes once admin_token is set).",
+               403: "Refused: a Host or Origin this gateway does not serve, or an operator route beyond "
+                    "loopback without admin_token.",
+               415: "A JSON route got a Content-Type other than application/json.",
+               429: "Over the key's rate, or its batch quota.",
                404: "No host has the model (or no such host / job).", 413: "Body over max_body_bytes.",
                502: "Every host tried failed.", 503: "No host available."}
 
 HOST_HEADER = {"X-SOLLOL-Host": "host:port to act on only that host, or 'all'. Without: see the README."}
+
+
+def _guard_answers(path: str, method: str, responses: dict[str, Any]) -> None:
+    """The refusals of the guard (guard.py), which every route may answer: 401 and 403 (a root or health
+    request can still be refused for its Host or Origin), and 415 for a body that is not JSON."""
+    family = "anthropic" if path.startswith("/v1/messages") else "openai" if path.startswith("/v1/") else "ollama"
+    models: dict[str, type[BaseModel]] = {"openai": OpenAIError, "anthropic": AnthropicError}
+    model = models.get(family, OllamaError)
+    statuses = [403] if path in ("/", "/api/health") else [401, 403]
+    if method in ("post", "put", "patch", "delete") and path not in ("/api/blobs/{digest}",
+                                                                      "/v1/audio/transcriptions"):
+        statuses.append(415)
+    for status in statuses:
+        responses.setdefault(str(status), {"description": _ERROR_TEXT[status],
+                                           "content": _content(model, "application/json")})
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -575,9 +597,11 @@ def install_openapi(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         # no route validates with FastAPI (each reads its own body and answers 400 in its API's shape):
         # the 422 FastAPI documents for routes with path parameters never comes
-        for item in schema.get("paths", {}).values():
-            for operation in item.values():
-                operation.get("responses", {}).pop("422", None)
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                responses = operation.get("responses", {})
+                responses.pop("422", None)
+                _guard_answers(path, method, responses)
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         for name, model in sorted(_REGISTERED.items()):

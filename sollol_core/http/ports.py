@@ -80,16 +80,20 @@ class QueuedJob(Protocol):
 
 class BatchJobs(Protocol):
     """The batch queue. The async methods read the database in its own thread; the others read counters
-    kept in memory. Each may raise the batch layer's BatchUnavailable while the queue cannot be used."""
+    kept in memory. Each may raise BatchUnavailable while the queue cannot be used. `owner` (an API key's
+    name) files a job under its client and limits what the reads show to that client's jobs; None: no
+    such limit (no keys, or the operator)."""
 
-    async def enqueue(self, model: str, docs: Sequence[str], ids: Optional[Sequence[str]]) -> QueuedJob:
-        """Store a job; returns once it is committed."""
+    async def enqueue(self, model: str, docs: Sequence[str], ids: Optional[Sequence[str]], *,
+                      owner: Optional[str] = None, max_queued: Optional[int] = None) -> QueuedJob:
+        """Store a job; returns once it is committed. BatchQuotaExceeded when the owner's documents waiting
+        or in progress would go over `max_queued`."""
         ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self, owner: Optional[str] = None) -> dict[str, Any]: ...
 
-    def job(self, job_id: str) -> Optional[dict[str, Any]]:
-        """The job's counters, None when there is no such job."""
+    def job(self, job_id: str, owner: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """The job's counters, None when there is no such job or it is not the owner's."""
         ...
 
     async def results_page(self, job_id: str, offset: int, limit: int) -> Sequence[ResultRow]:

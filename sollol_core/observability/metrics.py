@@ -75,5 +75,15 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def forget_client(self, client: str) -> None:
+        """Drop the label values of a client the books no longer keep (request.tracked)."""
+        metric = self.client_requests
+        for key in [k for k in self._children if k[0] == id(metric) and k[1][0] == client]:
+            del self._children[key]
+            try:
+                metric.remove(*key[1])
+            except KeyError:
+                pass
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

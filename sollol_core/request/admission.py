@@ -173,6 +173,18 @@ class GatewayQueue:
         """Requests waiting, over every class (kept as a count: read on every release)."""
         return self._waiting
 
+    def client_busy(self, client: str) -> bool:
+        """Whether the client has a request waiting or in flight (request.tracked keeps it in the books)."""
+        return self.in_flight_by_client.get(client, 0) > 0 or any(client in q.clients for q in self._classes.values())
+
+    def forget_client(self, client: str) -> None:
+        """Drop an idle client's books (request.tracked: the books keep a bounded number of clients)."""
+        if self.client_busy(client):
+            return
+        self.requests_by_client.pop(client, None)
+        self.in_flight_by_client.pop(client, None)
+        self.rejected_by_client.pop(client, None)
+
     # admission ------------------------------------------------------------------------------------
     def timeout_of(self, cls: Priority) -> float:
         q = self.config.queue

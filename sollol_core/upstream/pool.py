@@ -305,7 +305,11 @@ class HttpPool:
 
         A StreamBody goes on a new connection (it cannot be sent twice, so no kept-alive connection the
         host may have closed meanwhile) and is read from its source only as fast as the host takes it.
+        The path goes into the request line as it is: one with a space, CR, LF or any other control
+        character is refused (ValueError; the routes validate or percent-encode every piece of it).
         """
+        if not (path.isascii() and path.isprintable() and " " not in path):
+            raise ValueError(f"refusing to send an unsafe request target to {host}: {path[:80]!r}")
         if isinstance(body, StreamBody):
             return await self._request_stream(host, method, path, body, timeout, content_type)
         conn = self._idle_conn(host)

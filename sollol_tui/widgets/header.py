@@ -58,7 +58,7 @@ def sim_parts(description: str | None, *, level: int = 0) -> list[str | tuple[st
     'sim clients on' (1), 'sim on' (2); nothing when there are none."""
     if description is None:
         return []
-    state, sep, rest = description.partition(":")
+    state, sep, rest = fmt.clean(description).partition(":")
     style = "bold $success" if state.strip() == "on" else "$text-muted"
     parts: list[str | tuple[str, str]] = [" ", ("sim " if level >= 2 else "sim clients ", "$text-muted"),
                                           (state, style)]
@@ -117,7 +117,7 @@ def failure_reasons(components: tuple[ComponentState, ...]) -> list[str | tuple[
     parts: list[str | tuple[str, str]] = []
     for c in _by_name(components).values():
         if c.state == "failed" and c.detail:
-            parts += ["  ", (f"· {c.name}: ", "$text-muted"), (c.detail, "$error")]
+            parts += ["  ", (f"· {c.name}: ", "$text-muted"), (fmt.clean(c.detail), "$error")]
     return parts
 
 

@@ -61,8 +61,8 @@ def _title(view: HostView, hosts: Sequence[HostView], *, show_weight: bool) -> l
     rank, count = rank_of(view.host, hosts)
     parts: list[str | tuple[str, str]] = []
     if view.label:
-        parts += [(view.label, "bold $accent"), " "]
-    parts += [(view.host, "bold"), "  ", (view.state, fmt.STATE_STYLES.get(view.state, ""))]
+        parts += [(fmt.clean(view.label), "bold $accent"), " "]
+    parts += [(fmt.clean(view.host), "bold"), "  ", (view.state, fmt.STATE_STYLES.get(view.state, ""))]
     if show_weight and view.weight != 1:
         parts += ["  ", ("weight ", "$text-muted"), f"{view.weight:g}"]
     if rank:
@@ -82,7 +82,7 @@ def compact_content(view: HostView, hosts: Sequence[HostView]) -> Content:
     if summary:
         parts += ["\n", *summary]
     if view.last_error:
-        parts += ["\n", ("last error ", "$text-muted"), (view.last_error, "$error")]
+        parts += ["\n", ("last error ", "$text-muted"), (fmt.clean(view.last_error), "$error")]
     return Content.assemble(*parts)
 
 
@@ -126,7 +126,7 @@ def extra_content(view: HostView) -> Content:
     """Slots, unfit models and the cache figures (beside the term table, under the sparklines)."""
     lines: list[list[str | tuple[str, str]]] = [[("slots   ", "$text-muted"), *slots_parts(view)]]
     if view.unfit_models:
-        lines.append([("unfit   ", "$text-muted"), (", ".join(view.unfit_models), "$warning"),
+        lines.append([("unfit   ", "$text-muted"), (fmt.clean(", ".join(view.unfit_models)), "$warning"),
                       (" (tried elsewhere)", "$text-muted")])
     lines += cache_lines(view.cache)
     parts: list[str | tuple[str, str]] = []
@@ -151,7 +151,7 @@ def compact_summary(view: HostView) -> list[str | tuple[str, str]]:
     if view.unfit_models:
         if parts:
             parts.append("  ")
-        parts += [("unfit ", "$text-muted"), (", ".join(view.unfit_models), "$warning")]
+        parts += [("unfit ", "$text-muted"), (fmt.clean(", ".join(view.unfit_models)), "$warning")]
     return parts
 
 
@@ -172,9 +172,9 @@ def full_content(view: HostView, hosts: Sequence[HostView], weights: dict, strat
               (f"{view.score:.4f}", "bold $accent"), "\n"]
     tokens = f"{view.tokens_per_s:.1f} tok/s" if view.tokens_per_s else "— tok/s"
     parts += [("served ", "$text-muted"), f"{view.requests_total} ok, {view.failures_total} failed, {tokens}", "\n",
-              ("models ", "$text-muted"), ", ".join(view.models_available) or "not known yet"]
+              ("models ", "$text-muted"), fmt.clean(", ".join(view.models_available)) or "not known yet"]
     if view.last_error:
-        parts += ["\n", ("last error ", "$text-muted"), (view.last_error, "$error")]
+        parts += ["\n", ("last error ", "$text-muted"), (fmt.clean(view.last_error), "$error")]
     return Content.assemble(*parts)
 
 

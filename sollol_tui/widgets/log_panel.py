@@ -10,6 +10,8 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
+from ..fmt import clean
+
 LEVEL_STYLES = {logging.WARNING: "yellow", logging.ERROR: "bold red", logging.CRITICAL: "bold red"}
 
 
@@ -27,6 +29,7 @@ class LogPanel(RichLog):
 
     def add(self, records: Iterable[tuple[int, str]]) -> None:
         for level, line in records:
+            line = clean(line)  # a log line may quote a client's or a host's text
             style = ""
             for threshold, candidate in LEVEL_STYLES.items():
                 if level >= threshold:

@@ -54,7 +54,8 @@ def totals_line(queue: QueueView) -> Parts:
 
 
 def client_row(client: ClientView) -> str:
-    cells = (client.name, client.priority, client.requests, client.waiting, client.in_flight, client.rejected)
+    cells = (fmt.clean(client.name), client.priority, client.requests, client.waiting, client.in_flight,
+             client.rejected)
     out = []
     for (title, width), value in zip(CLIENT_COLUMNS, cells):
         text = fmt.truncate(str(value), width - 1)

@@ -103,24 +103,27 @@ def make_row(record: RequestRecord, names: Optional[dict[str, str]] = None) -> R
     """Everything a line needs, formatted once when the record arrives (the log may take hundreds a second).
 
     names: address -> what the host table calls the host (its label); the address stays searchable.
+    Text a client or a host supplied (the model, the error, the client) is stripped of control characters
+    before it is drawn (fmt.clean): a model name must not retitle or clear the operator's terminal.
     """
+    clean = fmt.clean
     status = str(record.status) if record.status else "—"
-    host = (names.get(record.host) if names else None) or record.host or "(none)"
+    host = (names.get(record.host) if names else None) or clean(record.host) or "(none)"
     why = record.placement
     if record.error:
         why = f"{record.error}; {why}" if why else record.error
     texts = (
         time.strftime("%H:%M:%S", time.localtime(record.time)),
-        record.endpoint,
-        record.model or "—",
+        clean(record.endpoint),
+        clean(record.model) or "—",
         host,
         status,
         fmt.ms(record.wait_ms),
         fmt.ms(record.latency_ms),
         "—" if record.tokens is None else str(record.tokens),
         CLASS_SHORT.get(record.priority, record.priority),
-        record.client or "—",
-        why or "—",
+        clean(record.client) or "—",
+        clean(why) or "—",
     )
     error = record.status >= 400 or bool(record.error)
     haystack = " ".join((*texts, record.priority, record.host)).lower()

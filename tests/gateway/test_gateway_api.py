@@ -464,6 +464,32 @@ def test_bad_input_gets_4xx_error_and_nothing_goes_upstream(stack, path, raw, st
     assert_serving(http)
 
 
+BAD_INPUT_KEY = "sk-bad-input-77c1"
+
+
+@pytest.fixture(scope="module")
+def keyed_stack(module_sim_cluster, module_gateway):
+    """The same, with api_keys set: every request carries the key, and bad input is still the route's 400."""
+    cluster = module_sim_cluster(n=2, latency_ms=2, tokens=5, tokens_per_s=0)
+    sollol = module_gateway(cluster.addresses, max_body_bytes=MAX_BODY, api_keys={BAD_INPUT_KEY: {"name": "k"}})
+    with httpx.Client(base_url=sollol.gateway_url, timeout=20, trust_env=False,
+                      headers={"Authorization": f"Bearer {BAD_INPUT_KEY}"}) as http:
+        yield cluster, sollol, http
+
+
+@pytest.mark.parametrize("path,raw,status,message", BAD_BODIES)
+def test_bad_input_with_keys_configured_is_still_a_4xx_and_goes_nowhere(keyed_stack, path, raw, status, message):
+    cluster, _, http = keyed_stack
+    for node in cluster.nodes:
+        node.received.clear()
+    r = http.post(path, content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert message in (error["message"] if path.startswith("/v1/") else error)
+    assert all(node.received == [] for node in cluster.nodes)
+    assert_serving(http)
+
+
 def test_oversized_body_by_content_length_is_413(stack):
     cluster, _, http = stack
     big = orjson.dumps({"model": CHAT_MODEL, "prompt": "x" * (MAX_BODY + 10)})

@@ -448,9 +448,10 @@ def test_management_needs_the_operator_token_beyond_loopback(two):
     assert http.post(f"/api/blobs/{digest}", content=b"x").status_code == 401
     assert all(n.received == [] for n in cluster.nodes)  # nothing reached a host
     assert all("llama3.2:latest" in n.models for n in cluster.nodes)
-    # reading is not managing: HEAD of a blob, the model list, show, chat
-    assert http.head(f"/api/blobs/{digest}").status_code == 404
+    # reading is not managing: show; a blob's HEAD is part of a create, so it is managing
     assert http.post("/api/show", json={"model": MODEL}).status_code == 200
+    assert http.head(f"/api/blobs/{digest}").status_code == 401
+    assert http.head(f"/api/blobs/{digest}", headers={"X-SOLLOL-Token": "s3cret"}).status_code == 404
     # with the token
     r = http.request("DELETE", "/api/delete", json={"model": MODEL}, headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 200 and all("llama3.2:latest" not in n.models for n in cluster.nodes)
@@ -467,12 +468,14 @@ def test_management_open_lets_clients_without_the_token_manage(two):
     assert r.status_code == 401
 
 
-def test_on_loopback_management_needs_no_token(two):
+def test_on_loopback_management_needs_no_token_unless_one_is_set(two):
     cluster, sollol, http = two
-    sollol.config.admin_token = "s3cret"
     assert sollol.config.is_loopback_only()
     r = http.post("/api/copy", json={"source": MODEL, "destination": "c"})
     assert r.status_code == 200 and all("c:latest" in n.models for n in cluster.nodes)
+    sollol.config.admin_token = "s3cret"  # then it is required on loopback too
+    r = http.post("/api/copy", json={"source": MODEL, "destination": "d"})
+    assert r.status_code == 401 and all("d:latest" not in n.models for n in cluster.nodes)
 
 
 def test_unload_with_keep_alive_zero_reaches_every_host(sim_cluster, gateway, client):

@@ -1,7 +1,9 @@
-"""The official `ollama` and `openai` Python clients, pointed at the gateway on simulated nodes."""
+"""The official `ollama` and `openai` Python clients, pointed at the gateway on simulated nodes; and the
+`ollama`, `openai` and `anthropic` clients with an API key, on a gateway that requires one."""
 
 from __future__ import annotations
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -201,3 +203,68 @@ def test_openai_unknown_model_is_not_found(openai_client):
     with pytest.raises(openai.NotFoundError) as err:
         openai_client.chat.completions.create(model="no-such-model", messages=USER)
     assert err.value.status_code == 404
+
+
+# -- with an API key ---------------------------------------------------------------------------------
+
+KEY = "sk-official-clients-1d4e"
+
+
+@pytest.fixture
+def keyed(sim_cluster, gateway):
+    cluster = sim_cluster(n=2, latency_ms=2, tokens=4, tokens_per_s=0)
+    sollol = gateway(cluster.addresses, api_keys={KEY: {"name": "sdk"}})
+    http = httpx.Client(trust_env=False, timeout=20)
+    yield cluster, sollol, http
+    http.close()
+
+
+def test_the_ollama_client_with_a_key(keyed):
+    _, sollol, _ = keyed
+    client = ollama.Client(host=sollol.gateway_url, timeout=20, trust_env=False,
+                           headers={"Authorization": f"Bearer {KEY}"})
+    try:
+        assert client.chat(model=CHAT_MODEL, messages=USER).done is True
+        assert len(list(client.generate(model=CHAT_MODEL, prompt="x", stream=True))) > 1
+        assert sorted(m.model for m in client.list().models) == ["llama3.2:latest", "nomic-embed-text:latest"]
+        assert client.show(CHAT_MODEL).details.family == "llama"
+        assert list(client.embed(model=EMBED_MODEL, input=["a"]).embeddings[0]) == sim_embedding("a")
+    finally:
+        client._client.close()
+    keyless = ollama.Client(host=sollol.gateway_url, timeout=20, trust_env=False)
+    try:
+        with pytest.raises(ollama.ResponseError) as err:
+            keyless.chat(model=CHAT_MODEL, messages=USER)
+        assert err.value.status_code == 401 and "API key" in err.value.error
+    finally:
+        keyless._client.close()
+
+
+def test_the_openai_client_with_a_key(keyed):
+    _, sollol, http = keyed
+    client = openai.OpenAI(base_url=f"{sollol.gateway_url}/v1", api_key=KEY, http_client=http, max_retries=0)
+    assert client.chat.completions.create(model=CHAT_MODEL, messages=USER).choices[0].message.content
+    chunks = list(client.chat.completions.create(model=CHAT_MODEL, messages=USER, stream=True))
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert [d.embedding for d in client.embeddings.create(model=EMBED_MODEL, input=["a"]).data] == \
+        [sim_embedding("a")]
+    assert sorted(m.id for m in client.models.list()) == ["llama3.2:latest", "nomic-embed-text:latest"]
+    wrong = openai.OpenAI(base_url=f"{sollol.gateway_url}/v1", api_key="sk-wrong", http_client=http, max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as err:
+        wrong.chat.completions.create(model=CHAT_MODEL, messages=USER)
+    assert err.value.status_code == 401
+
+
+def test_the_anthropic_client_with_a_key(keyed):
+    _, sollol, _ = keyed
+    http = anthropic.DefaultHttpxClient(trust_env=False, timeout=20)
+    claude = anthropic.Anthropic(base_url=sollol.gateway_url, api_key=KEY, http_client=http, max_retries=0)
+    message = claude.messages.create(model=CHAT_MODEL, max_tokens=16, messages=USER)
+    assert message.type == "message" and message.content[0].text
+    with claude.messages.stream(model=CHAT_MODEL, max_tokens=16, messages=USER) as stream:
+        assert "".join(stream.text_stream)
+    wrong = anthropic.Anthropic(base_url=sollol.gateway_url, api_key="sk-wrong", http_client=http, max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as err:
+        wrong.messages.create(model=CHAT_MODEL, max_tokens=16, messages=USER)
+    assert err.value.status_code == 401
+    http.close()

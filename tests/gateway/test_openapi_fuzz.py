@@ -1,5 +1,7 @@
 """The OpenAPI document describes the API: schemathesis generates requests from it (bodies from the request
-models, path parameters, headers) against a gateway on simulated nodes, and no answer is a 5xx.
+models, path parameters, headers) against a gateway on simulated nodes, and no answer is a 5xx; again on a
+gateway with api_keys and admin_token set, with the key on every request (and the token on the operator
+routes): the guard lets them through to the same checks, and still no answer is a 5xx.
 
 Bounded: a few examples per operation (about 40 operations), well under a minute on two cores. Two operations
 are left out, for what they would do beyond the gateway, not for their answers: POST /api/hosts (a generated
@@ -21,6 +23,7 @@ from sollol_core.sim import SimNodeSpec
 pytestmark = pytest.mark.timeout(120)
 
 MODELS = ["llama3.2", "nomic-embed-text", "whisper"]
+KEY, TOKEN = "sk-fuzz-5e8c1a", "tok-fuzz-0b7d42"
 LEFT_OUT = [("POST", "/api/hosts"), ("POST", "/api/batch/trigger")]
 
 
@@ -73,3 +76,36 @@ def test_no_generated_request_gets_a_5xx(case, target):
     assert response.status_code < 500, (f"{case.method} {case.formatted_path} -> {response.status_code}: "
                                         f"{response.text[:300]}")
     assert sollol.proxy.active >= 0
+
+
+@pytest.fixture(scope="module")
+def keyed_target(module_sim_cluster, module_gateway, tmp_path_factory):
+    cluster = module_sim_cluster(*(SimNodeSpec(name=n, seed=i, latency_ms=1, tokens=2, tokens_per_s=0, models=MODELS)
+                                   for i, n in enumerate("cd")))
+    db = tmp_path_factory.mktemp("fuzz-keyed") / "batch.db"
+    sollol = module_gateway(cluster.addresses, batch_db=str(db), autobatch_enabled=False, max_body_bytes=1 << 20,
+                            api_keys={KEY: {"name": "fuzz"}}, admin_token=TOKEN)
+    session = requests.Session()
+    session.trust_env = False
+    yield sollol, cluster, session
+    session.close()
+
+
+OPERATOR_PREFIXES = ("/api/hosts", "/api/routing", "/api/stats", "/metrics", "/api/pull", "/api/push", "/api/create",
+                     "/api/copy", "/api/delete", "/api/blobs")
+
+
+@schema.parametrize()
+@hypothesis.settings(max_examples=4, deadline=None, database=None, derandomize=True,
+                     phases=[Phase.explicit, Phase.generate],
+                     suppress_health_check=list(HealthCheck))
+def test_no_generated_request_gets_a_5xx_with_keys_configured(case, keyed_target):
+    sollol, cluster, session = keyed_target
+    operator = case.path.startswith(OPERATOR_PREFIXES)
+    headers = {"Authorization": f"Bearer {TOKEN if operator else KEY}"}
+    response = case.call(base_url=sollol.gateway_url, session=session, timeout=30, headers=headers)
+    assert response.status_code < 500, (f"{case.method} {case.formatted_path} -> {response.status_code}: "
+                                        f"{response.text[:300]}")
+    if response.status_code == 401:  # with the key, only an operator's action through a client route (an unload)
+        assert "for the operator" in response.text, f"{case.method} {case.formatted_path}: {response.text[:300]}"
+    assert KEY not in response.text and TOKEN not in response.text

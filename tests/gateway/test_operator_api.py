@@ -265,17 +265,32 @@ async def test_beyond_loopback_without_a_token_operator_endpoints_are_off():
     assert sollol.router.strategy_name == "performance" and len(sollol.registry) == 2
 
 
-async def test_beyond_loopback_the_client_api_needs_no_token():
+async def test_beyond_loopback_health_is_bare_and_stats_need_the_token():
     sollol = unbound(gateway_host="0.0.0.0", admin_token="s3cret-token")
     r = await call(sollol, "GET", "/api/health", None)
-    assert r.status_code in (200, 503) and "hosts" in r.json()
-    r = await call(sollol, "GET", "/api/stats", None)
+    assert r.status_code in (200, 503) and set(r.json()) == {"status"}  # nothing about the hosts
+    assert (await call(sollol, "GET", "/api/stats", None)).status_code == 401
+    r = await call(sollol, "GET", "/api/health", None, {"Authorization": "Bearer s3cret-token"})
+    assert "hosts" in r.json()
+    r = await call(sollol, "GET", "/api/stats", None, {"Authorization": "Bearer s3cret-token"})
     assert r.status_code == 200 and len(r.json()["hosts"]) == 2
 
 
-def test_on_loopback_operator_endpoints_need_no_token(sim_cluster, gateway, client):
+def test_on_loopback_a_configured_token_is_required_too(sim_cluster, gateway, client):
+    """A reverse proxy in front of a loopback bind makes every client look local: once set, the token is
+    required on loopback as well."""
     cluster = sim_cluster(n=1)
     sollol = gateway(cluster.addresses, admin_token="s3cret-token")
     assert sollol.config.is_loopback_only() and sollol.gateway_url.startswith("http://127.0.0.1:")
+    http = client(sollol)
+    r = http.put("/api/routing", json={"strategy": "p2c"})
+    assert r.status_code == 401 and sollol.router.strategy_name == "performance"
+    r = http.put("/api/routing", json={"strategy": "p2c"}, headers={"Authorization": "Bearer s3cret-token"})
+    assert r.status_code == 200 and sollol.router.strategy_name == "p2c"
+
+
+def test_on_loopback_without_a_token_operator_endpoints_are_open(sim_cluster, gateway, client):
+    cluster = sim_cluster(n=1)
+    sollol = gateway(cluster.addresses)
     r = client(sollol).put("/api/routing", json={"strategy": "p2c"})
     assert r.status_code == 200 and sollol.router.strategy_name == "p2c"

@@ -6,8 +6,12 @@
     GET  /api/batch-status   queued / in_progress / done / failed, docs/s, Dask's state, the jobs
     POST /api/batch/trigger  start a batch now (an operator endpoint)
 
-The queue itself is reached through ports.BatchJobs: http and batch do not import each other's modules
-(BatchUnavailable aside, until it lives with the core's other errors).
+With api_keys set, a job belongs to the key that submitted it (its name): another key gets 404 for it,
+and /api/batch-status shows a client its own jobs only; the operator token sees them all. A key may have at
+most its `max_queued_docs` (else batch_max_queued_docs_per_key) documents waiting or in progress (429
+above).
+
+The queue itself is reached through ports.BatchJobs: http and batch do not import each other's modules.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from starlette.responses import Response, StreamingResponse
 from ...cluster.adaptive import ModelListRefresher
 from ...cluster.routing import Router
 from ...config import SollolConfig
-from ...errors import BadRequest, BatchUnavailable, NoHostForModel
+from ...errors import BadRequest, BatchQuotaExceeded, BatchUnavailable, NoHostForModel
 from .. import openapi as am
-from ..access import CLIENT, OPERATOR, GatewayRouter
-from ..auth import require_admin
+from ..access import CLIENT, OPERATOR, GatewayRouter, caller_of
 from ..io import json_response, read_json
 from ..ports import BatchJobs
+from ..roles import Caller
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -94,28 +98,40 @@ def batch_routes(config: SollolConfig, jobs: BatchJobs, router: Router, model_li
             out.append(text)
         return model, docs, out
 
+    def quota_of(caller: Caller) -> Optional[int]:
+        """The documents the caller's key may have waiting or in progress; None: no quota (no keys)."""
+        if caller.owner is None:
+            return None
+        for entry in config.api_keys.values():
+            if entry.name == caller.owner and entry.max_queued_docs is not None:
+                return entry.max_queued_docs
+        return config.batch_max_queued_docs_per_key
+
     @routes.declare(CLIENT, "POST", "/api/embed/batch", summary="queue documents to embed in the background",
-                    openapi_extra=am.doc(am.EmbedBatchRequest, am.BatchQueued, errors=(400, 404, 413, 503)))
+                    openapi_extra=am.doc(am.EmbedBatchRequest, am.BatchQueued, errors=(400, 404, 413, 429, 503)))
     async def submit(request: Request) -> Response:
+        caller = caller_of(request)
         data = await read_json(request, config.max_body_bytes)
         model, docs, ids = parse(data)
         if not await model_exists(model):
             raise BadRequest(404, f"model '{model}' not found on any host")
         try:
-            job = await jobs.enqueue(model, docs, ids)
+            job = await jobs.enqueue(model, docs, ids, owner=caller.owner, max_queued=quota_of(caller))
+        except BatchQuotaExceeded as e:
+            raise BadRequest(429, f"batch quota: {e} (max_queued_docs of the key, or "
+                                  f"batch_max_queued_docs_per_key)", {"Retry-After": "60"}) from None
         except BatchUnavailable as e:
             raise BadRequest(503, f"batch queue unavailable: {e}") from None
         return json_response({"job_id": job.job_id, "queued": job.total})
 
     @routes.declare(CLIENT, "GET", "/api/batch-status", summary="the batch queue: totals, rate, Dask, jobs",
                     openapi_extra=am.doc(answer=am.BatchStatus, errors=()))
-    async def batch_status() -> Response:
-        return json_response(jobs.status())
+    async def batch_status(request: Request) -> Response:
+        return json_response(jobs.status(caller_of(request).owner))
 
     @routes.declare(OPERATOR, "POST", "/api/batch/trigger", summary="operator: start a batch now",
                     openapi_extra=am.doc(answer=am.BatchTriggered, errors=(401, 403)))
-    async def trigger(request: Request) -> Response:
-        require_admin(config, request)
+    async def trigger() -> Response:
         return json_response(trigger_batch())
 
     def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -143,9 +159,9 @@ def batch_routes(config: SollolConfig, jobs: BatchJobs, router: Router, model_li
             raise BadRequest(400, "format must be json or jsonl")
         offset = int_param(request, "offset", 0, 0, 2**62)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        info = jobs.job(job_id)
-        if info is None:
-            raise BadRequest(404, f"no such batch job: {job_id}")
+        info = jobs.job(job_id, caller_of(request).owner)
+        if info is None:  # another key's job reads the same as no job at all
+            raise BadRequest(404, f"no such batch job: {job_id[:80]}")
         if fmt == "jsonl":
             return StreamingResponse(stream_results(job_id), media_type="application/x-ndjson")
         rows = await jobs.results_page(job_id, offset, limit)

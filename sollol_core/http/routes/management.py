@@ -17,7 +17,7 @@ that the `ollama` command shows as it shows one server's; otherwise one JSON ans
 per host what happened. `X-SOLLOL-Host: host:port` narrows any of them to that host (its answer passed on as
 it is); `X-SOLLOL-Host: all` means every host that is not disabled.
 
-Beyond loopback all but HEAD need the operator token (auth.require_management).
+Model management is an operator route, opened to clients by management_open (the guard: guard.py).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from ...upstream.fanout import BodyTee, ProgressMerger
 from .. import openapi as am
 from ..access import OPERATOR, GatewayRouter
 from ..answers import to_asgi
-from ..auth import require_management
 from ..inference import stream_flag
 from ..io import json_response, model_of, read_json
 from ..ports import Forwarder
@@ -55,7 +54,7 @@ from ..ports import Forwarder
 log = logging.getLogger("sollol.management")
 
 PROGRESS_OPS = ("pull", "push", "create")
-DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")  # Ollama's rule (server/modelpath.go)
+DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")  # Ollama's rule (server/modelpath.go), matched in full
 HEAD_TIMEOUT_S = 15.0
 _NDJSON = "application/x-ndjson"
 
@@ -183,7 +182,6 @@ class Management:
 
     # pull, push, create, copy, delete ---------------------------------------------------------------
     async def json_op(self, op: str, method: str, request: Request) -> Response:
-        require_management(self.cfg, request)
         data = await read_json(request, self.cfg.max_body_bytes)
         if op == "copy":
             source, dest = data.get("source"), data.get("destination")
@@ -352,7 +350,7 @@ class Management:
     # blobs -----------------------------------------------------------------------------------------
     @staticmethod
     def check_digest(digest: str) -> str:
-        if not DIGEST.match(digest):
+        if not DIGEST.fullmatch(digest):  # not .match with $: it takes a digest ending in a line feed
             raise BadRequest(400, f"invalid digest {digest[:80]!r}: expected sha256:<64 hex digits>")
         return digest
 
@@ -379,7 +377,6 @@ class Management:
         return Response(status_code=404)
 
     async def blob_post(self, digest: str, request: Request) -> Response:
-        require_management(self.cfg, request)
         self.check_digest(digest)
         started = time.perf_counter()
         hosts, skipped, _ = self.targets(request)
@@ -456,8 +453,7 @@ def _docs() -> dict[str, dict[str, Any]]:
 
 
 def management_routes(m: Management) -> GatewayRouter:
-    """The routes. Model management is an operator action (auth.require_management says when it is
-    checked)."""
+    """The routes. Model management is an operator action, a client's when management_open is set."""
     routes = GatewayRouter()
     docs = _docs()
 
@@ -465,19 +461,19 @@ def management_routes(m: Management) -> GatewayRouter:
         async def endpoint(request: Request) -> Response:  # annotated, so FastAPI passes the Request
             return await m.json_op(op, method, request)
 
-        routes.declare(OPERATOR, method, f"/api/{op}", name=f"api_{op}", summary=f"{op} a model",
-                       openapi_extra=docs.get(op))(endpoint)
+        routes.declare(OPERATOR, method, f"/api/{op}", management=True, name=f"api_{op}",
+                       summary=f"{op} a model", openapi_extra=docs.get(op))(endpoint)
 
     for op in ("pull", "push", "create", "copy"):
         json_route(op, "POST")
     json_route("delete", "DELETE")
 
-    @routes.declare(OPERATOR, "HEAD", "/api/blobs/{digest}", name="api_blob_exists",
+    @routes.declare(OPERATOR, "HEAD", "/api/blobs/{digest}", management=True, name="api_blob_exists",
                     summary="whether every host has a blob", openapi_extra=docs.get("blob_head"))
     async def blob_head(digest: str, request: Request) -> Response:
         return await m.blob_head(digest, request)
 
-    @routes.declare(OPERATOR, "POST", "/api/blobs/{digest}", name="api_blob_upload",
+    @routes.declare(OPERATOR, "POST", "/api/blobs/{digest}", management=True, body="any", name="api_blob_upload",
                     summary="upload a blob to every host that lacks it", openapi_extra=docs.get("blob_post"))
     async def blob_post(digest: str, request: Request) -> Response:
         return await m.blob_post(digest, request)

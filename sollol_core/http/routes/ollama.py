@@ -16,17 +16,19 @@ from starlette.responses import PlainTextResponse, Response
 from ...cluster.hosts import HostRegistry
 from ...cluster.routing import Router
 from ...config import SollolConfig
-from ...errors import UpstreamFailure
+from ...errors import BadRequest, UpstreamFailure
 from ...request.answer import Answer, Whole
 from ...version import __version__
 from .. import openapi as am
-from ..access import CLIENT, PUBLIC, GatewayRouter
+from ..access import CLIENT, PUBLIC, GatewayRouter, caller_of
 from ..answers import to_asgi
+from ..guard import Guard
 from ..inbound import AsgiInbound, Inbound
 from ..inference import META_TIMEOUT_S, Inference
-from ..io import BadRequest, entries, json_response, model_of, read_inbound_json
+from ..io import entries, json_response, model_of, read_inbound_json
 from ..listings import SERVING, host_answers
 from ..ports import Upstream
+from ..roles import Caller
 
 INFERENCE_ERRORS = (400, 404, 413, 502, 503)
 
@@ -69,8 +71,12 @@ class Unload:
             return 502, orjson.dumps({"error": f"{address}: {e}"})
 
 
+UNLOADING = "unloading a model on every host"
+
+
 def ollama_routes(config: SollolConfig, inference: Inference, registry: HostRegistry, router: Router,
-                  upstream: Upstream) -> GatewayRouter:
+                  upstream: Upstream, guard: Guard) -> GatewayRouter:
+    """guard: an unload through chat or generate is a management action (Guard.require_management)."""
     routes = GatewayRouter(inference.forwarder.reject)
     unload = Unload(registry, upstream)
 
@@ -83,28 +89,30 @@ def ollama_routes(config: SollolConfig, inference: Inference, registry: HostRegi
     @routes.hot_route(CLIENT, "/api/chat", summary="chat, routed by model",
                       openapi_extra=am.doc(am.ChatRequest, am.ChatResponse, stream="application/x-ndjson",
                                            errors=INFERENCE_ERRORS))
-    async def chat(req: Inbound) -> Answer:
+    async def chat(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
         if "messages" in data and not isinstance(data["messages"], list):
             raise BadRequest(400, "messages must be a list")
         if not data.get("messages") and is_unload(data):
+            guard.require_management(caller, UNLOADING)
             return await unload.everywhere("/api/chat", data, raw)
-        return await inference.forward("/api/chat", "/api/chat", data, raw, req, timeout=config.chat_timeout,
-                                       stream_default=True)
+        return await inference.forward("/api/chat", "/api/chat", data, raw, req, caller,
+                                       timeout=config.chat_timeout, stream_default=True)
 
     @routes.hot_route(CLIENT, "/api/generate", summary="generate, routed by model",
                       openapi_extra=am.doc(am.GenerateRequest, am.GenerateResponse, stream="application/x-ndjson",
                                            errors=INFERENCE_ERRORS))
-    async def generate(req: Inbound) -> Answer:
+    async def generate(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
         if not data.get("prompt") and not data.get("images") and is_unload(data):
+            guard.require_management(caller, UNLOADING)
             return await unload.everywhere("/api/generate", data, raw)
-        return await inference.forward("/api/generate", "/api/generate", data, raw, req,
+        return await inference.forward("/api/generate", "/api/generate", data, raw, req, caller,
                                        timeout=config.chat_timeout, stream_default=True)
 
     @routes.hot_route(CLIENT, "/api/embed", summary="embed one text or several, routed by model",
                       openapi_extra=am.doc(am.EmbedRequest, am.EmbedResponse, errors=INFERENCE_ERRORS))
-    async def embed(req: Inbound) -> Answer:
+    async def embed(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
         body = None
         if "input" not in data and "text" in data:  # the original SOLLOL's {"text": ..., "model": ...}
@@ -115,15 +123,16 @@ def ollama_routes(config: SollolConfig, inference: Inference, registry: HostRegi
         inp = data["input"]
         if not (isinstance(inp, str) or (isinstance(inp, list) and all(isinstance(x, str) for x in inp))):
             raise BadRequest(400, "input must be a string or a list of strings")
-        return await inference.forward("/api/embed", "/api/embed", data, raw, req, timeout=config.embedding_timeout,
-                                       stream_default=False, body=body, embedding=True,
+        return await inference.forward("/api/embed", "/api/embed", data, raw, req, caller,
+                                       timeout=config.embedding_timeout, stream_default=False, body=body,
+                                       embedding=True,
                                        cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
     @routes.hot_route(CLIENT, "/api/embeddings", summary="embed one text (the older endpoint)",
                       openapi_extra=am.doc(am.EmbeddingsRequest, am.EmbeddingsResponse, errors=INFERENCE_ERRORS))
-    async def embeddings(req: Inbound) -> Answer:
+    async def embeddings(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
-        return await inference.forward("/api/embeddings", "/api/embeddings", data, raw, req,
+        return await inference.forward("/api/embeddings", "/api/embeddings", data, raw, req, caller,
                                        timeout=config.embedding_timeout, stream_default=False, embedding=True)
 
     @routes.declare(CLIENT, "POST", "/api/show", summary="a model's details, from a host that has it",
@@ -131,8 +140,8 @@ def ollama_routes(config: SollolConfig, inference: Inference, registry: HostRegi
     async def show(request: Request) -> Response:
         req = AsgiInbound(request.scope, request.receive)
         data, raw = await read_inbound_json(req, config.max_body_bytes)
-        return to_asgi(await inference.forward("/api/show", "/api/show", data, raw, req, timeout=META_TIMEOUT_S,
-                                               stream_default=False, inference=False))
+        return to_asgi(await inference.forward("/api/show", "/api/show", data, raw, req, caller_of(request),
+                                               timeout=META_TIMEOUT_S, stream_default=False, inference=False))
 
     @routes.declare(CLIENT, "HEAD", "/api/version", include_in_schema=False)
     @routes.declare(CLIENT, "GET", "/api/version", summary="the version of the first available host",

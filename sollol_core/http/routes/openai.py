@@ -10,17 +10,19 @@ from starlette.responses import Response
 
 from ...cluster.hosts import HostRegistry
 from ...config import SollolConfig
+from ...errors import BadRequest
 from ...request.answer import Answer
-from ...request.call import Call, Priority
+from ...request.call import Call
 from .. import openapi as am
 from ..access import CLIENT, GatewayRouter
 from ..answers import to_asgi
 from ..errors import OPENAI
 from ..inbound import Inbound
 from ..inference import META_TIMEOUT_S, Inference
-from ..io import BadRequest, entries, json_response, multipart_fields, read_inbound_body, read_inbound_json
+from ..io import entries, json_response, multipart_fields, read_inbound_body, read_inbound_json
 from ..listings import host_answers
 from ..ports import Upstream
+from ..roles import Caller
 
 INFERENCE_ERRORS = (400, 404, 413, 502, 503)
 
@@ -33,26 +35,26 @@ def openai_routes(config: SollolConfig, inference: Inference, registry: HostRegi
                     summary="OpenAI chat completions, routed by model",
                     openapi_extra=am.doc(am.ChatCompletionRequest, am.ChatCompletion, api=OPENAI,
                                          stream="text/event-stream", errors=INFERENCE_ERRORS))
-    async def v1_chat(req: Inbound) -> Answer:
+    async def v1_chat(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
-        return await inference.forward("/v1/chat/completions", "/v1/chat/completions", data, raw, req,
+        return await inference.forward("/v1/chat/completions", "/v1/chat/completions", data, raw, req, caller,
                                        timeout=config.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
     @routes.hot_route(CLIENT, "/v1/completions", summary="OpenAI completions, routed by model",
                     openapi_extra=am.doc(am.CompletionRequest, am.Completion, api=OPENAI, stream="text/event-stream",
                                          errors=INFERENCE_ERRORS))
-    async def v1_completions(req: Inbound) -> Answer:
+    async def v1_completions(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
-        return await inference.forward("/v1/completions", "/v1/completions", data, raw, req,
+        return await inference.forward("/v1/completions", "/v1/completions", data, raw, req, caller,
                                        timeout=config.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
     @routes.hot_route(CLIENT, "/v1/embeddings", summary="OpenAI embeddings, routed by model",
                     openapi_extra=am.doc(am.EmbeddingRequest, am.EmbeddingList, api=OPENAI,
                                          errors=INFERENCE_ERRORS))
-    async def v1_embeddings(req: Inbound) -> Answer:
+    async def v1_embeddings(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
         inp = data.get("input")
-        return await inference.forward("/v1/embeddings", "/v1/embeddings", data, raw, req,
+        return await inference.forward("/v1/embeddings", "/v1/embeddings", data, raw, req, caller,
                                        timeout=config.embedding_timeout, stream_default=False, api=OPENAI,
                                        embedding=True, cost=float(len(inp)) if isinstance(inp, list) else 1.0)
 
@@ -76,17 +78,17 @@ def openai_routes(config: SollolConfig, inference: Inference, registry: HostRegi
     @routes.hot_route(CLIENT, "/v1/responses", summary="OpenAI Responses, routed by model",
                     openapi_extra=am.doc(am.ResponsesRequest, am.ResponseObject, api=OPENAI,
                                          stream="text/event-stream", errors=INFERENCE_ERRORS))
-    async def v1_responses(req: Inbound) -> Answer:
+    async def v1_responses(req: Inbound, caller: Caller) -> Answer:
         data, raw = await read_inbound_json(req, config.max_body_bytes)
-        return await inference.forward("/v1/responses", "/v1/responses", data, raw, req, timeout=config.chat_timeout,
-                                       stream_default=False, sse=True, api=OPENAI)
+        return await inference.forward("/v1/responses", "/v1/responses", data, raw, req, caller,
+                                       timeout=config.chat_timeout, stream_default=False, sse=True, api=OPENAI)
 
-    @routes.hot_route(CLIENT, "/v1/audio/transcriptions",
+    @routes.hot_route(CLIENT, "/v1/audio/transcriptions", body="any",
                     summary="OpenAI audio transcription, routed by model",
                     openapi_extra=am.doc(am.TranscriptionForm, am.Transcription, api=OPENAI,
                                          request_media="multipart/form-data", stream="text/event-stream",
                                          errors=INFERENCE_ERRORS))
-    async def v1_transcriptions(req: Inbound) -> Answer:
+    async def v1_transcriptions(req: Inbound, caller: Caller) -> Answer:
         body = await read_inbound_body(req, config.max_body_bytes)
         content_type = req.headers.get("content-type", "")
         fields = multipart_fields(body, content_type, ("model", "stream"))
@@ -96,11 +98,9 @@ def openai_routes(config: SollolConfig, inference: Inference, registry: HostRegi
         stream = fields.get("stream", "false").strip().lower()
         if stream not in ("true", "false"):
             raise BadRequest(400, "stream must be true or false")
-        client = inference.identify(req)
         call = Call(endpoint="/v1/audio/transcriptions", method="POST", path="/v1/audio/transcriptions", body=body,
                     model=model, stream=stream == "true", timeout=config.chat_timeout, sse=True, api=OPENAI,
-                    content_type=content_type, priority=Priority(client.priority), client=client.name,
-                    gone=req.wait_gone)
+                    content_type=content_type, priority=caller.priority, client=caller.name, gone=req.wait_gone)
         return await inference.forward_call(call)
 
     return routes

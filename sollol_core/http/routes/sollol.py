@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from fastapi import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ...observability.metrics import CONTENT_TYPE, Metrics
 from .. import openapi as am
-from ..access import OPERATOR, PUBLIC, GatewayRouter
+from ..access import OPERATOR, PUBLIC, GatewayRouter, caller_of
 from ..io import json_response
 from ..ports import StatsSource
 
@@ -16,9 +17,11 @@ def sollol_routes(stats_source: StatsSource, gateway_metrics: Metrics) -> Gatewa
 
     @routes.declare(PUBLIC, "GET", "/api/health", summary="ok / degraded / down (503 when no host is available)",
                     openapi_extra=am.doc(answer=am.HealthResponse, errors=()))
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
+        """Liveness for anyone: {"status"}; the hosts and their states too for the operator."""
         body = stats_source.get_health()
-        return json_response(body, 200 if body["status"] != "down" else 503)
+        status = 200 if body["status"] != "down" else 503
+        return json_response(body if caller_of(request).operator else {"status": body["status"]}, status)
 
     @routes.declare(OPERATOR, "GET", "/api/stats",
                     summary="every host's state, measurements and score; routing; executor",
