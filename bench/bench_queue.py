@@ -1,9 +1,11 @@
-"""Slots and the gateway queue against SOLLOL as it was before them, side by side in one run.
-`python bench/bench_queue.py [--quick] [--only sweep,batch,fair]`
+"""Slots and the gateway queue against an older SOLLOL, side by side in one run.
+`python bench/bench_queue.py [--quick] [--only sweep,batch,fair] [--before COMMIT]`
 
-"before": the gateway of commit 2da9b9d (a git worktree at /tmp/sollol-before, made when missing), run as
-`python -m sollol_tui.cli --no-ui` with PYTHONPATH pointing at it. "after": this tree's gateway with every
-node's slots configured (host_settings num_parallel = the node's num_parallel). The simulated nodes come
+"before": the gateway of --before (default b334434, the release before the interactive reserve, fair shares
+and batch pipelining; 2da9b9d is the one before slots and the queue), a git worktree under /tmp made when
+missing, run as `python -m sollol_tui.cli --no-ui` with PYTHONPATH pointing at it, configured like "after"
+when it knows slots. "after": this tree's gateway with every node's slots configured (host_settings
+num_parallel = the node's num_parallel). The simulated nodes come
 from this tree for both; everything on 127.0.0.1, nodes and gateway in their own processes, fresh for every
 measurement. Arrivals are open loop (Poisson), seeded; every answer is read whole (stream false).
 
@@ -32,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,12 +54,12 @@ from common import (  # noqa: E402
     send,
     sim_process,
     toml_config,
+    worktree,
 )
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402
 
-BEFORE_COMMIT = "2da9b9d"
-BEFORE_DIR = os.environ.get("SOLLOL_BEFORE_DIR", "/tmp/sollol-before")
+BEFORE_COMMIT = "b334434"
 CHAT_MODEL = "llama3.2"
 EMBED_MODEL = "nomic-embed-text"
 FAST_MS, SLOW_MS = 200.0, 1600.0
@@ -88,17 +89,12 @@ def specs() -> list[SimNodeSpec]:
 
 
 def ensure_before() -> str:
-    """A git worktree of the commit before slots and the queue (made once, reused)."""
-    if os.path.isdir(os.path.join(BEFORE_DIR, "sollol_core")):
-        head = subprocess.run(["git", "-C", BEFORE_DIR, "rev-parse", "HEAD"], capture_output=True, text=True)
-        want = subprocess.run(["git", "-C", REPO, "rev-parse", BEFORE_COMMIT], capture_output=True, text=True)
-        if head.returncode == 0 and head.stdout.strip() == want.stdout.strip():
-            return BEFORE_DIR
-        raise SystemExit(f"{BEFORE_DIR} exists but is not a worktree of {BEFORE_COMMIT}: remove it or set "
-                         f"SOLLOL_BEFORE_DIR")
-    subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", BEFORE_DIR, BEFORE_COMMIT], check=True,
-                   capture_output=True)
-    return BEFORE_DIR
+    """A git worktree of the --before commit (made once, reused)."""
+    return worktree(BEFORE_COMMIT)
+
+
+def knows_slots(root: str) -> bool:
+    return "num_parallel" in open(os.path.join(root, "sollol_core", "config.py")).read()
 
 
 @contextmanager
@@ -106,10 +102,8 @@ def cluster(column: str, keys: bool = False) -> Iterator[tuple[str, list[str]]]:
     """Fresh nodes and a fresh gateway of the column; yields (gateway url, node addresses)."""
     with tempfile.TemporaryDirectory() as tmp, sim_process(specs()) as nodes:
         args = ["--batch-db", f"{tmp}/q.db", "--autobatch-interval", "1"]
-        if column == "before":
-            root = ensure_before()
-        else:
-            root = REPO
+        root = ensure_before() if column == "before" else REPO
+        if knows_slots(root):
             sections: dict = {"host_settings": {a: {"num_parallel": s.num_parallel}
                                                 for a, s in zip(nodes, specs())}}
             if keys:
@@ -278,7 +272,7 @@ def fairness(seeds: list[int], seconds: float) -> None:
     line(f"  {'column':<7} {'quiet p50':>9} {'p99 alone':>9} {'p99 w/ loud':>11} {'ratio':>6} {'quiet err':>9} "
          f"{'quiet rej':>9} {'loud ok':>7} {'loud p99':>8} {'loud rej':>8} {'loud err':>8}")
     for column in ("before", "after"):
-        keys = column == "after"
+        keys = column == "after" or knows_slots(ensure_before())  # the release with slots had client keys
         key = {n: k for k, n in KEYS.items()} if keys else {n: None for n in KEYS.values()}
         with cluster(column, keys=keys) as (url, _):
             warm(url, key["loud"])
@@ -298,7 +292,7 @@ def fairness(seeds: list[int], seconds: float) -> None:
              f"{ld['rejected']:>8} {ld['errors']:>8}  {error_kinds(alone + mixed)}")
         if column == "after":
             line(f"    after: quiet p99 ratio {ratio:.2f} (target <= 1.5) {verdict(ratio <= 1.5, 'fair: quiet p99')}")
-        else:
+        elif not keys:
             line("    before: no client keys then; the three clients are one to the gateway")
 
 
@@ -306,12 +300,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, shorter windows")
     parser.add_argument("--only", default="sweep,batch,fair", help="comma-separated: sweep, batch, fair")
+    parser.add_argument("--before", default=BEFORE_COMMIT, help=f"the older tree (default {BEFORE_COMMIT})")
     args = parser.parse_args()
+    global BEFORE_COMMIT
+    BEFORE_COMMIT = args.before
     only = set(args.only.split(","))
     seeds = [1] if args.quick else [1, 2, 3]
     t0 = time.perf_counter()
     ensure_before()
-    line(f"before = {BEFORE_COMMIT} (worktree {BEFORE_DIR}); after = this tree ({REPO})")
+    line(f"before = {BEFORE_COMMIT} (worktree {ensure_before()}); after = this tree ({REPO})")
     if "sweep" in only:
         sweep(seeds, 5.0 if args.quick else 8.0)
     if "batch" in only:
