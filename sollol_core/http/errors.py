@@ -1,15 +1,6 @@
-"""Errors in the shape of the API family a client speaks, as Starlette responses (the shapes themselves are
-request.shapes: the request path answers in them too).
-
-Wherever the gateway answers by itself (bad input, no host, model not found, the queue's 503, a missing
-key), the official SDKs must see their own error shape and raise their own typed errors:
-
-    ollama     {"error": "..."}
-    openai     {"error": {"message": "...", "type": "...", "param": null, "code": ...}}
-    anthropic  {"type": "error", "error": {"type": "...", "message": "..."}}
-
-After the first byte of a stream the failure is a frame of the stream instead (`stream_error_frame`).
-"""
+"""The gateway's own errors as Starlette responses, in the shape of the API family a client speaks (the
+shapes themselves, and why each SDK needs its own, are in request.shapes: the request path answers in them
+too)."""
 
 from __future__ import annotations
 

@@ -141,6 +141,13 @@ class _Connection(asyncio.Protocol):
             handle.cancel()
             self.waiter = None
 
+    async def wait_headers(self, timeout: float) -> None:
+        """Until the answer's status and headers are in (at most `timeout` s without news each time)."""
+        while not self.headers_done:
+            if self.error is not None:
+                raise self.error
+            await self.wait(timeout)
+
     def send(self, method: str, host: str, path: str, body: Optional[bytes],
              content_type: Optional[str] = None) -> None:
         self._reset()
@@ -318,10 +325,7 @@ class HttpPool:
                 conn = await self._connect(host)
             conn.send(method, host, path, body, content_type)
             try:
-                while not conn.headers_done:
-                    if conn.error is not None:
-                        raise conn.error
-                    await conn.wait(timeout)
+                await conn.wait_headers(timeout)
             except asyncio.TimeoutError:
                 conn._close()
                 raise UpstreamFailure(f"no answer from the host within {timeout:g} s") from None
@@ -344,10 +348,7 @@ class HttpPool:
         conn = await self._connect(host)
         try:
             await conn.send_stream(method, host, path, body, content_type, timeout)
-            while not conn.headers_done:
-                if conn.error is not None:
-                    raise conn.error
-                await conn.wait(timeout)
+            await conn.wait_headers(timeout)
         except asyncio.TimeoutError:
             conn._close()
             self._all.discard(conn)
