@@ -297,12 +297,12 @@ def fairness(seeds: list[int], seconds: float) -> None:
 
 
 def main() -> int:
+    global BEFORE_COMMIT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one seed, shorter windows")
     parser.add_argument("--only", default="sweep,batch,fair", help="comma-separated: sweep, batch, fair")
     parser.add_argument("--before", default=BEFORE_COMMIT, help=f"the older tree (default {BEFORE_COMMIT})")
     args = parser.parse_args()
-    global BEFORE_COMMIT
     BEFORE_COMMIT = args.before
     only = set(args.only.split(","))
     seeds = [1] if args.quick else [1, 2, 3]

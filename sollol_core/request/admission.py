@@ -509,6 +509,7 @@ class GatewayQueue:
         whether waiters were answered on the way (those no host can take any more: the queue changed, so
         the caller looks again)."""
         heads: list[tuple[str, _Ticket, Decision]] = []
+        over: list[tuple[str, _Ticket, Decision]] = []  # heads of clients that hold their fair share already
         failed: list[tuple[_Ticket, Optional[BaseException]]] = []
         for client, d in q.clients.items():
             seen_models: set[Optional[str]] = set()
@@ -519,9 +520,6 @@ class GatewayQueue:
                 try:
                     # the others waiting for this model are the line: with a line, a free slot is taken
                     # rather than waited past for a faster host (no head-of-line blocking)
-                    if self._over_share(t):
-                        t.why = "its client holds its fair share of the model's slots while others wait"
-                        continue
                     decision = self._decide(t.call, t.exclude, self._ahead_of(t))
                 except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
                     failed.append((t, e))
@@ -530,12 +528,17 @@ class GatewayQueue:
                     failed.append((t, None))
                     continue
                 if isinstance(decision, Decision):
-                    heads.append((client, t, decision))
+                    if self._over_share(t):
+                        t.why = "its client holds its fair share of the model's slots while others wait"
+                        over.append((client, t, decision))
+                    else:
+                        heads.append((client, t, decision))
                     break
                 t.why = decision.reason
         for t, error in failed:
             self._fail(t, error)
-        return heads, bool(failed)
+        # work-conserving: a slot nobody under its share can take goes to those over it
+        return heads or over, bool(failed)
 
     def _serve(self, ticket: _Ticket, decision: Decision) -> None:
         q = self._classes[ticket.cls]
