@@ -130,23 +130,28 @@ class SlotLearner:
         return max(values) if values else None
 
     def may_probe(self, host: str, model: str) -> bool:
-        """One request above the learned (or fallback) slots may go now: none is out, and the backoff passed."""
+        """One request above the learned (or fallback) slots may go now: none is out, and the backoff passed
+        (the first one waits PROBE_BACKOFF_MIN_S from the pair's first request: a moment's burst on a default
+        that may well be right is no reason to make a request wait inside the host)."""
         if not self.applies(host):
             return False
         st = self._pairs.get((host, model))
         if st is None:
-            return self._fallback(host) is not None  # nothing tried yet
+            return False
         current = st.slots if st.slots is not None else self._fallback(host)
         return (current is not None and current < MAX_SLOTS and st.probe is None
                 and self._clock() >= st.next_probe_at)
 
     # the request's life --------------------------------------------------------------------------------
     def granted(self, ticket: SlotTicket) -> None:
-        if ticket.probe and self.applies(ticket.host):
+        if not self.applies(ticket.host):
+            return
+        if ticket.probe or (ticket.host, ticket.model) not in self._pairs:
             with self._lock:
                 st = self._state(ticket.host, ticket.model)
-                st.probe = ticket
-                st.probes += 1
+                if ticket.probe:
+                    st.probe = ticket
+                    st.probes += 1
 
     def ended(self, ticket: SlotTicket) -> None:
         """The request ended; a probe whose answer taught nothing (no timings) backs off like a failed one."""
@@ -222,7 +227,8 @@ class SlotLearner:
         now = self._clock()
         applies = self.applies(host)
         with self._lock:
-            rows = sorted((m, st) for (h, m), st in self._pairs.items() if h == host)
+            rows = sorted((m, st) for (h, m), st in self._pairs.items()
+                          if h == host and (st.since is not None or st.probes))
             return tuple(SlotLearningView(
                 model=m, slots=st.slots, applies=applies, waited=st.waited, ran_beside=st.ran_beside,
                 most_beside=st.most_beside, probes=st.probes, probes_failed=st.probes_failed, last=st.last,
@@ -235,7 +241,7 @@ class SlotLearner:
     def _state(self, host: str, model: str) -> _Learning:
         st = self._pairs.get((host, model))
         if st is None:
-            st = self._pairs[(host, model)] = _Learning()
+            st = self._pairs[(host, model)] = _Learning(next_probe_at=self._clock() + PROBE_BACKOFF_MIN_S)
         return st
 
     def _set(self, st: _Learning, slots: int, now: float, why: str) -> None:

@@ -73,22 +73,26 @@ def test_requests_that_end_together_do_not_count_as_one_slot():
 def test_it_grows_by_a_probe_that_runs_beside_the_others_without_waiting():
     c = Cluster(default=1)  # Ollama's default, until something else is learned
     running = c.grant()
-    assert not c.slots.has_room(H, M) and c.slots.may_probe(H, M)
+    assert not c.slots.has_room(H, M) and not c.slots.may_probe(H, M)  # not in the pair's first moments
+    c.clock.t += PROBE_BACKOFF_MIN_S
+    assert c.slots.may_probe(H, M)
     probe = c.grant()  # one above the one slot
     assert probe.probe and not c.slots.may_probe(H, M)  # one probe at a time
-    c.clock.t = 100.1
-    c.answer(probe, at=100.3)  # it ran beside the first one, which is still running
+    c.answer(probe, at=c.clock.t + 0.3)  # it ran beside the first one, which is still running
     assert c.learned == 2 and c.slots.limit(H, M) == 2
     assert "1 → 2: ran beside 1" in c.learner.views(H)[0].last
-    c.answer(running, at=100.4)
+    c.answer(running)
 
 
 def test_a_probe_that_waits_backs_off_and_doubles():
     c = Cluster(default=1)
+    c.answer(c.grant(), at=100.3)
+    c.clock.t = 100.0 + PROBE_BACKOFF_MIN_S
     running = c.grant()
     probe = c.grant()
-    c.answer(running, at=100.3)
-    c.answer(probe, wait_s=0.3, at=100.6)
+    assert probe.probe
+    c.answer(running, at=c.clock.t + 0.3)
+    c.answer(probe, wait_s=0.3, at=c.clock.t + 0.3)
     assert c.learned == 1  # one more waited: the default was right, now it is learned
     c.grant()
     assert not c.slots.may_probe(H, M)  # backing off
@@ -117,6 +121,7 @@ def test_it_shrinks_when_requests_wait_at_the_learned_slots():
 def test_answers_without_timings_teach_nothing_and_a_probe_without_them_backs_off():
     c = Cluster(default=1)
     c.grant()
+    c.clock.t += PROBE_BACKOFF_MIN_S
     probe = c.grant()
     c.slots.answered(probe, None, None, None)  # an OpenAI answer: no durations
     c.slots.release(H, M, probe)
@@ -175,6 +180,7 @@ def test_embeddings_are_never_probed_and_host_slots_shows_the_learned_value():
     assert not c.slots.may_probe(H, "nomic-embed-text", embedding=True)
     assert c.slots.host_slots(H) == 1  # the default
     c.grant()
+    c.clock.t += PROBE_BACKOFF_MIN_S
     probe = c.grant()
-    c.answer(probe, at=100.3)
+    c.answer(probe, at=c.clock.t + 0.3)
     assert c.slots.host_slots(H) == 2
