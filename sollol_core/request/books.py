@@ -69,13 +69,15 @@ class Books:
             self._runner_not_served(runner, v)
         if v is Verdict.PASS:
             u = usage or Usage()
-            # the host's latency is its service: the time the request waited inside it for a slot is the
-            # queue's (counted through its in-flight requests), else a host that once queued requests
-            # inside would look slow until it served again, and would not be sent any to show otherwise
-            service_ms = max(0.0, elapsed_ms - (u.wait_s or 0.0) * 1000)
-            self.registry.record_success(host, service_ms, ttft_ms=None if ttft_s is None else ttft_s * 1000,
-                                         tokens=u.eval_count, eval_s=u.eval_s, model=model)
             reloaded = self._runner_answered(runner, u)
+            # the host's latency is its service: the time the request waited inside it for a slot is the
+            # queue's (counted through its in-flight requests), and a reload is charged where it would
+            # happen (placement's runner term), else a host that once queued requests inside, or reloaded,
+            # would look slow until it served again, and would not be sent any to show otherwise
+            outside_ms = ((u.wait_s or 0.0) + ((u.load_s or 0.0) if reloaded else 0.0)) * 1000
+            self.registry.record_success(host, max(0.0, elapsed_ms - outside_ms),
+                                         ttft_ms=None if ttft_s is None else ttft_s * 1000,
+                                         tokens=u.eval_count, eval_s=u.eval_s, model=model)
             if lease is not None and lease.slot is not None:
                 self.slots.answered(lease.slot, u.wait_s, u.load_s, u.work_s)
             _end(lease, Settle.SERVED, answer=answer, feedback=u.feedback(ttft_s, reloaded) if lease is not None and

@@ -169,8 +169,10 @@ class Placement:
             for h in hosts:
                 (room if has_room(h.address, call.model, call.embedding) else full).append(h)
         key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
-        if not room:
-            probe = next((h for h in full if self.slots.may_probe(h.address, call.model, call.embedding)), None)
+        if not room:  # a probe never goes where it would make the host reload
+            reloads = self._reload_costs(call, model_key(call.model) if call.model else "", full)
+            probe = next((h for h in full if h.address not in reloads
+                          and self.slots.may_probe(h.address, call.model, call.embedding)), None)
             if probe is None:
                 return Wait(f"all {len(hosts)} host(s) busy: every slot for {call.model or 'this request'} is taken")
             slots = self.slots.slots(probe.address, call.model, call.embedding)
