@@ -72,7 +72,7 @@ def test_unconfigured_hosts_learn_their_slots_and_requests_wait_in_the_gateway(s
     waits = [r.wait_ms for r in records]
     assert max(waits) > 50  # some waited in the gateway ...
     probes = sum(1 for r in records if r.placement.startswith("probe"))
-    assert probes <= 3  # ... and few went one above the learned slots to see whether the host had more
+    assert probes <= 6  # ... and a few went one above the learned slots to see whether the host had more
     stats = httpx.get(sollol.gateway_url + "/api/stats", trust_env=False).json()
     row = {h["host"]: h for h in stats["hosts"]}
     assert row[one]["slots_learned"] and row[one]["slots"] == 1
