@@ -14,7 +14,8 @@ their own answers they say how many slots the host has:
   probe        while the (host, model) is full at its learned slots and requests wait in the gateway, one
                request more than the learned slots is let through now and then (placement asks
                `may_probe`): if it runs beside all the others, the host has one slot more; if it waits,
-               the next probe waits twice as long (PROBE_BACKOFF_MIN_S doubling to PROBE_BACKOFF_MAX_S)
+               the next probe waits longer (PROBE_BACKOFF_MIN_S, four times more each time, up to
+               PROBE_BACKOFF_MAX_S)
 
 Instants in the middle of a wait or a run, and margins of OVERLAP_SHARE of the work, keep requests that
 end together (a batch of equal requests does) and the lag between the gateway's grant and the host's start
@@ -44,8 +45,9 @@ WAIT_MIN_S = 0.02  # a residual above this (or WAIT_SHARE of the work, when larg
 WAIT_SHARE = 0.2  # (a loaded machine stretches a few answers by some milliseconds: not a wait)
 TRANSIT_S = 0.01  # least margin on the times read from answers (the gateway's grant is not the host's start)
 OVERLAP_SHARE = 0.1  # ... else this share of the request's work
-PROBE_BACKOFF_MIN_S = 2.0  # after a probe that waited, the next one waits this long, doubling ...
-PROBE_BACKOFF_MAX_S = 60.0  # ... up to this
+PROBE_BACKOFF_MIN_S = 2.0  # after a probe that waited, the next one waits this long, four times longer ...
+PROBE_BACKOFF_GROWTH = 4.0  # ... after each further one (a probe that waits costs one request a service time)
+PROBE_BACKOFF_MAX_S = 120.0  # ... up to this (a restart, which may bring more slots, forgets it all anyway)
 MAX_SLOTS = 1024  # as num_parallel's own bound
 
 
@@ -251,7 +253,7 @@ class SlotLearner:
 
     def _back_off(self, st: _Learning) -> None:
         st.next_probe_at = self._clock() + st.backoff_s
-        st.backoff_s = min(PROBE_BACKOFF_MAX_S, st.backoff_s * 2)
+        st.backoff_s = min(PROBE_BACKOFF_MAX_S, st.backoff_s * PROBE_BACKOFF_GROWTH)
 
 
 def _was(current: Optional[int]) -> str:

@@ -84,7 +84,7 @@ def test_it_grows_by_a_probe_that_runs_beside_the_others_without_waiting():
     c.answer(running)
 
 
-def test_a_probe_that_waits_backs_off_and_doubles():
+def test_a_probe_that_waits_backs_off_longer_each_time():
     c = Cluster(default=1)
     c.answer(c.grant(), at=100.3)
     c.clock.t = 100.0 + PROBE_BACKOFF_MIN_S
@@ -100,8 +100,8 @@ def test_a_probe_that_waits_backs_off_and_doubles():
     assert c.slots.may_probe(H, M)
     probe = c.grant()
     c.answer(probe, wait_s=0.2, at=c.clock.t + 0.5)
-    c.clock.t += PROBE_BACKOFF_MIN_S
-    assert not c.slots.may_probe(H, M)  # twice as long now
+    c.clock.t += 3 * PROBE_BACKOFF_MIN_S
+    assert not c.slots.may_probe(H, M)  # four times as long now
     c.clock.t += PROBE_BACKOFF_MIN_S
     assert c.slots.may_probe(H, M)
     view = c.learner.views(H)[0]
