@@ -128,7 +128,8 @@ class SlotLearner:
         """The most slots learned for any model of the host (what the cache shadow models), or None."""
         if not self.applies(host):
             return None
-        values = [st.slots for (h, _), st in list(self._pairs.items()) if h == host and st.slots is not None]
+        with self._lock:  # also read by the views, from another thread
+            values = [st.slots for (h, _), st in self._pairs.items() if h == host and st.slots is not None]
         return max(values) if values else None
 
     def may_probe(self, host: str, model: str) -> bool:
