@@ -27,13 +27,13 @@ from ..errors import ClientGone, NoHostForModel, Rejected
 from ..observability.metrics import Metrics
 from ..prompt_cache.canonical import prompt_key_async
 from ..upstream.executor import Executor
+from . import runner_options
 from .admission import GatewayQueue, Lease
 from .answer import Answer, Whole, error_answer
 from .attempt import Attempt, Trip
 from .books import Books
 from .call import Call
 from .outcome import Outcome, Verdict
-from . import runner_options
 from .placement import Placement
 from .shapes import api_for_path
 
