@@ -78,6 +78,27 @@ class HostSettings(BaseModel):
                                                       "runs at once (its slots). Unset: default_num_parallel.")
 
 
+class ModelSettings(BaseModel):
+    """Runner options the gateway sets in every request for one model ([models."<name>"]), so that every
+    client shares one runner on each host instead of making it reload (Ollama reloads a model whenever a
+    request's runner options differ from the loaded runner's, and the reload drops every slot's cache).
+    Unset options are passed on as the client sent them. Read on every request."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    num_ctx: Optional[int] = setting(None, live=True, ge=1, description="Context length, in tokens.")
+    num_batch: Optional[int] = setting(None, live=True, ge=1, description="Prompt tokens evaluated at once.")
+    num_gpu: Optional[int] = setting(None, live=True, ge=-1, description="Layers offloaded to the GPU(s).")
+    main_gpu: Optional[int] = setting(None, live=True, ge=0, description="The GPU that holds small tensors.")
+    use_mmap: Optional[bool] = setting(None, live=True, description="Map the model file into memory.")
+    use_mlock: Optional[bool] = setting(None, live=True, description="Lock the model in RAM.")
+    num_thread: Optional[int] = setting(None, live=True, ge=1, description="CPU threads of the runner.")
+
+    def options(self) -> dict[str, Any]:
+        """The options that are set, by Ollama's names."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class CacheSettings(BaseModel):
     """Cache-aware placement: a shadow of what each host's slots hold. One object, read on every use by the
     shadow, placement and the gateway: update_config changes it in place."""
@@ -223,6 +244,11 @@ class SollolConfig(BaseModel):
                                                               "by SOLLOL.")
     host_queue_depth: int = setting(0, live=True, ge=0,
                                     description="Requests allowed to wait inside a host beyond its slots.")
+    learn_slots: bool = setting(True, live=True,
+                                description="Learn the slots of each (host, model) without a num_parallel of "
+                                            "its own from the time its answers say they waited inside it.")
+    models: dict[str, ModelSettings] = setting(default_factory=dict, live=True,
+                                               description="Runner options set in every request, by model.")
     cache: CacheSettings = setting(default_factory=CacheSettings, live=True,
                                    description="Cache-aware placement.")
     queue: QueueSettings = setting(default_factory=QueueSettings, live=True, description="The gateway queue.")
@@ -310,6 +336,11 @@ class SollolConfig(BaseModel):
     def _check_host_settings(cls, settings: dict[str, HostSettings]) -> dict[str, HostSettings]:
         return {normalize_host(h): v for h, v in settings.items()}
 
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, models: dict[str, ModelSettings]) -> dict[str, ModelSettings]:
+        return {model_name(m): v for m, v in models.items()}
+
     @field_validator("batch_db", "log_file", "theme")
     @classmethod
     def _not_empty(cls, value: str) -> str:
@@ -372,6 +403,10 @@ LIVE_FIELDS = frozenset(name for name in SollolConfig.model_fields if is_live(na
 # what a host:port may hold: a name or an IPv4 address, or an IPv6 address in brackets (no space, no control
 # character: the address goes into the upstream request's Host line and onto the dashboard)
 _HOST_CHARS = re.compile(r"(?:[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.\-]+)?\])(?::[0-9A-Za-z]*)?")
+def model_name(name: str) -> str:
+    """A model as Ollama names it: 'llama3.2' and 'llama3.2:latest' are one model."""
+    name = name.strip()
+    return name if ":" in name else f"{name}:latest"
 
 
 def normalize_host(value: str) -> str:

@@ -23,7 +23,7 @@ STATS_HOST_KEYS = ("host", "label", "available", "state", "latency_ms", "peak_la
                    "tokens_per_s", "success_rate", "cpu_load", "gpu_free_mem", "priority", "weight", "in_flight",
                    "requests_total", "failures_total", "score", "score_terms", "models_available",
                    "models_loaded", "last_error", "last_updated", "slots", "slots_in_use", "unfit_models",
-                   "cache")
+                   "cache", "slots_learned", "slot_learning", "runners")
 
 
 class Views:
@@ -37,8 +37,11 @@ class Views:
         views = []
         for v in p.registry.views(p.router.score):
             in_use, by_model, unfit = p.slots.view(v.host)
-            views.append(replace(v, slots=p.slot_limits(v.host), slots_in_use=in_use, slots_by_model=by_model,
-                                 unfit_models=unfit, cache=self._cache_view(v.host)))
+            learning = p.slots.learned_views(v.host)
+            learned = any(x.applies and x.slots is not None for x in learning)
+            views.append(replace(v, slots=p.slots.host_slots(v.host), slots_in_use=in_use, slots_by_model=by_model,
+                                 unfit_models=unfit, cache=self._cache_view(v.host), slots_learned=learned,
+                                 slot_learning=learning, runners=p.runners.views(v.host)))
         return views
 
     def _cache_view(self, host: str) -> Optional[CacheView]:
@@ -139,7 +142,9 @@ class Views:
         for v in self.host_views():
             d = asdict(v)
             row = {k: (list(d[k]) if isinstance(d[k], tuple) else d[k]) for k in STATS_HOST_KEYS}
-            row["slots_by_model"] = [{"model": m, "in_use": n, "limit": lim} for m, n, lim in v.slots_by_model]
+            learned = {x.model for x in v.slot_learning if x.applies and x.slots is not None}
+            row["slots_by_model"] = [{"model": m, "in_use": n, "limit": lim, "learned": m in learned}
+                                     for m, n, lim in v.slots_by_model]
             hosts.append(row)
         return {
             "hosts": hosts,
@@ -185,16 +190,26 @@ class Views:
                                   labels=["host", "model"])
         hit = GaugeMetricFamily("sollol_cache_hit_rate", "Share of placements that found their prompt cached",
                                 labels=["host"])
+        learned = GaugeMetricFamily("sollol_slots_learned", "Slots learned from the host's answers, per model",
+                                    labels=["host", "model"])
+        reloads = CounterMetricFamily("sollol_model_reloads", "Model reloads the host's answers showed, by cause "
+                                      "(options: other runner options; cold: none known loaded; unknown)",
+                                      labels=["host", "model", "cause"])
         for host in p.registry.addresses():
             _, by_model, _ = p.slots.view(host)
             for model, in_use, lim in by_model:
                 slots.add_metric([host, model], in_use)
                 if lim is not None:
                     limit.add_metric([host, model], lim)
+            for x in p.slots.learned_views(host):
+                if x.applies and x.slots is not None:
+                    learned.add_metric([host, x.model], x.slots)
             c = p.shadow.host_view(host)
             if c.get("hit_rate") is not None:
                 hit.add_metric([host], c["hit_rate"])
-        return [slots, limit, hit]
+        for host, model, cause, n in p.runners.reload_counts():
+            reloads.add_metric([host, model, cause], n)
+        return [slots, limit, hit, learned, reloads]
 
     def _host_families(self) -> list[Metric]:
         latency = GaugeMetricFamily("sollol_host_latency_ms", "Latency EWMA of the host in ms", labels=["host"])

@@ -5,8 +5,9 @@ socket, no event loop. The service runs them (service.SOLLOL), Control acts on t
 command line, the tests and the benchmarks build them the same way.
 
     registry ─┬─ router ── placement ── queue (admission) ── path (the request path)
-              ├─ slots (slot_limits: the config's num_parallel) ──┘        │
+              ├─ slots (slot_limits: the config's num_parallel; learner) ──┘   │
               ├─ shadow (config.cache, the same object) ───────────── books ┘
+              ├─ runners (the runner options each host has loaded) ── placement, books
               └─ batch (BatchDeps: config, registry, queue, books, slots, executor, components)
     clients (request.tracked): named by the gateway's guard; forgets idle clients in the queue and metrics
 """
@@ -26,11 +27,13 @@ from .batch.manager import BatchManager
 from .cluster.adaptive import ModelListRefresher
 from .cluster.hosts import HostChange, HostChangeKind, HostRegistry
 from .cluster.routing import Router
+from .cluster.slot_learning import SlotLearner
 from .cluster.slots import SlotTable
 from .config import HostSettings, SollolConfig, normalize_host
 from .observability.components import ComponentBoard
 from .observability.metrics import Metrics
 from .observability.requestlog import RequestLog
+from .prompt_cache.runner import RunnerTable
 from .prompt_cache.shadow import CacheShadow
 from .request.admission import GatewayQueue
 from .request.books import Books
@@ -91,11 +94,18 @@ class SlotLimits:
         self.registry = registry
 
     def __call__(self, address: str) -> Optional[int]:
+        own = self.configured(address)
+        return own if own is not None else self.config.default_num_parallel
+
+    def configured(self, address: str) -> Optional[int]:
+        """The host's own num_parallel (None: it has none; its slots are learned)."""
         settings = self.config.host_settings.get(address)  # registry addresses are normalised already
         if settings is None and address not in self.registry:
             settings = self.config.host_settings.get(normalize_host(address))
-        if settings is not None and settings.num_parallel is not None:
-            return settings.num_parallel
+        return settings.num_parallel if settings is not None else None
+
+    def fallback(self, address: str) -> Optional[int]:
+        """What a host without slots of its own has before anything is learned: default_num_parallel."""
         return self.config.default_num_parallel
 
 
@@ -117,6 +127,7 @@ class Parts:
     slot_limits: SlotLimits
     slots: SlotTable
     shadow: CacheShadow
+    runners: RunnerTable
     placement: Placement
     queue: GatewayQueue
     books: Books
@@ -151,39 +162,52 @@ def build(config: Optional[SollolConfig] = None, *, host_labels: Optional[dict[s
     model_lists = ModelListRefresher(in_loop, registry)
     # the request path's stages: slots, prompt-cache shadow, placement, the gateway queue, books
     slot_limits = SlotLimits(config, registry)
-    slots = SlotTable(slot_limits, lambda: config.host_queue_depth)
+    learner = SlotLearner(slot_limits.configured, slot_limits.fallback, lambda: config.learn_slots)
+    slots = SlotTable(slot_limits, lambda: config.host_queue_depth, learner=learner)
     shadow = CacheShadow(config.cache)  # the config's own object: update_config changes it in place
-    placement = Placement(config, registry, router, slots, shadow, slot_limits)
+    runners = RunnerTable()
+    placement = Placement(config, registry, router, slots, shadow, slots.host_slots, runners=runners)
     queue = GatewayQueue(config, placement, slots, shadow, metrics)
-    books = Books(registry, slots, metrics, requests, shadow)
+    books = Books(registry, slots, metrics, requests, shadow, runners)
     path = RequestPath(config, registry, executor, metrics, queue, placement, books, model_lists)
     clients = TrackedClients(config)
     clients.watch(queue.client_busy)
     clients.on_forget(queue.forget_client)
     clients.on_forget(metrics.forget_client)
-    registry.on_change(forget_on_change(shadow, slots))
+    registry.on_change(forget_on_change(shadow, slots, runners))
     registry.on_change(log_host_change)
     batch = BatchManager(BatchDeps(config=config, registry=registry, queue=queue, books=books, slots=slots,
                                    executor=in_loop, components=components, running=lambda: state.running,
                                    loop=state.core_loop))
     return Parts(config=config, state=state, components=components, registry=registry, router=router,
                  metrics=metrics, requests=requests, in_loop=in_loop, executor=executor, ray=ray,
-                 model_lists=model_lists, slot_limits=slot_limits, slots=slots, shadow=shadow, placement=placement,
-                 queue=queue, books=books, path=path, batch=batch, clients=clients, demo=demo,
+                 model_lists=model_lists, slot_limits=slot_limits, slots=slots, shadow=shadow, runners=runners,
+                 placement=placement, queue=queue, books=books, path=path, batch=batch, clients=clients, demo=demo,
                  config_path=Path(config_path) if config_path else None)
 
 
-def forget_on_change(shadow: CacheShadow, slots: SlotTable) -> Callable[[HostChange], None]:
-    """What a host's prompt cache held is gone when it leaves, comes back (it may have restarted) or
-    unloads a model; its slot corrections go when it leaves."""
+def forget_on_change(shadow: CacheShadow, slots: SlotTable,
+                     runners: Optional[RunnerTable] = None) -> Callable[[HostChange], None]:
+    """What a host's prompt cache held, the runners it had loaded and the slots it was learned to have are
+    gone when it leaves, comes back (it may have restarted) or unloads a model (for that model); its slot
+    corrections go when it leaves."""
 
     def forget(change: HostChange) -> None:
         if change.kind in (HostChangeKind.REMOVED, HostChangeKind.READMITTED):
             shadow.drop_host(change.address)
+            if runners is not None:
+                runners.forget_host(change.address)
         if change.kind == HostChangeKind.REMOVED:
             slots.forget_host(change.address)
+            if runners is not None:
+                runners.remove_host(change.address)
+        elif change.kind == HostChangeKind.READMITTED:
+            slots.forget_learned(change.address)
         elif change.kind == HostChangeKind.UNLOADED and change.model is not None:
             shadow.drop_model(change.address, change.model)
+            slots.forget_learned(change.address, change.model)
+            if runners is not None:
+                runners.forget_model(change.address, change.model)
 
     return forget
 

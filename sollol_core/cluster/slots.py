@@ -4,8 +4,10 @@ An Ollama host runs OLLAMA_NUM_PARALLEL requests per loaded model at once (embed
 the rest inside, out of anyone's reach. SOLLOL keeps no more in flight on a (host, model) than its slots plus
 `host_queue_depth`; the rest wait in the gateway queue (admission) where they can still go anywhere.
 
-A host whose slots nobody configured (no num_parallel for it, no default_num_parallel) is not limited: it
-behaves as before the queue existed. Two temporary corrections come from the host's own answers:
+A host without a num_parallel of its own has its slots learned per model from its answers' timings
+(slot_learning.SlotLearner, when the table has one); until then default_num_parallel holds, and a host with
+neither is not limited: it behaves as before the queue existed. Two temporary corrections come from the
+host's own answers:
 
 * busy ("server busy" 503, "no slots available" 500): its limit drops to what it holds now, for a while, so
   the next request waits in the gateway instead of bouncing off the host again (it is not blamed);
@@ -22,7 +24,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ..observability.snapshot import SlotLearningView
 from .hosts import model_key
+from .slot_learning import SlotLearner, SlotTicket
 
 BUSY_BACKOFF_S = 10.0  # how long a host that answered "busy" keeps its lowered limit
 BUSY_CLOSED_S = 0.5  # a host busy with none of SOLLOL's requests takes nothing for this long, then one at a time
@@ -35,6 +39,7 @@ class _Pair:
 
     in_use: int = 0
     started: deque[float] = field(default_factory=deque)  # monotonic start times of the requests in flight
+    tickets: list[SlotTicket] = field(default_factory=list)  # the requests in flight (oldest first)
     busy_limit: Optional[int] = None  # lowered limit after a busy answer
     busy_until: float = 0.0
     closed_until: float = 0.0  # busy with nothing of ours in flight: no request at all until then
@@ -48,25 +53,33 @@ class SlotTable:
     """Slot accounting per (host, model).
 
     `limit_of(host) -> Optional[int]` gives a host's configured slots per model (None: unlimited); it is read
-    on every decision, so a change (the dashboard's `n`, update_config) applies at once.
+    on every decision, so a change (the dashboard's `n`, update_config) applies at once. `learner`: the
+    slots learned for hosts without a num_parallel of their own, which then replace `limit_of`'s value.
     """
 
     def __init__(self, limit_of: Callable[[str], Optional[int]], queue_depth: Callable[[], int],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, learner: Optional[SlotLearner] = None) -> None:
         self._limit_of = limit_of
         self._queue_depth = queue_depth
         self._clock = clock
+        self.learner = learner
         self._pairs: dict[tuple[str, str], _Pair] = {}
         self.ever_unfit = False  # some (host, model) was marked unfit since start: candidates check them
         self._listeners: list[Callable[[], None]] = []
 
     # limits -------------------------------------------------------------------------------------------
     def slots(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
-        """The host's slots for this model: configured num_parallel (embedding models 1), None when unlimited."""
+        """The host's slots for this model: configured num_parallel, else learned, else default_num_parallel
+        (embedding models 1); None when unlimited."""
+        key = self._key(host, model)
         configured = self._limit_of(host)
+        if self.learner is not None:
+            learned = self.learner.learned(host, key[1])
+            if learned is not None:
+                configured = learned
         if configured is None:
             return None
-        pair = self._pairs.get(self._key(host, model))
+        pair = self._pairs.get(key)
         if pair is not None and pair.generated:
             return configured  # a generation model keeps its slots for the embeddings it is asked for too
         return 1 if embedding or (pair is not None and pair.embedded) else configured
@@ -102,24 +115,77 @@ class SlotTable:
         pair = self._pairs.get(self._key(host, model))
         return pair.in_use if pair is not None else 0
 
+    def may_probe(self, host: str, model: Optional[str], embedding: bool = False) -> bool:
+        """The (host, model) is full at slots it learns, and one request more may go now to see whether the
+        host runs it at once (slot_learning: a probe). Never for embeddings, nor while the host says busy."""
+        if self.learner is None or embedding or not model:
+            return False
+        key = self._key(host, model)
+        pair = self._pairs.get(key)
+        if pair is None or pair.embedded or pair.busy_limit is not None:
+            return False
+        limit = self.limit(host, model)
+        return limit is not None and pair.in_use == limit and self.learner.may_probe(host, key[1])
+
+    def host_slots(self, host: str) -> Optional[int]:
+        """The host's slots per model as a whole: its num_parallel, else the most learned for any of its
+        models, else default_num_parallel (None: unlimited). What the cache shadow models and the views show."""
+        if self.learner is not None:
+            learned = self.learner.learned_any(host)
+            if learned is not None:
+                return learned
+        return self._limit_of(host)
+
+    def learned_views(self, host: str) -> tuple[SlotLearningView, ...]:
+        return self.learner.views(host) if self.learner is not None else ()
+
     # accounting ---------------------------------------------------------------------------------------
-    def acquire(self, host: str, model: Optional[str], embedding: bool = False) -> None:
+    def acquire(self, host: str, model: Optional[str], embedding: bool = False) -> SlotTicket:
+        """One more request in flight on (host, model); its ticket goes back with `release` and `answered`."""
+        key = self._key(host, model)
         pair = self._pair(host, model)
         if embedding:
             pair.embedded = True
         else:
             pair.generated = True
+        now = self._clock()
+        ticket = SlotTicket(host, key[1], now, list(pair.tickets))
+        if self.learner is not None and not embedding:
+            limit = self.limit(host, model, embedding)
+            ticket.probe = limit is not None and pair.in_use >= limit
+            self.learner.granted(ticket)
         pair.in_use += 1
-        pair.started.append(self._clock())
+        pair.started.append(now)
+        pair.tickets.append(ticket)
+        return ticket
 
-    def release(self, host: str, model: Optional[str]) -> None:
+    def release(self, host: str, model: Optional[str], ticket: Optional[SlotTicket] = None) -> None:
         pair = self._pairs.get(self._key(host, model))
         if pair is not None and pair.in_use > 0:
             pair.in_use -= 1
             if pair.started:
                 pair.started.popleft()
+            if ticket is None and pair.tickets:
+                ticket = pair.tickets[0]
+            if ticket is not None:
+                try:
+                    pair.tickets.remove(ticket)
+                except ValueError:
+                    pass
+        if ticket is not None and ticket.ended is None:
+            ticket.ended = self._clock()
+            ticket.others = []  # what it needed them for is read (its answer comes before its release)
+            if self.learner is not None:
+                self.learner.ended(ticket)
         for listener in list(self._listeners):
             listener()
+
+    def answered(self, ticket: SlotTicket, wait_s: Optional[float], load_s: Optional[float],
+                 work_s: Optional[float]) -> None:
+        """A native answer's timings for the request of `ticket`: the time it waited inside the host for a
+        slot (total - load - prompt eval - eval), its load and its work (prompt eval + eval)."""
+        if self.learner is not None and wait_s is not None and ticket.ended is None:
+            self.learner.observe(ticket, wait_s, load_s or 0.0, work_s or 0.0)
 
     def on_release(self, listener: Callable[[], None]) -> None:
         """listener() after every release (the gateway queue places what waits)."""
@@ -157,10 +223,17 @@ class SlotTable:
         return pair is not None and self._clock() < pair.unfit_until
 
     def forget_host(self, host: str) -> None:
-        """A removed host: its corrections go (requests still in flight release into nothing)."""
+        """A removed host: its corrections go (requests still in flight release into nothing), and what
+        its answers taught about its slots."""
         for key in [k for k in self._pairs if k[0] == host]:
             pair = self._pairs[key]
             pair.busy_limit, pair.unfit_until = None, 0.0
+        self.forget_learned(host)
+
+    def forget_learned(self, host: str, model: Optional[str] = None) -> None:
+        """The host restarted (or the model left it): its slots are learned again."""
+        if self.learner is not None:
+            self.learner.forget(host, model_key(model) if model else None)
 
     # reading ------------------------------------------------------------------------------------------
     def view(self, host: str) -> tuple[int, tuple[tuple[str, int, Optional[int]], ...], tuple[str, ...]]:

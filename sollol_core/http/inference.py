@@ -51,7 +51,7 @@ class Inference:
         prompted = inference and not embedding and self.config.cache.enabled
         call = Call(endpoint=endpoint, method="POST", path=path, body=body if body is not None else raw,
                     model=model, stream=stream, timeout=timeout, sse=sse, api=ApiFamily(api),
-                    data=data if prompted else None,
+                    data=data if inference else None,
                     session=session_key(path, data, req.headers) if prompted else None,
                     priority=caller.priority if inference else HIGH, client=caller.name, cost=cost,
                     embedding=embedding, gone=req.wait_gone, uses_slot=inference)

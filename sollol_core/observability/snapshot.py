@@ -45,6 +45,43 @@ class HostView:
     unfit_models: tuple[str, ...] = ()  # models that failed to load here lately (tried elsewhere)
     # prompt cache (what the shadow says the host's slots hold)
     cache: Optional["CacheView"] = None
+    # learned slots (cluster.slot_learning): `slots` above is learned when slots_learned; the evidence per model
+    slots_learned: bool = False
+    slot_learning: tuple["SlotLearningView", ...] = ()
+    # runner identity (prompt_cache.runner): the runner options loaded per model, and the reloads met
+    runners: tuple["RunnerView", ...] = ()
+
+
+@dataclass(frozen=True)
+class SlotLearningView:
+    """What one (host, model)'s answers taught about its slots (see cluster.slot_learning)."""
+
+    model: str
+    slots: Optional[int]  # learned; None: no evidence yet (default_num_parallel, or unlimited, holds)
+    applies: bool  # the host learns (no num_parallel of its own, learn_slots on); else the evidence is only shown
+    waited: int  # answers that waited for a slot inside the host
+    ran_beside: int  # answers that ran beside other requests of SOLLOL's without waiting
+    most_beside: int  # the most requests seen running at once without a wait
+    probes: int  # requests let through one above the learned slots
+    probes_failed: int  # of those, the ones that waited
+    last: str  # the last change, in words ("1 → 2: ran beside 1 other(s) without waiting")
+    learning_s: Optional[float] = None  # seconds from the first evidence to the last change
+    changed_ago_s: Optional[float] = None
+    next_probe_in_s: Optional[float] = None  # after a failed probe: seconds until the next one may go
+
+
+@dataclass(frozen=True)
+class RunnerView:
+    """The runner one (host, model) has loaded, as far as SOLLOL knows, and the reloads it met."""
+
+    model: str
+    options: Optional[str]  # "num_ctx=4096", "defaults" (none named), None: not known
+    confirmed: bool  # an answer showed it loaded (else only sent)
+    warm_load_s: Optional[float]  # the host's warm load_duration for the model (median of recent answers)
+    load_s: Optional[float]  # measured (re)load time; None: none seen
+    reloads: int
+    causes: dict[str, int] = field(default_factory=dict)  # cause -> reloads ("options", "cold", "unknown")
+    last_reload: str = ""  # the last one, in words
 
 
 @dataclass(frozen=True)

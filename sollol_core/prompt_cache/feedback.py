@@ -1,8 +1,9 @@
 """What a host's answer says about its prompt cache, and how fast the host prefills.
 
 Native answers report `prompt_eval_count` (the whole prompt), `prompt_eval_duration` (only the newly evaluated
-part) and `load_duration` (> 0: the model was reloaded and every slot lost its cache); /v1 answers give only
-the time to the first token. Per (host, model) a PrefillRate learns tokens per character and seconds per token
+part) and `load_duration` (far above the host's warm value: the model was reloaded and every slot lost its
+cache; runner.RunnerTable judges it, and says so in Feedback.reloaded); /v1 answers give only the time to the
+first token. Per (host, model) a PrefillRate learns tokens per character and seconds per token
 from cold evaluations, and reads the reused share of each answer as ``1 - (duration / s_per_token) / count``.
 read_answer compares that with the share the shadow predicted and says what kind of Correction it is; the
 shadow (shadow.CacheShadow.observe) applies it to what it holds.
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Mapping, Optional
 
-# Ollama 0.5.4 reports a load_duration on every answer, ~0.15 s on this CPU with the model loaded (its
-# scheduling), and seconds for a real load: only this much counts as a reload. A quicker reload shows as
-# reuse predicted and none observed ("lost"), which forgets the same slots.
+# Ollama 0.5.4 reports a load_duration on every answer, 0.03-0.15 s on this CPU with the model loaded (its
+# scheduling). Whether an answer was a reload is judged against the host's warm value (runner.RunnerTable,
+# passed in Feedback.reloaded); where nobody judged it, only this much counts as one. A quicker reload shows
+# as reuse predicted and none observed ("lost"), which forgets the same slots.
 RELOAD_MIN_S = 1.0
 RATE_ALPHA = 0.2  # weight of a new sample in the prefill-rate EWMAs
 COLD_MAX_FRACTION = 0.25  # an evaluation predicted to reuse at most this share counts as a cold sample
@@ -34,7 +36,7 @@ class CorrectionKind(StrEnum):
     CONFIRMED = "confirmed"  # the predicted reuse happened
     UNVERIFIED = "unverified"  # reuse predicted, no rate yet to check it
     LOST = "lost"  # reuse predicted, none observed: the model's other slots are forgotten
-    RELOADED = "reloaded"  # load_duration above RELOAD_MIN_S: the model's slots are forgotten
+    RELOADED = "reloaded"  # the answer shows a reload: the model's slots are forgotten
     UNEXPECTED = "unexpected"  # reuse observed where none was predicted
 
     @property
@@ -51,6 +53,7 @@ class Feedback:
     prompt_eval_duration_s: Optional[float] = None
     load_duration_s: Optional[float] = None
     ttft_s: Optional[float] = None
+    reloaded: Optional[bool] = None  # the load_duration was far above the host's warm value; None: not judged
 
     @classmethod
     def from_ollama(cls, final: Mapping[str, Any], ttft_s: Optional[float] = None) -> Feedback:
@@ -139,7 +142,7 @@ def read_answer(rate: PrefillRate, fb: Feedback, p: float, chars: int) -> Readin
         native: Optional[tuple[int, float]] = (count, dur)
     else:
         native = None
-    if load is not None and load >= RELOAD_MIN_S:
+    if fb.reloaded or (fb.reloaded is None and load is not None and load >= RELOAD_MIN_S):
         learned = False
         if native is not None and chars:
             rate.learn_cold(native[0], native[1], chars, 0.0)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
+from ..cluster.slot_learning import SlotTicket
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
@@ -62,6 +63,7 @@ class Lease:
     prompt: Optional["PromptKey"] = None
     client: str = ""
     uses_slot: bool = True
+    slot: Optional[SlotTicket] = None  # the slot table's ticket (its answer's timings teach the host's slots)
     _queue: Optional["GatewayQueue"] = None
     ended: bool = False
     preempt: Optional[Callable[[], None]] = None  # set while a batch request may still give its slot away
@@ -413,8 +415,7 @@ class GatewayQueue:
             est = decision.estimates.get(host)
             claim = self.shadow.place(host, call.prompt, self.placement.shadow_slots(host, call.embedding),
                                       est.match if est is not None else None)
-        if call.uses_slot:
-            self.slots.acquire(host, call.model, call.embedding)
+        slot = self.slots.acquire(host, call.model, call.embedding) if call.uses_slot else None
         self.stats.admitted += 1
         if self.metrics is not None:
             self.metrics.child(self.metrics.queue_wait, call.priority).observe(wait_s)
@@ -422,7 +423,7 @@ class GatewayQueue:
         key = (client, call.model)
         self._in_flight_by[key] = self._in_flight_by.get(key, 0) + 1
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, claim=claim,
-                     prompt=call.prompt, client=client, uses_slot=call.uses_slot, _queue=self)
+                     prompt=call.prompt, client=client, uses_slot=call.uses_slot, slot=slot, _queue=self)
 
     def _end(self, lease: Lease, how: Settle, answer: Optional[str], feedback: Optional["Feedback"]) -> None:
         client = lease.client
@@ -443,7 +444,7 @@ class GatewayQueue:
             else:
                 self.shadow.release(claim, failed=True)
         if lease.uses_slot:
-            self.slots.release(lease.host, lease.model)  # wakes dispatch
+            self.slots.release(lease.host, lease.model, lease.slot)  # wakes dispatch
         else:
             self.dispatch()
 

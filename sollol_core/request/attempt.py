@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..errors import UpstreamFailure
+from ..prompt_cache.runner import RunnerSent
 from ..upstream.executor import Executor, UpstreamResponse
 from .admission import Lease
 from .answer import Streamed, Whole
@@ -64,6 +65,7 @@ class Attempt:
         self._resp: Optional[UpstreamResponse] = None
         self._upstream_open = False
         self._booked = False
+        self._runner: Optional[RunnerSent] = None  # the runner options it was sent with (the runner table's)
 
     # opening ----------------------------------------------------------------------------------------
     async def open(self) -> Outcome:
@@ -71,6 +73,7 @@ class Attempt:
         call = self.call
         self.started = self.books.opened(self.host)
         self._upstream_open = True
+        self._runner = self.books.sent(call, self.host)
         try:
             self._resp = resp = await self.executor.open(self.host, call.method, call.path, call.body, call.timeout,
                                                          stream=call.stream, content_type=call.content_type)
@@ -189,4 +192,4 @@ class Attempt:
         self._booked = True
         self.outcome = outcome
         self.books.apply(self.call, self.host, self.lease, outcome, self.started, usage=usage, ttft_s=ttft_s,
-                         answer=answer)
+                         answer=answer, runner=self._runner)

@@ -16,6 +16,7 @@ from .shapes import OLLAMA, ApiFamily
 
 if TYPE_CHECKING:
     from ..prompt_cache.key import PromptKey
+    from ..prompt_cache.runner import RunnerKey
 
 
 class Priority(StrEnum):
@@ -54,3 +55,5 @@ class Call:
     gone: Optional[Callable[[], Awaitable[None]]] = None  # returns once the client left (a waiter then leaves)
     host_filter: Optional[Callable[[str], bool]] = None  # hosts this request may use (batch: its per-host cap)
     uses_slot: bool = True  # inference takes one of the model's slots; /api/show and management do not
+    runner: Optional["RunnerKey"] = None  # the runner options it asks the host to run with (runner_options)
+    note: str = ""  # what the gateway changed in it, for the request log ("num_ctx 2048 → 4096 (config)")

@@ -1,5 +1,7 @@
 """The request path: one client request through the stages DESIGN.md draws.
 
+    runner       the runner options it asks for, rewritten where the config sets them per model
+                 (runner_options)
     prompt       the canonical prompt key, made only where placement can gain from it (the fast lane)
     admission    the gateway queue (admission.GatewayQueue): a slot on a host, now or after waiting;
                  placement (placement.Placement) chooses the host inside it
@@ -25,6 +27,7 @@ from ..errors import ClientGone, NoHostForModel, Rejected
 from ..observability.metrics import Metrics
 from ..prompt_cache.canonical import prompt_key_async
 from ..upstream.executor import Executor
+from . import runner_options
 from .admission import GatewayQueue, Lease
 from .answer import Answer, Whole, error_answer
 from .attempt import Attempt, Trip
@@ -78,6 +81,8 @@ class RequestPath:
     # placed by the queue ----------------------------------------------------------------------------
     async def _placed(self, trip: Trip) -> Answer:
         call = trip.call
+        if call.runner is None:
+            runner_options.prepare(call, self.config.models)  # before the prompt: the options are part of it
         if call.prompt is None and call.data is not None and self.placement.uses_prompt(call):
             call.prompt = await prompt_key_async(call.path, call.data, block_chars=self.config.cache.block_chars,
                                                  session=call.session,

@@ -4,7 +4,11 @@
                  could not load the model lately, minus hosts the request may not use (its host_filter)
     room         hosts with a free slot for the model (slots.SlotTable); none: the request waits
     estimates    per host, what its prompt cache holds of this prompt (cache.CacheShadow) and the prefill it
-                 would still do (uncached characters × the host's prefill rate)
+                 would still do (uncached characters × the host's prefill rate); a host whose loaded runner
+                 differs from the request's runner options (prompt_cache.runner) adds its measured load time
+                 and keeps none of its cache, with or without a prompt
+    probe        no host has room, but one learns its slots (cluster.slot_learning): one request above its
+                 learned slots goes there now and then, to see whether the host runs it at once
     bounded load no host takes more than (1 + epsilon) × its share (by slots) of the requests in flight,
                  so a hot prefix's home that is full sends the request to a second host, which caches it too
     scorers      the live strategy orders the hosts with room; performance and p2c add the expected prefill
@@ -36,6 +40,7 @@ from .call import Call
 
 if TYPE_CHECKING:
     from ..prompt_cache.key import PromptKey
+    from ..prompt_cache.runner import RunnerTable
     from ..prompt_cache.shadow import CacheMatch, CacheShadow
 
 # A cold prompt's hosts count as equal when their scores are within the strategy's band of the best, or
@@ -62,6 +67,7 @@ class Estimate:
     match: Optional["CacheMatch"] = None  # the shadow's figures behind these (placing on this host reuses them)
     rate_samples: int = 0  # evaluations its prefill rate was learned from (0: borrowed or the default)
     evicted_s: float = 0.0  # prefill the conversation it would evict would do again on its next turn
+    reload_s: float = 0.0  # its loaded runner differs from the request's: a reload (included in prefill_s)
 
     @property
     def fraction(self) -> float:
@@ -84,6 +90,15 @@ class Wait:
     reason: str  # why nothing is placed now (all slots taken; a faster host frees first)
 
 
+def _runner_reason(host: Host, estimates: dict[str, Estimate], reason: str) -> str:
+    """The runner's part of a reason: a reload on the chosen host, or the hosts it kept the request from."""
+    e = estimates.get(host.address)
+    if e is not None and e.reload_s:
+        return f"{reason}; runner differs: reload est. {e.reload_s:.2f} s"
+    others = sum(1 for x in estimates.values() if x.reload_s)
+    return f"{reason}; runner matches ({others} host(s) would reload)" if others else reason
+
+
 def _kchars(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
@@ -95,13 +110,15 @@ def rendezvous(key: str, host: str) -> int:
 
 class Placement:
     def __init__(self, config: SollolConfig, registry: HostRegistry, router: Router, slots: SlotTable,
-                 shadow: Optional["CacheShadow"], num_parallel: Callable[[str], Optional[int]]) -> None:
+                 shadow: Optional["CacheShadow"], num_parallel: Callable[[str], Optional[int]], *,
+                 runners: Optional["RunnerTable"] = None) -> None:
         self.config = config
         self.registry = registry
         self.router = router
         self.slots = slots
         self.shadow = shadow
         self.num_parallel = num_parallel
+        self.runners = runners
         self._probes: dict[str, int] = {}  # slow start: placements seen per ramping host
 
     # what a host's cache is shadowed with: its slots, or 1 (Ollama's default) when nobody said
@@ -171,23 +188,31 @@ class Placement:
                     full.append(h)
                     if adjust < 0 and has_room(h.address, call.model, call.embedding):
                         held += 1
+        key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
         if not room:
             if held:
                 return Wait(f"{held} host(s) hold slots for interactive requests (queue.interactive_reserve); "
                             f"the others are busy")
-            return Wait(f"all {len(hosts)} host(s) busy: every slot for {call.model or 'this request'} is taken")
+            # a probe never goes where it would make the host reload, nor takes a reserved slot
+            reloads = self._reload_costs(call, model_key(call.model) if call.model else "", full)
+            probe = next((h for h in full if h.address not in reloads
+                          and self.slots.may_probe(h.address, call.model, call.embedding)), None)
+            if probe is None:
+                return Wait(f"all {len(hosts)} host(s) busy: every slot for {call.model or 'this request'} is taken")
+            slots = self.slots.slots(probe.address, call.model, call.embedding)
+            return Decision([probe], f"probe: one above the {slots} slot(s) learned there",
+                            self._estimates(call, [probe], key))
         strategy, weights = self.router.current()
-        key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
         model = model_key(call.model) if call.model else None
         if len(room) == 1 and not full:  # one host can take it: nothing to weigh, only the reason to tell
             estimates = self._estimates(call, room, key)
             order, reason = self._slow_start(room, self._reason(room[0], estimates, key, room, room))
-            return Decision(order, reason, estimates)
+            return Decision(order, _runner_reason(order[0], estimates, reason), estimates)
         estimates = self._estimates(call, room + full, key)
         bounded = room
         if key is not None and weights.cache > 0:
             bounded = self._bounded(room, estimates, model or "")
-        prefill = {a: e.prefill_s for a, e in estimates.items()} if key is not None else None
+        prefill = {a: e.prefill_s for a, e in estimates.items()} if estimates else None
         ranked = strategy.order(room, weights, model, prefill)  # once: round_robin counts its calls
         order = [h for h in ranked if h in bounded] + [h for h in ranked if h not in bounded]
         reason = self._reason(order[0], estimates, key, bounded, room)
@@ -195,6 +220,7 @@ class Placement:
             order, reason = self._cold_pick(order, bounded, estimates, key, strategy, weights, model, prefill,
                                             reason)
         order, reason = self._slow_start(order, reason)
+        reason = _runner_reason(order[0], estimates, reason)
         if full and call.uses_slot:
             better = self._faster_when_free(order[0], full, estimates, call, ahead)
             if better is not None:
@@ -231,17 +257,20 @@ class Placement:
 
     # pieces ----------------------------------------------------------------------------------------
     def _estimates(self, call: Call, hosts: list[Host], key: Optional["PromptKey"]) -> dict[str, Estimate]:
-        if key is None or self.shadow is None:
-            return {}
-        out = {}
         model = model_key(call.model) if call.model else ""
+        reloads = self._reload_costs(call, model, hosts)
+        if key is None or self.shadow is None:  # no prompt to weigh: only the runner, where one differs
+            return {h.address: Estimate(host=h.address, prefill_s=reloads.get(h.address, 0.0),
+                                        reload_s=reloads.get(h.address, 0.0)) for h in hosts} if reloads else {}
+        out = {}
         for h in hosts:
             m = self.shadow.match(h.address, key, self.shadow_slots(h.address, call.embedding))
-            uncached = max(0, key.chars - m.cached_chars)
-            out[h.address] = Estimate(host=h.address, cached_chars=m.cached_chars, prompt_chars=key.chars,
-                                      prefill_s=self.shadow.prefill_s(h.address, model, uncached),
+            reload_s = reloads.get(h.address, 0.0)
+            cached = 0 if reload_s else m.cached_chars  # a reload drops every slot's cache
+            out[h.address] = Estimate(host=h.address, cached_chars=cached, prompt_chars=key.chars,
+                                      prefill_s=self.shadow.prefill_s(h.address, model, max(0, key.chars - cached)) + reload_s,
                                       evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
-                                      displaced=m.displaced, match=m,
+                                      displaced=m.displaced and not reload_s, match=m, reload_s=reload_s,
                                       rate_samples=self.shadow.rate_samples(h.address, model),
                                       evicted_s=self._eviction_s(hosts, model, m.victim_chars)
                                       if m.evicts_active else 0.0)
@@ -254,6 +283,12 @@ class Placement:
         assert self.shadow is not None
         rates = [self.shadow.prefill_s(h.address, model, chars) for h in hosts]
         return RETURN_TURNS * sum(rates) / len(rates) if rates else 0.0
+
+    def _reload_costs(self, call: Call, model: str, hosts: list[Host]) -> dict[str, float]:
+        """Per host whose loaded runner differs from the request's runner options: its load time."""
+        if self.runners is None or call.runner is None or not model:
+            return {}
+        return self.runners.reload_costs(model, call.runner, (h.address for h in hosts))
 
     def _bounded(self, room: list[Host], estimates: dict[str, Estimate], model: str) -> list[Host]:
         """Bounded load for cache affinity: a host over (1 + epsilon) × its share (by slots) of the requests
@@ -286,7 +321,8 @@ class Placement:
             if e is None or not e.cached_chars:
                 out.append(h)  # nothing cached to take away
                 continue
-            e.prefill_s = self.shadow.prefill_s(h.address, model, e.prompt_chars) if self.shadow else e.prefill_s
+            if self.shadow is not None:
+                e.prefill_s = self.shadow.prefill_s(h.address, model, e.prompt_chars) + e.reload_s
             out.append(h)
         return out or list(room)
 

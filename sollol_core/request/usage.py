@@ -1,6 +1,7 @@
 """Usage: what an answer reports about itself — token counts and, on native Ollama answers, the timings
-(prompt_eval_*, load_duration) the cache shadow learns from — and the assistant text of a chat answer, which
-the shadow follows so that a slot holds prompt plus answer as the host's does.
+(prompt_eval_*, load_duration) the cache shadow learns from, and total_duration, whose part beyond the work
+is the time the request waited inside the host for a slot (the slot learning reads it) — and the assistant
+text of a chat answer, which the shadow follows so that a slot holds prompt plus answer as the host's does.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ class Usage:
     prompt_eval_count: Optional[int] = None
     prompt_eval_s: Optional[float] = None
     load_s: Optional[float] = None
+    wait_s: Optional[float] = None  # total - load - prompt eval - eval: the wait for a slot inside the host
+    work_s: Optional[float] = None  # prompt eval + eval
 
-    def feedback(self, ttft_s: Optional[float] = None) -> Feedback:
-        """What this answer tells the cache shadow about the host's slot."""
+    def feedback(self, ttft_s: Optional[float] = None, reloaded: Optional[bool] = None) -> Feedback:
+        """What this answer tells the cache shadow about the host's slot (`reloaded`: judged by the runner
+        table against the host's warm load time; None: not judged)."""
         return Feedback(prompt_eval_count=self.prompt_eval_count, prompt_eval_duration_s=self.prompt_eval_s,
-                        load_duration_s=self.load_s, ttft_s=ttft_s)
+                        load_duration_s=self.load_s, ttft_s=ttft_s, reloaded=reloaded)
 
 
 def _seconds(ns: Any) -> Optional[float]:
@@ -59,10 +63,16 @@ def usage_from(payload: bytes) -> Usage:
             continue
         if "eval_count" in data or "prompt_eval_count" in data:
             eval_s = _seconds(data.get("eval_duration"))
+            prompt_s = _seconds(data.get("prompt_eval_duration"))
+            load_s = _seconds(data.get("load_duration"))
+            total_s = _seconds(data.get("total_duration"))
+            wait_s = work_s = None
+            if total_s is not None and load_s is not None and prompt_s is not None and eval_s is not None:
+                work_s = prompt_s + eval_s
+                wait_s = max(0.0, total_s - load_s - work_s)
             return Usage(eval_count=_count(data.get("eval_count")), eval_s=eval_s if eval_s else None,
-                         prompt_eval_count=_count(data.get("prompt_eval_count")),
-                         prompt_eval_s=_seconds(data.get("prompt_eval_duration")),
-                         load_s=_seconds(data.get("load_duration")))
+                         prompt_eval_count=_count(data.get("prompt_eval_count")), prompt_eval_s=prompt_s,
+                         load_s=load_s, wait_s=wait_s, work_s=work_s)
         usage = data.get("usage")
         if not isinstance(usage, dict) and isinstance(data.get("response"), dict):
             usage = data["response"].get("usage")  # OpenAI Responses: response.completed

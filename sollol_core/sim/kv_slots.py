@@ -83,6 +83,7 @@ class SlotPool:
         self.mode = mode
         self.max_queue = max_queue
         self._waiters: deque[tuple[asyncio.Future, str]] = deque()
+        self._drains: list[asyncio.Future] = []  # waiting for every slot to be idle (a reload)
 
     @property
     def waiting(self) -> int:
@@ -170,7 +171,24 @@ class SlotPool:
                     self._waiters.remove(entry)
                 except ValueError:
                     pass
+                self._wake_drains()
             raise
+
+    @property
+    def idle(self) -> bool:
+        return not self._waiters and not any(s.busy for s in self.slots)
+
+    async def drained(self) -> None:
+        """Until no slot is busy and nobody waits for one (Ollama lets a runner's requests finish before it
+        reloads the model)."""
+        while not self.idle:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drains.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._drains:
+                    self._drains.remove(fut)
 
     def release(self, slot: Slot) -> None:
         slot.busy = False
@@ -180,3 +198,11 @@ class SlotPool:
             if not fut.done():
                 fut.set_result(self._take(prompt))
                 return
+        self._wake_drains()
+
+    def _wake_drains(self) -> None:
+        if self._drains and self.idle:
+            drains, self._drains = self._drains, []
+            for fut in drains:
+                if not fut.done():
+                    fut.set_result(None)

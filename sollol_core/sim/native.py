@@ -10,6 +10,7 @@ from aiohttp import web
 
 from . import render, serving
 from .metadata import iso
+from .node import runner_of
 from .serving import Answer, Frames
 from .wire import NL, SimError, Stats, is_zero_keep_alive, json_response, words
 
@@ -68,7 +69,7 @@ async def _native(node: "NodeState", request: web.Request, chat: bool) -> web.St
             node.unload(norm)
             reason = "unload"
         else:
-            await node.ensure_loaded(norm)
+            await node.ensure_loaded(norm, runner_of(body.get("options")) if "options" in body else None)
             reason = "load"
         content: Any = {"role": "assistant", "content": ""} if chat else ""
         return json_response({"model": model, "created_at": iso(time.time()), key: content,
@@ -79,7 +80,8 @@ async def _native(node: "NodeState", request: web.Request, chat: bool) -> web.St
     pieces, reason = node.pieces_for(limit, bool(body.get("format")))
     context = list(range(1, 1 + min(64, prompt.tokens + len(pieces))))
     answer = Answer(pieces, reason, "".join(pieces))
-    return await serving.serve(node, request, t0, norm, prompt, answer, stream, _NativeFrames(model, chat, context))
+    return await serving.serve(node, request, t0, norm, prompt, answer, stream, _NativeFrames(model, chat, context),
+                               options)
 
 
 async def chat(node: "NodeState", request: web.Request) -> web.StreamResponse:
@@ -113,7 +115,7 @@ async def embed(node: "NodeState", request: web.Request) -> web.StreamResponse:
     texts = texts_of(body.get("input"), allow_empty=True)
     if not texts:
         return json_response({"model": model, "embeddings": []})
-    vectors, total, load = await serving.embed(node, t0, norm, texts)
+    vectors, total, load = await serving.embed(node, t0, norm, texts, body.get("options"))
     return json_response({"model": model, "embeddings": vectors, "total_duration": total, "load_duration": load,
                           "prompt_eval_count": sum(max(1, words(t)) for t in texts)})
 
@@ -126,7 +128,7 @@ async def embeddings(node: "NodeState", request: web.Request) -> web.StreamRespo
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         return json_response({"embedding": []})
-    vectors, _, _ = await serving.embed(node, t0, norm, [prompt])
+    vectors, _, _ = await serving.embed(node, t0, norm, [prompt], body.get("options"))
     return json_response({"embedding": vectors[0]})
 
 

@@ -26,6 +26,21 @@ from .wire import NO_MEMORY, NO_SLOTS, Family, SimError
 
 RECEIVED_MAX = 1000
 
+#: Runner options whose change makes Ollama reload a model, and what a request that names none runs with.
+RUNNER_DEFAULTS: dict[str, Any] = {"num_ctx": 2048, "num_batch": 512, "num_gpu": -1, "main_gpu": 0,
+                                   "use_mmap": None, "use_mlock": False, "num_thread": 0, "low_vram": False,
+                                   "f16_kv": True, "numa": False}
+
+
+def runner_of(options: Any) -> dict[str, Any]:
+    """The runner a request's `options` ask for: the defaults, with what it names in their place."""
+    runner = dict(RUNNER_DEFAULTS)
+    if isinstance(options, dict):
+        for name in RUNNER_DEFAULTS:
+            if options.get(name) is not None:
+                runner[name] = options[name]
+    return runner
+
 #: An endpoint: a function of (node, request).
 Handler = Callable[["NodeState", web.Request], Awaitable[web.StreamResponse]]
 #: What a route module lists in its ROUTES: (method, path, handler, the API family of its error shapes).
@@ -66,6 +81,9 @@ class NodeState:
         self._port = spec.port
         self._pools: dict[str, SlotPool] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
+        self.runners: dict[str, dict[str, Any]] = {}  # the runner options each loaded model was loaded with
+        self.reloads = 0  # loads of a model that was loaded with other runner options
+        self._sched: dict[str, asyncio.Lock] = {}  # one (re)load at a time per model; later requests queue behind
         self._ids = 0
         self.listing_cache: tuple[tuple[str, ...], bytes, bytes] = ((), b"", b"")
         self.version_body = orjson.dumps({"version": "0.5.4-sim"})
@@ -86,6 +104,8 @@ class NodeState:
         for task in self._loading.values():
             task.cancel()
         self._loading = {}
+        self.runners = {}
+        self._sched = {}
 
     # -- slots and loading -----------------------------------------------------------------
 
@@ -116,6 +136,7 @@ class NodeState:
     def unload(self, norm: str) -> None:
         if norm in self.loaded:
             self.loaded.remove(norm)
+        self.runners.pop(norm, None)
         pool = self._pools.get(norm)
         if pool is not None:
             pool.clear()
@@ -136,29 +157,52 @@ class NodeState:
             raise
         self._finish_load(norm)
 
-    async def admit(self, norm: str) -> int:
+    @property
+    def warm_ns(self) -> int:
+        """load_duration of an answer on the loaded model: small, never 0 (Ollama's scheduling)."""
+        return max(1, int(self.spec.warm_load_ms * 1e6))
+
+    async def admit(self, norm: str, runner: Optional[dict[str, Any]] = None) -> int:
         """Before a request takes a slot: busy_500, then the model's load (see ensure_loaded)."""
         if self.busy_500:
             raise SimError(500, NO_SLOTS)
-        return await self.ensure_loaded(norm)
+        return await self.ensure_loaded(norm, runner_of(None) if runner is None else runner)
 
-    async def ensure_loaded(self, norm: str) -> int:
-        """Load the model when it is not loaded (one load however many wait for it); the ns this request
-        waited for a load, 0 when it was loaded. A load empties the model's slot caches."""
+    def _fits(self, norm: str, runner: Optional[dict[str, Any]]) -> bool:
+        return norm in self.loaded and (runner is None or self.runners.get(norm, RUNNER_DEFAULTS) == runner)
+
+    async def ensure_loaded(self, norm: str, runner: Optional[dict[str, Any]] = None) -> int:
+        """Load the model when it is not loaded, or reload it when it was loaded with other runner options
+        than `runner` (None: any will do), as Ollama does: the requests on the old runner finish first, and
+        requests arriving meanwhile wait behind the reload. One load however many wait for it. Returns the
+        ns this request waited for a load, or warm_ns when the model was loaded as it asks. A load empties the
+        model's slot caches."""
         failing = self.load_failure
         if failing and norm_name(failing) == norm:
             self.unload(norm)
             raise SimError(500, NO_MEMORY)
-        if norm in self.loaded:
-            return 0
+        lock = self._sched.get(norm)
+        if self._fits(norm, runner) and (lock is None or not lock.locked()):
+            return self.warm_ns
         t = time.monotonic_ns()
-        task = self._loading.get(norm)
-        if task is None:
-            if self.spec.load_ms <= 0:
-                self._finish_load(norm)
-                return max(1, time.monotonic_ns() - t)
-            task = self._loading[norm] = asyncio.get_running_loop().create_task(self._load(norm))
-        await asyncio.shield(task)
+        if lock is None:
+            lock = self._sched[norm] = asyncio.Lock()
+        async with lock:
+            if self._fits(norm, runner):  # loaded as it asks by the time its turn came
+                return max(self.warm_ns, time.monotonic_ns() - t)
+            if norm in self.loaded:  # another runner: let its requests finish, then reload
+                self.reloads += 1
+                await self.pool(norm).drained()
+                self.unload(norm)
+            task = self._loading.get(norm)
+            if task is None:
+                if self.spec.load_ms <= 0:
+                    self._finish_load(norm)
+                else:
+                    task = self._loading[norm] = asyncio.get_running_loop().create_task(self._load(norm))
+            if task is not None:
+                await asyncio.shield(task)
+            self.runners[norm] = dict(RUNNER_DEFAULTS) if runner is None else runner
         return max(1, time.monotonic_ns() - t)
 
     # -- plumbing --------------------------------------------------------------------------

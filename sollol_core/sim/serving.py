@@ -3,21 +3,28 @@ hold, then answer token by token (streamed) or whole. The API modules only say h
 (a ``Frames``); timing, slots, cache and the injected mid-stream failures are all here.
 
 Time to the first token = latency_ms + prefill (uncached characters x prefill_ms_per_kchar / 1000), plus
-the load when the model was not loaded; then one token every 1/tokens_per_s. With prefill_ms_per_kchar = 0
-and load_ms = 0 this is the simulator's original timing, to the millisecond.
+the load when the model was not loaded (or was loaded with other runner options); then one token every
+1/tokens_per_s. With prefill_ms_per_kchar = 0 and load_ms = 0 this is the simulator's original timing, to
+the millisecond.
+
+The figures an answer reports add up as Ollama's do: total_duration runs from the handler's start, so it
+includes the wait for a slot; load_duration is the load (warm_load_ms on a loaded model), prompt_eval_duration
+the prefill, and eval_duration the rest of the service (latency_ms and the tokens). What total_duration has
+beyond those three is the time the request waited inside the node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from aiohttp import web
 
 from .kv_slots import Prefill
 from .metadata import embedding
+from .node import runner_of
 from .render import Prompt
 from .wire import JSON, NDJSON, NL, RUNNER_GONE, Abort, SimError, Stats
 
@@ -56,10 +63,11 @@ class Frames:
 
 
 async def serve(node: "NodeState", request: web.Request, t0: int, norm: str, prompt: Prompt, answer: Answer,
-                stream: bool, frames: Frames) -> web.StreamResponse:
-    """Serve a token answer under one slot of the model: streamed chunk by chunk, or whole at the end."""
+                stream: bool, frames: Frames, options: Any = None) -> web.StreamResponse:
+    """Serve a token answer under one slot of the model: streamed chunk by chunk, or whole at the end.
+    `options`: the request's Ollama options (its runner options; None: the model's defaults)."""
     spec = node.spec
-    load_ns = await node.admit(norm)
+    load_ns = await node.admit(norm, runner_of(options))
     pool = node.pool(norm)
     slot, reused = await pool.acquire(prompt.text)
     try:
@@ -72,11 +80,11 @@ async def serve(node: "NodeState", request: web.Request, t0: int, norm: str, pro
         prompt_ns = round(prefill * 1e9)
         node.record_prefill(Prefill(request.path, norm, slot.index, len(prompt.text), len(prompt.text) - uncached,
                                     load_ns))
-        eval_ns = max(1, int(len(pieces) * interval * 1e9))
+        eval_ns = max(1, int((latency + len(pieces) * interval) * 1e9))
 
-        def stats() -> Stats:
-            return Stats(time.monotonic_ns() - t0, load_ns, prompt.tokens, prompt_ns, len(pieces), eval_ns,
-                         answer.reason)
+        def stats() -> Stats:  # the warm load is reported, not slept: total is never below the parts
+            total = max(time.monotonic_ns() - t0, load_ns + prompt_ns + eval_ns)
+            return Stats(total, load_ns, prompt.tokens, prompt_ns, len(pieces), eval_ns, answer.reason)
 
         if not stream:
             await asyncio.sleep(latency + prefill + len(pieces) * interval)
@@ -117,11 +125,12 @@ async def serve(node: "NodeState", request: web.Request, t0: int, norm: str, pro
         pool.release(slot)
 
 
-async def embed(node: "NodeState", t0: int, norm: str, texts: list[str]) -> tuple[list[list[float]], int, int]:
+async def embed(node: "NodeState", t0: int, norm: str, texts: list[str],
+                options: Any = None) -> tuple[list[list[float]], int, int]:
     """Vectors for texts under one slot of the model; (vectors, total_ns, load_ns). The slot's cache is
     left as it was."""
     spec = node.spec
-    load_ns = await node.admit(norm)
+    load_ns = await node.admit(norm, runner_of(options))
     pool = node.pool(norm)
     slot, _ = await pool.acquire("")
     try:

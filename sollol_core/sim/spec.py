@@ -18,7 +18,9 @@ class SimNodeSpec:
     included, which is how the simulator always behaved); with ``num_parallel`` set, embedding models get
     one slot, as in Ollama. A request holds one slot for its whole service time. ``cache_mode`` says which
     idle slot a request takes (see ``slots.SlotPool``); the part of the prompt a slot already holds costs no
-    prefill time.
+    prefill time. A request whose runner options (num_ctx, num_batch, num_gpu ...) differ from the loaded
+    runner's makes the node reload the model, as Ollama does: it waits for the requests running on the old
+    runner, takes ``load_ms`` and empties every slot's cache.
     """
 
     name: str = "sim"
@@ -36,7 +38,8 @@ class SimNodeSpec:
     num_parallel: Optional[int] = None  # slots per loaded model (OLLAMA_NUM_PARALLEL); None = capacity
     max_queue: Optional[int] = None  # requests that may wait for a slot of one model; more get 503; None = no limit
     prefill_ms_per_kchar: float = 0.0  # prefill time per 1,000 prompt characters not in the slot's cache
-    load_ms: float = 0.0  # time to load a model that is not loaded (reported as load_duration)
+    load_ms: float = 0.0  # time to (re)load a model (reported as load_duration)
+    warm_load_ms: float = 1.0  # load_duration of an answer on a loaded model (its scheduling; never 0 on Ollama)
     cache_mode: str = "lcp"  # "lcp" (Ollama >= 0.30), "multiuser" (< 0.30, OLLAMA_MULTIUSER_CACHE=1), "legacy"
 
     def __post_init__(self) -> None:

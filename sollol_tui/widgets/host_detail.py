@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Sparkline, Static
 
-from sollol_core.observability.snapshot import CacheView, HostView
+from sollol_core.observability.snapshot import CacheView, HostView, RunnerView, SlotLearningView
 
 from .. import fmt
 
@@ -87,13 +87,15 @@ def compact_content(view: HostView, hosts: Sequence[HostView]) -> Content:
 
 
 def model_slots_parts(view: HostView) -> list[str | tuple[str, str]]:
-    """'llama3.2 2/4, qwen2.5 1/4': each model's slots in use / its slots."""
+    """'llama3.2 2/4, qwen2.5 1/2~': each model's slots in use / its slots (~: learned from its answers)."""
     parts: list[str | tuple[str, str]] = []
+    learned = {r.model for r in view.slot_learning if r.applies and r.slots is not None}
     for model, used, limit in view.slots_by_model:
         if parts:
             parts.append((", ", "$text-muted"))
         full = limit is not None and used >= limit
-        parts += [f"{fmt.short_model(model)} ", (fmt.slots(used, limit), "bold $warning" if full else "")]
+        text = fmt.slots(used, limit) + ("~" if model in learned else "")
+        parts += [f"{fmt.short_model(model)} ", (text, "bold $warning" if full else "")]
     return parts
 
 
@@ -103,6 +105,38 @@ def slots_parts(view: HostView) -> list[str | tuple[str, str]]:
                                           (" in use", "$text-muted")]
     models = model_slots_parts(view)
     return parts + [(": ", "$text-muted"), *models] if models else parts
+
+
+def learning_line(row: SlotLearningView) -> list[str | tuple[str, str]]:
+    """'learned llama3.2 2: 1 → 2: ran beside 1 other(s) without waiting; waited 3, beside 40, probes 4 (2 waited)'"""
+    value = "—" if row.slots is None else str(row.slots)
+    parts: list[str | tuple[str, str]] = [("learned ", "$text-muted"), f"{fmt.short_model(row.model)} ",
+                                          (value, "bold $accent" if row.applies else "bold")]
+    if not row.applies:
+        parts.append((" (its num_parallel holds)", "$text-muted"))
+    if row.last:
+        parts += [(": ", "$text-muted"), row.last]
+    parts += [("; waited ", "$text-muted"), str(row.waited), (", beside ", "$text-muted"), str(row.ran_beside),
+              (", probes ", "$text-muted"), str(row.probes)]
+    if row.probes_failed:
+        parts += [(" (", "$text-muted"), (str(row.probes_failed), "$warning"), (" waited)", "$text-muted")]
+    return parts
+
+
+def runner_line(row: RunnerView) -> list[str | tuple[str, str]]:
+    """'runner  llama3.2 num_ctx=4096, warm 0.05 s, load 0.9 s, reloads 3 (options 2, cold 1)'"""
+    options = row.options if row.options is not None else "not known"
+    parts: list[str | tuple[str, str]] = [("runner  ", "$text-muted"), f"{fmt.short_model(row.model)} ",
+                                          (options, "bold" if row.confirmed else "")]
+    if row.warm_load_s is not None:
+        parts += [(", warm ", "$text-muted"), fmt.seconds(row.warm_load_s)]
+    if row.load_s is not None:
+        parts += [(", load ", "$text-muted"), fmt.seconds(row.load_s)]
+    parts += [(", reloads ", "$text-muted"), (str(row.reloads), "bold $warning" if row.reloads else "")]
+    if row.causes:
+        parts += [(" (", "$text-muted"), ", ".join(f"{k} {n}" for k, n in sorted(row.causes.items())),
+                  (")", "$text-muted")]
+    return parts
 
 
 def cache_lines(cache: Optional[CacheView]) -> list[list[str | tuple[str, str]]]:
@@ -128,6 +162,8 @@ def extra_content(view: HostView) -> Content:
     if view.unfit_models:
         lines.append([("unfit   ", "$text-muted"), (fmt.clean(", ".join(view.unfit_models)), "$warning"),
                       (" (tried elsewhere)", "$text-muted")])
+    lines += [learning_line(row) for row in view.slot_learning]
+    lines += [runner_line(row) for row in view.runners]
     lines += cache_lines(view.cache)
     parts: list[str | tuple[str, str]] = []
     for i, line in enumerate(lines):
@@ -152,6 +188,11 @@ def compact_summary(view: HostView) -> list[str | tuple[str, str]]:
         if parts:
             parts.append("  ")
         parts += [("unfit ", "$text-muted"), (fmt.clean(", ".join(view.unfit_models)), "$warning")]
+    reloads = sum(r.reloads for r in view.runners)
+    if reloads:
+        if parts:
+            parts.append("  ")
+        parts += [("reloads ", "$text-muted"), (str(reloads), "$warning")]
     return parts
 
 

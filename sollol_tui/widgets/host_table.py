@@ -28,7 +28,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("address", "Host", 20),  # the label when there is one ("fast (sim)"), else the address
     Column("state", "State", 10),
     Column("score", "Score", 7),
-    Column("slots", "Slots", 7),  # in use / slots
+    Column("slots", "Slots", 7),  # in use / slots; "2/2~": learned from the host's answers
     Column("cache", "Cache", 6),  # prompt-cache hit rate
     Column("latency", "Latency", 8),
     Column("trend", "Trend", 10),
@@ -55,7 +55,7 @@ def host_cells(view: HostView, name: Optional[str] = None) -> dict[str, str]:
         "score": f"{view.score:.3f}" if view.score < 100 else f"{view.score:.0f}",
         "latency": fmt.ms(view.latency_ms),
         "trend": fmt.sparkline(view.latency_history, TREND_WIDTH),
-        "slots": fmt.slots(view.slots_in_use, view.slots),
+        "slots": fmt.slots(view.slots_in_use, view.slots) + ("~" if view.slots_learned else ""),
         "cache": fmt.percent(cache.hit_rate if cache is not None else None),
         "ttft": fmt.ms(view.ttft_ms),
         "success": fmt.percent(view.success_rate),
@@ -68,8 +68,8 @@ def host_cells(view: HostView, name: Optional[str] = None) -> dict[str, str]:
 
 
 def slots_full(text: str) -> bool:
-    """'4/4' or '5/4': every slot taken (requests for this host wait in the gateway)."""
-    used, _, limit = text.partition("/")
+    """'4/4', '5/4' or '2/2~' (learned): every slot taken (requests for this host wait in the gateway)."""
+    used, _, limit = text.rstrip("~").partition("/")
     return limit.isdigit() and used.isdigit() and int(used) >= int(limit)
 
 

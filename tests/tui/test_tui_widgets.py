@@ -20,6 +20,8 @@ from sollol_core.observability.snapshot import (
     HostView,
     QueueView,
     RequestRecord,
+    RunnerView,
+    SlotLearningView,
 )
 from sollol_tui.app import SollolApp
 from sollol_tui.screens.slots import parse_slots
@@ -115,6 +117,25 @@ def test_host_detail_full_shows_cache_slots_and_the_cache_term(core):
     assert slow[:3] == ["slots   2/2 in use: llama3.2 2/2", "unfit   llama3.3:70b (tried elsewhere)",
                         "cache   hit —, saved 0.00 s, — s/1k chars"]
     assert extra_content(view(snap, REAL)).plain.split("\n") == ["slots   5/∞ in use", "cache   not tracked for this host"]
+
+
+def test_learned_slots_show_with_a_tilde_and_their_evidence_and_runners_with_their_reloads(core):
+    snap = filled(core)
+    learning = SlotLearningView(model="llama3.2:latest", slots=2, applies=True, waited=3, ran_beside=41,
+                                most_beside=2, probes=4, probes_failed=2,
+                                last="1 → 2: ran beside 1 other(s) without waiting")
+    runner = RunnerView(model="llama3.2:latest", options="num_ctx=4096", confirmed=True, warm_load_s=0.05,
+                        load_s=0.9, reloads=3, causes={"options": 2, "cold": 1})
+    learned = dataclasses.replace(view(snap, SLOW), slots_learned=True, slot_learning=(learning,), runners=(runner,),
+                                  slots_by_model=(("llama3.2:latest", 2, 2),))
+    cell = host_cells(learned)["slots"]
+    assert cell == "2/2~" and slots_full(cell)
+    lines = extra_content(learned).plain.split("\n")
+    assert lines[0] == "slots   2/2 in use: llama3.2 2/2~"
+    assert lines[2] == ("learned llama3.2 2: 1 → 2: ran beside 1 other(s) without waiting; waited 3, beside 41, "
+                        "probes 4 (2 waited)")
+    assert lines[3] == "runner  llama3.2 num_ctx=4096, warm 0.05 s, load 0.90 s, reloads 3 (cold 1, options 2)"
+    assert "reloads 3" in compact_content(learned, snap.hosts).plain
 
 
 def test_host_detail_compact_adds_one_summary_line(core):

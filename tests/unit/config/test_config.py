@@ -8,6 +8,7 @@ import pytest
 from sollol_core.config import (
     ApiKey,
     HostSettings,
+    ModelSettings,
     SollolConfig,
     env_overrides,
     is_live,
@@ -36,7 +37,7 @@ def test_example_file_loads_and_documents_every_key():
     for table in ("routing_weights", "cache", "queue"):
         for key in SollolConfig.model_fields[table].annotation.model_fields:
             assert re.search(rf"^{key} = ", text, re.M), f"{table}.{key} not documented"
-    for model in (ApiKey, HostSettings):  # keyed tables, shown commented out
+    for model in (ApiKey, HostSettings, ModelSettings):  # keyed tables, shown commented out
         for key in model.model_fields:
             assert re.search(rf"^# {key} = ", text, re.M), f"{model.__name__}.{key} not documented"
 

@@ -9,6 +9,7 @@ from sollol_core.config import (
     ApiKey,
     CacheSettings,
     HostSettings,
+    ModelSettings,
     QueueSettings,
     RoutingWeights,
     SollolConfig,
@@ -19,7 +20,7 @@ from sollol_core.control import Control
 from sollol_core.wiring import Parts, build
 
 SETTINGS_MODELS: tuple[type[BaseModel], ...] = (SollolConfig, RoutingWeights, HostSettings, CacheSettings,
-                                                QueueSettings, ApiKey)
+                                                QueueSettings, ApiKey, ModelSettings)
 
 
 def control_of(**config: object) -> tuple[Parts, Control]:
