@@ -163,7 +163,12 @@ class QueueSettings(BaseModel):
                                               "one chunk at most.")
     fair_share: bool = setting(True, live=True,
                                description="While other clients wait for a model, a client is granted no more "
-                                           "than its fair share of the model's slots (alone, it may use all).")
+                                           "than its fair share of the model's slots; while others used the "
+                                           "model within fair_window_s, it leaves one slot free for each of "
+                                           "them (alone, it may use all).")
+    fair_window_s: float = setting(10.0, live=True, gt=0,
+                                   description="A client that sent a request for a model within this many "
+                                               "seconds counts as using it (fair_share).")
     preempt_batch: bool = setting(False, live=True,
                                   description="A waiting `high` request may take the slot of a `batch` request "
                                               "whose answer has not started; that one goes back to the queue.")

@@ -5,8 +5,11 @@ part) and `load_duration` (far above the host's warm value: the model was reload
 cache; runner.RunnerTable judges it, and says so in Feedback.reloaded); /v1 answers give only the time to the
 first token. Per (host, model) a PrefillRate learns tokens per character and seconds per token
 from cold evaluations, and reads the reused share of each answer as ``1 - (duration / s_per_token) / count``.
-read_answer compares that with the share the shadow predicted and says what kind of Correction it is; the
-shadow (shadow.CacheShadow.observe) applies it to what it holds.
+Where the answer names its cached prompt tokens (native `prompt_eval_cached_count`, OpenAI
+`prompt_tokens_details.cached_tokens` or Responses `input_tokens_details.cached_tokens`, Anthropic
+`cache_read_input_tokens`), that count is the reused share, no rate needed. read_answer compares the share
+with the one the shadow predicted and says what kind of Correction it is; the shadow
+(shadow.CacheShadow.observe) applies it to what it holds.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Feedback:
     load_duration_s: Optional[float] = None
     ttft_s: Optional[float] = None
     reloaded: Optional[bool] = None  # the load_duration was far above the host's warm value; None: not judged
+    cached_tokens: Optional[int] = None  # of the prompt, tokens the host reports it took from its cache
+    prompt_tokens: Optional[int] = None  # the whole prompt's tokens from a /v1 usage (native: prompt_eval_count)
 
     @classmethod
     def from_ollama(cls, final: Mapping[str, Any], ttft_s: Optional[float] = None) -> Feedback:
@@ -64,8 +69,23 @@ class Feedback:
             return v / scale if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
 
         count = num("prompt_eval_count")
+        cached = num("prompt_eval_cached_count")
         return cls(int(count) if count is not None else None, num("prompt_eval_duration", 1e9),
-                   num("load_duration", 1e9), ttft_s)
+                   num("load_duration", 1e9), ttft_s, cached_tokens=int(cached) if cached is not None else None)
+
+    def reported_share(self, rate: PrefillRate) -> Optional[float]:
+        """The reused share the answer names itself (cached tokens / prompt tokens); None when it names none.
+        A zero is believed only from a host that has named a positive count before: Ollama's Responses
+        API always says 0."""
+        total = self.prompt_eval_count if self.prompt_eval_count is not None else self.prompt_tokens
+        cached = self.cached_tokens
+        if cached is None or not total or total <= 0 or cached < 0:
+            return None
+        if cached > 0:
+            rate.reports_cached = True
+        elif not rate.reports_cached:
+            return None
+        return min(1.0, cached / total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +106,7 @@ def _ewma(old: Optional[float], sample: float) -> float:
 class PrefillRate:
     """Prefill model of one (host, model), learned from its answers."""
 
-    __slots__ = ("tpc", "spt", "cold", "ttft_spc", "ttft_n")
+    __slots__ = ("tpc", "spt", "cold", "ttft_spc", "ttft_n", "reports_cached")
 
     def __init__(self) -> None:
         self.tpc: Optional[float] = None  # tokens per canonical character
@@ -94,6 +114,7 @@ class PrefillRate:
         self.cold = 0  # cold samples learned
         self.ttft_spc: Optional[float] = None  # seconds per char from /v1 time to first token (fallback)
         self.ttft_n = 0
+        self.reports_cached = False  # the host's answers have named a positive cached-token count
 
     def per_char(self) -> Optional[float]:
         """Prefill seconds per canonical character; None until measured."""
@@ -148,6 +169,9 @@ def read_answer(rate: PrefillRate, fb: Feedback, p: float, chars: int) -> Readin
             rate.learn_cold(native[0], native[1], chars, 0.0)
             learned = True
         return Reading(CorrectionKind.RELOADED, 0.0, learned)
+    reported = fb.reported_share(rate)
+    if reported is not None:
+        return _read_reported(rate, fb, native, reported, p, chars)
     if native is not None:
         count, dur = native
         observed = rate.observed_share(count, dur, chars)
@@ -170,6 +194,28 @@ def read_answer(rate: PrefillRate, fb: Feedback, p: float, chars: int) -> Readin
             return _judge(p, max(0.0, min(1.0, 1.0 - ttft / (chars * own))))
         return Reading(CorrectionKind.UNVERIFIED, None)
     return Reading(CorrectionKind.NONE, None)
+
+
+def _read_reported(rate: PrefillRate, fb: Feedback, native: Optional[tuple[int, float]], reported: float,
+                   p: float, chars: int) -> Reading:
+    """The answer named its cached tokens: that is the reused share. The prefill rate learns from the newly
+    evaluated part, whatever the prediction was."""
+    learned = False
+    if native is not None and chars:
+        count, dur = native
+        if count * (1.0 - reported) >= MIN_SAMPLE_TOKENS:
+            rate.learn_cold(count, dur, chars, reported)
+            learned = True
+    elif isinstance(fb.ttft_s, (int, float)) and fb.ttft_s >= 0 and rate.spt is None \
+            and chars * (1.0 - reported) >= TTFT_MIN_CHARS:
+        rate.learn_ttft(fb.ttft_s, chars, reported)
+        learned = True
+    if p <= COLD_MAX_FRACTION:
+        if reported >= p + 0.5:
+            return Reading(CorrectionKind.UNEXPECTED, reported, learned)
+        return Reading(CorrectionKind.COLD if learned else CorrectionKind.NONE, reported, learned)
+    judged = _judge(p, reported)
+    return Reading(judged.kind, reported, learned)
 
 
 def _judge(p: float, observed: Optional[float]) -> Reading:

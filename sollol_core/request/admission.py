@@ -137,6 +137,7 @@ class GatewayQueue:
         self._in_flight_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests in flight
         self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
         self._waiting_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests waiting
+        self._seen: dict[tuple[str, Optional[str]], float] = {}  # (client, model) -> its last request
         self._preemptible: set[Lease] = set()  # batch requests whose answer has not begun (queue.preempt_batch)
         self.requests_by_client: dict[str, int] = {}
         self.rejected_by_client: dict[str, int] = {}
@@ -198,11 +199,13 @@ class GatewayQueue:
         cls = Priority(call.priority) if call.priority in self._classes else INTERACTIVE
         client = call.client or "anonymous"
         self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
+        self._seen[(client, call.model)] = time.monotonic()
         started = time.monotonic()
         decision = self._decide(call, exclude, 0)  # raises NoHostForModel
         if decision is None:
             return None
-        if isinstance(decision, Decision) and (front or not self._others_wait(call, cls)):
+        if isinstance(decision, Decision) and (front or not self._others_wait(call, cls)) \
+                and not self._over_headroom(client, call):
             return self._grant(call, decision, 0.0, client)
         if cls is not BATCH:
             self._interactive_waited[call.model] = time.monotonic()
@@ -313,6 +316,37 @@ class GatewayQueue:
         # pipelining is for the batch's embedding chunks: a chat held inside a host would stand in front of
         # the interactive requests that come next
         return self.placement.decide(call, exclude, ahead=ahead, pipeline=q.batch_pipeline if call.embedding else 0)
+
+    def _others_using(self, client: str, model: Optional[str]) -> set[str]:
+        """The other clients using the model: waiting for it, running on it, or sent it a request within
+        queue.fair_window_s (stale entries are dropped on the way)."""
+        horizon = time.monotonic() - self.config.queue.fair_window_s
+        others = {c for (c, m), n in self._waiting_by.items() if n and m == model and c != client}
+        others |= {c for (c, m), n in self._in_flight_by.items() if n and m == model and c != client}
+        for (c, m), at in list(self._seen.items()):
+            if at < horizon:
+                if not self._waiting_by.get((c, m)) and not self._in_flight_by.get((c, m)):
+                    del self._seen[(c, m)]
+            elif m == model and c != client:
+                others.add(c)
+        return others
+
+    def _over_headroom(self, client: str, call: Call) -> bool:
+        """While other clients use the model, a client leaves one of its slots free for each of them
+        (queue.fair_share): a quiet client's request then finds a slot instead of waiting behind a loud one.
+        Never below a fair share; alone, a client may take every slot."""
+        if not self.config.queue.fair_share:
+            return False
+        mine = self._in_flight_by.get((client, call.model), 0)
+        if not mine:
+            return False
+        others = self._others_using(client, call.model)
+        if not others:
+            return False
+        total = self.placement.total_slots(call)
+        if total is None:
+            return False
+        return mine >= max(1, total // (len(others) + 1), total - len(others))
 
     def _over_share(self, ticket: "_Ticket") -> bool:
         """While other clients wait for its model, a client is granted no more than its fair share of the
@@ -529,6 +563,9 @@ class GatewayQueue:
                     failed.append((t, None))
                     continue
                 if isinstance(decision, Decision):
+                    if self._over_headroom(t.client, t.call):
+                        t.why = "its client leaves a slot free for each other client using the model"
+                        continue
                     if self._over_share(t):
                         t.why = "its client holds its fair share of the model's slots while others wait"
                         over.append((client, t, decision))

@@ -25,12 +25,15 @@ class Usage:
     load_s: Optional[float] = None
     wait_s: Optional[float] = None  # total - load - prompt eval - eval: the wait for a slot inside the host
     work_s: Optional[float] = None  # prompt eval + eval
+    prompt_tokens: Optional[int] = None  # /v1 answers: the whole prompt, cached part included
+    cached_tokens: Optional[int] = None  # of the prompt, tokens the host says it took from its cache
 
     def feedback(self, ttft_s: Optional[float] = None, reloaded: Optional[bool] = None) -> Feedback:
         """What this answer tells the cache shadow about the host's slot (`reloaded`: judged by the runner
         table against the host's warm load time; None: not judged)."""
         return Feedback(prompt_eval_count=self.prompt_eval_count, prompt_eval_duration_s=self.prompt_eval_s,
-                        load_duration_s=self.load_s, ttft_s=ttft_s, reloaded=reloaded)
+                        load_duration_s=self.load_s, ttft_s=ttft_s, reloaded=reloaded,
+                        cached_tokens=self.cached_tokens, prompt_tokens=self.prompt_tokens)
 
 
 def _seconds(ns: Any) -> Optional[float]:
@@ -72,7 +75,8 @@ def usage_from(payload: bytes) -> Usage:
                 wait_s = max(0.0, total_s - load_s - work_s)
             return Usage(eval_count=_count(data.get("eval_count")), eval_s=eval_s if eval_s else None,
                          prompt_eval_count=_count(data.get("prompt_eval_count")), prompt_eval_s=prompt_s,
-                         load_s=load_s, wait_s=wait_s, work_s=work_s)
+                         load_s=load_s, wait_s=wait_s, work_s=work_s,
+                         cached_tokens=_count(data.get("prompt_eval_cached_count")))
         usage = data.get("usage")
         if not isinstance(usage, dict) and isinstance(data.get("response"), dict):
             usage = data["response"].get("usage")  # OpenAI Responses: response.completed
@@ -81,8 +85,25 @@ def usage_from(payload: bytes) -> Usage:
             if out is None:
                 out = _count(usage.get("output_tokens"))  # Anthropic, Responses
             if out is not None:
-                return Usage(eval_count=out)
+                prompt, cached = _prompt_usage(usage)
+                return Usage(eval_count=out, prompt_tokens=prompt, cached_tokens=cached)
     return Usage()
+
+
+def _prompt_usage(usage: dict[str, Any]) -> tuple[Optional[int], Optional[int]]:
+    """(whole prompt tokens, cached tokens) of a /v1 usage object; None where it does not say."""
+    if "cache_read_input_tokens" in usage:  # Anthropic: input_tokens counts only what was not read from cache
+        cached = _count(usage.get("cache_read_input_tokens"))
+        parts = [_count(usage.get(k)) for k in ("input_tokens", "cache_read_input_tokens",
+                                                 "cache_creation_input_tokens")]
+        return (sum(n for n in parts if n is not None) if parts[0] is not None else None), cached
+    prompt = _count(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    if prompt is None:
+        prompt = _count(usage.get("input_tokens"))  # Responses
+        details = usage.get("input_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    return prompt, cached
 
 
 ANSWER_MAX_CHARS = 65536  # longer answers are not followed (the prompt's own blocks still are)

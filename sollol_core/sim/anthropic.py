@@ -2,15 +2,16 @@
 
 Whole answers are a ``message`` object; streams are SSE frames ``event: <type>`` + ``data: <json>``:
 message_start, content_block_start, ping, content_block_delta (one per token), content_block_stop,
-message_delta (stop_reason, usage.output_tokens), message_stop. With ``tools`` the simulated model calls
-the first tool (or the one tool_choice names) unless the conversation ends with a tool_result, which it
-answers with text: a client can run a whole tool round trip against a node.
+message_delta (stop_reason; usage: output_tokens, input_tokens, cache_read_input_tokens), message_stop.
+With ``tools`` the simulated model calls the first tool (or the one tool_choice names) unless the
+conversation ends with a tool_result, which it answers with text: a client can run a whole tool round trip
+against a node.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import orjson
 from aiohttp import web
@@ -32,10 +33,16 @@ class _MessageFrames(Frames):
         self.ident, self.model, self.input_tokens = ident, model, input_tokens
         self.tool = tool  # (id, name, input) when the answer is a tool call
 
-    def _message(self, content: list, stop_reason: Any, output_tokens: int) -> dict:
+    def _message(self, content: list, stop_reason: Any, output_tokens: int, stats: Optional[Stats] = None) -> dict:
         return {"id": self.ident, "type": "message", "role": "assistant", "model": self.model, "content": content,
                 "stop_reason": stop_reason, "stop_sequence": None,
-                "usage": {"input_tokens": self.input_tokens, "output_tokens": output_tokens}}
+                "usage": {**self._input(stats), "output_tokens": output_tokens}}
+
+    def _input(self, stats: Optional[Stats]) -> dict:
+        """Input usage as Anthropic counts it: input_tokens excludes the part read from the cache."""
+        if stats is None or stats.cached_n is None:
+            return {"input_tokens": self.input_tokens}
+        return {"input_tokens": stats.prompt_n - stats.cached_n, "cache_read_input_tokens": stats.cached_n}
 
     def _block_start(self) -> dict:
         if self.tool:
@@ -58,7 +65,7 @@ class _MessageFrames(Frames):
         return (sse("content_block_stop", {"type": "content_block_stop", "index": 0})
                 + sse("message_delta", {"type": "message_delta",
                                         "delta": {"stop_reason": _STOP[stats.reason], "stop_sequence": None},
-                                        "usage": {"output_tokens": stats.eval_n}})
+                                        "usage": {**self._input(stats), "output_tokens": stats.eval_n}})
                 + sse("message_stop", {"type": "message_stop"}))
 
     def whole(self, text: str, stats: Stats) -> bytes:
@@ -67,7 +74,7 @@ class _MessageFrames(Frames):
             content = [{"type": "tool_use", "id": ident, "name": name, "input": arguments}]
         else:
             content = [{"type": "text", "text": text}]
-        return orjson.dumps(self._message(content, _STOP[stats.reason], stats.eval_n))
+        return orjson.dumps(self._message(content, _STOP[stats.reason], stats.eval_n, stats))
 
     def error(self, message: str) -> bytes:
         return sse("error", {"type": "error", "error": {"type": "api_error", "message": message}})

@@ -84,7 +84,7 @@ class _ResponseFrames(Frames):
             "metadata": {},
         }
         if stats is not None:
-            out["usage"] = {"input_tokens": stats.prompt_n, "input_tokens_details": {"cached_tokens": 0},
+            out["usage"] = {"input_tokens": stats.prompt_n, "input_tokens_details": {"cached_tokens": stats.cached_n or 0},
                             "output_tokens": stats.eval_n, "output_tokens_details": {"reasoning_tokens": 0},
                             "total_tokens": stats.prompt_n + stats.eval_n}
         return out

@@ -81,10 +81,12 @@ async def serve(node: "NodeState", request: web.Request, t0: int, norm: str, pro
         node.record_prefill(Prefill(request.path, norm, slot.index, len(prompt.text), len(prompt.text) - uncached,
                                     load_ns))
         eval_ns = max(1, int((latency + len(pieces) * interval) * 1e9))
+        cached_n = (prompt.tokens * (len(prompt.text) - uncached) // len(prompt.text)
+                    if spec.report_cached_tokens and prompt.text else None)
 
         def stats() -> Stats:  # the warm load is reported, not slept: total is never below the parts
             total = max(time.monotonic_ns() - t0, load_ns + prompt_ns + eval_ns)
-            return Stats(total, load_ns, prompt.tokens, prompt_ns, len(pieces), eval_ns, answer.reason)
+            return Stats(total, load_ns, prompt.tokens, prompt_ns, len(pieces), eval_ns, answer.reason, cached_n)
 
         if not stream:
             await asyncio.sleep(latency + prefill + len(pieces) * interval)

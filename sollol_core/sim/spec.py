@@ -40,6 +40,8 @@ class SimNodeSpec:
     prefill_ms_per_kchar: float = 0.0  # prefill time per 1,000 prompt characters not in the slot's cache
     load_ms: float = 0.0  # time to (re)load a model (reported as load_duration)
     warm_load_ms: float = 1.0  # load_duration of an answer on a loaded model (its scheduling; never 0 on Ollama)
+    report_cached_tokens: bool = True  # answers name the cached part of the prompt (prompt_eval_cached_count,
+    # OpenAI cached_tokens, Anthropic cache_read_input_tokens); False: only the durations say it (Ollama 0.5.4)
     cache_mode: str = "lcp"  # "lcp" (Ollama >= 0.30), "multiuser" (< 0.30, OLLAMA_MULTIUSER_CACHE=1), "legacy"
 
     def __post_init__(self) -> None:

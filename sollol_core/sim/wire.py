@@ -86,9 +86,10 @@ class Stats(NamedTuple):
     eval_n: int
     eval_ns: int
     reason: str  # "stop" or "length"
+    cached_n: Optional[int] = None  # of prompt_n, tokens found in the slot's cache; None: not reported
 
     def ollama(self) -> dict:
-        return {
+        out = {
             "done_reason": self.reason,
             "done": True,
             "total_duration": self.total_ns,
@@ -98,7 +99,14 @@ class Stats(NamedTuple):
             "eval_count": self.eval_n,
             "eval_duration": self.eval_ns,
         }
+        if self.cached_n is not None:
+            out["prompt_eval_cached_count"] = self.cached_n
+        return out
 
     def usage(self) -> dict:
-        return {"prompt_tokens": self.prompt_n, "completion_tokens": self.eval_n,
-                "total_tokens": self.prompt_n + self.eval_n}
+        """OpenAI chat/completions usage (the cached part in prompt_tokens_details, when reported)."""
+        out: dict = {"prompt_tokens": self.prompt_n, "completion_tokens": self.eval_n,
+                     "total_tokens": self.prompt_n + self.eval_n}
+        if self.cached_n is not None:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_n}
+        return out

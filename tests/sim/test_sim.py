@@ -337,7 +337,8 @@ async def test_openai_chat_and_completions(start_node, session):
     assert body["object"] == "chat.completion" and body["model"] == "llama3.2"
     assert body["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "[oai] tok0 tok1 tok2"},
                                 "finish_reason": "stop"}]
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                             "prompt_tokens_details": {"cached_tokens": 0}}
     assert body["id"].startswith("chatcmpl-") and isinstance(body["created"], int)
 
     async with session.post(url(node, "/v1/chat/completions"),

@@ -100,7 +100,7 @@ def test_messages_stream(claude, http, node):
         + ["content_block_stop", "message_delta", "message_stop"]
     assert all(e == data["type"] for e, data in events)
     assert events[-2][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
-    assert events[-2][1]["usage"] == {"output_tokens": 4}
+    assert events[-2][1]["usage"] == {"input_tokens": 1, "cache_read_input_tokens": 0, "output_tokens": 4}
 
 
 def test_messages_tool_use_round_trip(claude):

@@ -101,6 +101,8 @@ def test_prefill_covers_only_the_uncached_part_and_counts_the_whole_prompt(make)
     assert node.last().reused_chars == reused and node.last().slot == 0
     assert second["prompt_eval_duration"] == (prompt_len(a2) - reused) * NS_PER_CHAR
     assert second["prompt_eval_count"] == first["prompt_eval_count"] + len(answer) // 4 + 1 + 4  # whole prompt
+    assert first["prompt_eval_cached_count"] == 0
+    assert second["prompt_eval_cached_count"] == second["prompt_eval_count"] * reused // prompt_len(a2)
 
     again = node.chat(a2)  # the same prompt again: only the last character is evaluated
     assert again["prompt_eval_duration"] == 1 * NS_PER_CHAR
@@ -187,6 +189,32 @@ def test_every_api_renders_the_same_conversation_the_same_way(make, http):
 
     http.post(node.url("/v1/completions"), json={"model": MODEL, "prompt": "hello there"})
     assert node.last().reused_chars == len("<|")  # no system turn: "<|user|>" parts from "<|system|>"
+
+
+def test_every_api_names_the_cached_tokens_and_can_be_told_not_to(make, http):
+    node = make(num_parallel=1)
+    a1 = convo(SYS["bravo"], "hello there")
+    answer = node.chat(a1)["message"]["content"]
+    turn2 = a1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "next"}]
+    share = (prompt_len(a1) + len(answer)) / prompt_len(turn2)
+    with openai.OpenAI(base_url=f"http://{node.sim.address}/v1", api_key="x", max_retries=0,
+                       http_client=openai.DefaultHttpxClient(trust_env=False)) as gpt:
+        usage = gpt.chat.completions.create(model=MODEL, messages=turn2).usage
+        assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens * (prompt_len(a1) + len(answer)) \
+            // prompt_len(turn2)
+        stream = gpt.chat.completions.create(model=MODEL, messages=turn2, stream=True,
+                                             stream_options={"include_usage": True})
+        final = [c for c in stream if c.usage is not None][-1].usage
+        assert final.prompt_tokens_details.cached_tokens >= final.prompt_tokens * 0.9  # all but the last character
+    with anthropic.Anthropic(base_url=f"http://{node.sim.address}", api_key="x", max_retries=0,
+                             http_client=anthropic.DefaultHttpxClient(trust_env=False)) as claude:
+        msg = claude.messages.create(model=MODEL, max_tokens=50, system=SYS["bravo"], messages=turn2[1:])
+        read = msg.usage.cache_read_input_tokens
+        assert read > 0 and read / (read + msg.usage.input_tokens) > 0.9 * share
+    plain = make(num_parallel=1, report_cached_tokens=False)
+    plain.chat(a1)
+    final = plain.chat(turn2)
+    assert "prompt_eval_cached_count" not in final and plain.last().reused_chars > 0
 
 
 # -- loading -----------------------------------------------------------------------------------------------------

@@ -294,3 +294,32 @@ async def test_a_client_gets_no_more_than_its_fair_share_while_others_wait():
     for t in waiting["loud"]:
         (await asyncio.wait_for(t, 1)).end(Settle.SERVED)
     assert table.in_use("a:1", "m") == 0 and q.total == 0
+
+
+async def test_a_client_leaves_a_slot_free_for_another_that_used_the_model_lately():
+    q, _, table = make(slots=4, fair_window_s=0.3)
+    (await q.admit(call(client="quiet"))).end(Settle.SERVED)  # quiet used the model a moment ago
+    loud = [await q.admit(call(client="loud")) for _ in range(3)]
+    fourth = asyncio.ensure_future(q.admit(call(client="loud")))
+    await asyncio.sleep(0.02)
+    assert not fourth.done() and table.in_use("a:1", "m") == 3  # one slot left for quiet
+    quiet = await asyncio.wait_for(q.admit(call(client="quiet")), 0.05)  # found it, ahead of loud's fourth
+    assert table.in_use("a:1", "m") == 4 and not fourth.done()
+    quiet.end(Settle.SERVED)
+    await asyncio.sleep(0.4)  # quiet has been silent for fair_window_s: loud alone again
+    loud[0].end(Settle.SERVED)
+    loud.append(await asyncio.wait_for(fourth, 1))
+    loud.append(await asyncio.wait_for(q.admit(call(client="loud")), 0.05))
+    assert table.in_use("a:1", "m") == 4  # every slot, as when it is alone
+    for lease in loud[1:]:
+        lease.end(Settle.SERVED)
+    assert table.in_use("a:1", "m") == 0
+
+
+async def test_without_fair_share_a_client_may_take_every_slot():
+    q, _, table = make(slots=2, fair_share=False)
+    (await q.admit(call(client="quiet"))).end(Settle.SERVED)
+    loud = [await asyncio.wait_for(q.admit(call(client="loud")), 0.05) for _ in range(2)]
+    assert table.in_use("a:1", "m") == 2
+    for lease in loud:
+        lease.end(Settle.SERVED)
