@@ -275,7 +275,7 @@ def fairness(seeds: list[int], seconds: float) -> None:
         keys = column == "after" or knows_slots(ensure_before())  # the release with slots had client keys
         key = {n: k for k, n in KEYS.items()} if keys else {n: None for n in KEYS.values()}
         with cluster(column, keys=keys) as (url, _):
-            warm(url, key["loud"])
+            warm(url, key["quiet-a"])  # not loud: "alone" means no loud client used the model lately
             alone, mixed = [], []
             for seed in seeds:
                 alone += asyncio.run(poisson_chats(url, [("quiet-a", r, key["quiet-a"]),

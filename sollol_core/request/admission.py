@@ -31,7 +31,7 @@ from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
 from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call, Priority
-from .placement import Decision, Placement, Wait
+from .placement import Decision, Keep, Placement, Wait
 
 if TYPE_CHECKING:
     from ..observability.metrics import Metrics
@@ -137,7 +137,8 @@ class GatewayQueue:
         self._in_flight_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests in flight
         self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
         self._waiting_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests waiting
-        self._seen: dict[tuple[str, Optional[str]], float] = {}  # (client, model) -> its last request
+        self._seen: dict[tuple[str, Optional[str]], _Demand] = {}  # (client, model) -> its recent requests
+        self._held_at: dict[tuple[str, str, Optional[str]], int] = {}  # (client, host, model) -> in flight
         self._preemptible: set[Lease] = set()  # batch requests whose answer has not begun (queue.preempt_batch)
         self.requests_by_client: dict[str, int] = {}
         self.rejected_by_client: dict[str, int] = {}
@@ -199,13 +200,16 @@ class GatewayQueue:
         cls = Priority(call.priority) if call.priority in self._classes else INTERACTIVE
         client = call.client or "anonymous"
         self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
-        self._seen[(client, call.model)] = time.monotonic()
+        now = time.monotonic()
+        demand = self._seen.get((client, call.model))
+        if demand is None:
+            demand = self._seen[(client, call.model)] = _Demand(now)
+        demand.add(now, self.config.queue.fair_window_s)
         started = time.monotonic()
         decision = self._decide(call, exclude, 0)  # raises NoHostForModel
         if decision is None:
             return None
-        if isinstance(decision, Decision) and (front or not self._others_wait(call, cls)) \
-                and not self._over_headroom(client, call):
+        if isinstance(decision, Decision) and (front or not self._others_wait(call, cls)):
             return self._grant(call, decision, 0.0, client)
         if cls is not BATCH:
             self._interactive_waited[call.model] = time.monotonic()
@@ -307,15 +311,18 @@ class GatewayQueue:
         return tuple(sorted(m for m in models if m is not None and self.reserve_holds(m)))
 
     def _decide(self, call: Call, exclude: frozenset[str], ahead: int) -> "Decision | Wait | None":
-        """Placement, with a batch request's reserve or pipelining."""
+        """Placement, with the slots the client leaves free for others and a batch request's reserve or
+        pipelining."""
+        keep = self._kept_for_others(call.client or "anonymous", call)
         if call.priority != BATCH:
-            return self.placement.decide(call, exclude, ahead=ahead)
+            return self.placement.decide(call, exclude, ahead=ahead, keep=keep)
         q = self.config.queue
         if q.interactive_reserve and self.reserve_holds(call.model):
-            return self.placement.decide(call, exclude, ahead=ahead, reserve=q.interactive_reserve)
+            return self.placement.decide(call, exclude, ahead=ahead, reserve=q.interactive_reserve, keep=keep)
         # pipelining is for the batch's embedding chunks: a chat held inside a host would stand in front of
         # the interactive requests that come next
-        return self.placement.decide(call, exclude, ahead=ahead, pipeline=q.batch_pipeline if call.embedding else 0)
+        return self.placement.decide(call, exclude, ahead=ahead, pipeline=q.batch_pipeline if call.embedding else 0,
+                                     keep=keep)
 
     def _others_using(self, client: str, model: Optional[str]) -> set[str]:
         """The other clients using the model: waiting for it, running on it, or sent it a request within
@@ -323,30 +330,49 @@ class GatewayQueue:
         horizon = time.monotonic() - self.config.queue.fair_window_s
         others = {c for (c, m), n in self._waiting_by.items() if n and m == model and c != client}
         others |= {c for (c, m), n in self._in_flight_by.items() if n and m == model and c != client}
-        for (c, m), at in list(self._seen.items()):
-            if at < horizon:
+        for (c, m), demand in list(self._seen.items()):
+            if demand.last < horizon:
                 if not self._waiting_by.get((c, m)) and not self._in_flight_by.get((c, m)):
                     del self._seen[(c, m)]
             elif m == model and c != client:
                 others.add(c)
         return others
 
-    def _over_headroom(self, client: str, call: Call) -> bool:
-        """While other clients use the model, a client leaves one of its slots free for each of them
-        (queue.fair_share): a quiet client's request then finds a slot instead of waiting behind a loud one.
-        Never below a fair share; alone, a client may take every slot."""
-        if not self.config.queue.fair_share:
-            return False
-        mine = self._in_flight_by.get((client, call.model), 0)
-        if not mine:
-            return False
+    def _kept_for_others(self, client: str, call: Call) -> Optional[Keep]:
+        """While other clients use the model, a client that asks for more than its share of the model's
+        capacity leaves a slot free for each of the others that ask for less, beyond what they hold, on the
+        fastest hosts (queue.fair_share): a quiet client's next request then finds a good slot instead of
+        waiting behind a loud one. Capacity and demand are in requests per second (a slot serves 1 / its
+        host's service time; a client asks for its requests within queue.fair_window_s, per second).
+        None: nothing kept; alone, or with nothing in flight, a client may take any free slot."""
+        if not self.config.queue.fair_share or not self._in_flight_by.get((client, call.model)):
+            return None
         others = self._others_using(client, call.model)
         if not others:
-            return False
-        total = self.placement.total_slots(call)
-        if total is None:
-            return False
-        return mine >= max(1, total // (len(others) + 1), total - len(others))
+            return None
+        rates = self.placement.slot_rates(call)
+        if not rates:
+            return None
+        window = self.config.queue.fair_window_s
+        now = time.monotonic()
+        share = sum(slots * rate for slots, rate in rates.values()) / (len(others) + 1)
+
+        def asks(c: str) -> float:
+            d = self._seen.get((c, call.model))
+            return d.rate(now, window) if d is not None else 0.0
+
+        if asks(client) <= share:
+            return None
+        wanted = sum(self._in_flight_by.get((c, call.model), 0) + 1 for c in others if asks(c) <= share)
+        keep: dict[str, int] = {}
+        for host, kept in self.placement.kept_free(rates, wanted).items():
+            held = self._held_at.get((client, host, call.model), 0)
+            by_others = self.slots.in_use(host, call.model) - held
+            if kept > by_others:  # of the slots kept there, these are not in the others' hands yet
+                keep[host] = kept - by_others
+        if not keep:
+            return None
+        return Keep(keep, frozenset(h for h in rates if self._held_at.get((client, h, call.model))))
 
     def _over_share(self, ticket: "_Ticket") -> bool:
         """While other clients wait for its model, a client is granted no more than its fair share of the
@@ -456,6 +482,8 @@ class GatewayQueue:
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
         key = (client, call.model)
         self._in_flight_by[key] = self._in_flight_by.get(key, 0) + 1
+        at = (client, host, call.model)
+        self._held_at[at] = self._held_at.get(at, 0) + 1
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, claim=claim,
                      prompt=call.prompt, client=client, uses_slot=call.uses_slot, slot=slot, _queue=self)
 
@@ -463,6 +491,7 @@ class GatewayQueue:
         client = lease.client
         self.in_flight_by_client[client] = max(0, self.in_flight_by_client.get(client, 1) - 1)
         _decrement(self._in_flight_by, (client, lease.model))
+        _decrement(self._held_at, (client, lease.host, lease.model))
         claim = lease.claim
         if claim is not None and self.shadow is not None:
             if how is Settle.SERVED:
@@ -563,9 +592,6 @@ class GatewayQueue:
                     failed.append((t, None))
                     continue
                 if isinstance(decision, Decision):
-                    if self._over_headroom(t.client, t.call):
-                        t.why = "its client leaves a slot free for each other client using the model"
-                        continue
                     if self._over_share(t):
                         t.why = "its client holds its fair share of the model's slots while others wait"
                         over.append((client, t, decision))
@@ -633,6 +659,37 @@ class GatewayQueue:
 
 
 K = TypeVar("K")
+
+
+class _Demand:
+    """How often a client sends requests for a model: counts over two consecutive windows, read as a rate
+    (requests per second) over the last window. O(1) per request."""
+
+    __slots__ = ("start", "current", "previous", "last")
+
+    def __init__(self, now: float) -> None:
+        self.start = now  # when the current window began
+        self.current = 0
+        self.previous = 0
+        self.last = now  # the latest request
+
+    def _roll(self, now: float, window: float) -> None:
+        if now - self.start >= window:
+            self.previous = self.current if now - self.start < 2 * window else 0
+            self.current = 0
+            self.start = now if now - self.start >= 2 * window else self.start + window
+
+    def add(self, now: float, window: float) -> None:
+        self._roll(now, window)
+        self.current += 1
+        self.last = now
+
+    def rate(self, now: float, window: float) -> float:
+        self._roll(now, window)
+        if not self.previous:  # a client just started (or came back): its requests so far, over at least 1 s
+            return self.current / max(1.0, min(window, now - self.start))
+        into = min(1.0, (now - self.start) / window)
+        return (self.current + self.previous * (1.0 - into)) / window
 
 
 def _decrement(counts: dict[K, int], key: K) -> None:

@@ -29,7 +29,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Union
 
 from ..cluster.hosts import Host, HostRegistry, model_key
 from ..cluster.routing import Router, Strategy
@@ -88,6 +88,14 @@ class Decision:
 @dataclass(frozen=True)
 class Wait:
     reason: str  # why nothing is placed now (all slots taken; a faster host frees first)
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Slots a request may not take, left free for other clients using the model (queue.fair_share)."""
+
+    slots: Mapping[str, int]  # host -> slots kept there
+    own: frozenset[str] = frozenset()  # hosts where the request's client holds slots: one of those freeing is its
 
 
 def _runner_reason(host: Host, estimates: dict[str, Estimate], reason: str) -> str:
@@ -158,18 +166,21 @@ class Placement:
         return hosts
 
     def decide(self, call: Call, exclude: frozenset[str] = frozenset(), ahead: int = 0,
-               reserve: int = 0, pipeline: int = 0) -> Union[Decision, Wait, None]:
+               reserve: int = 0, pipeline: int = 0,
+               keep: Optional[Keep] = None) -> Union[Decision, Wait, None]:
         """`ahead`: requests for the same model placed before this one in this dispatch round (they take
         the slots that free first). A batch request is asked with `reserve` (slots of each host with two or
         more it may not take: interactive requests wait for them) or `pipeline` (requests a host with a single
         slot for the model may hold beyond it, waiting inside the host, so that it does not idle for the
-        round trip between two batch chunks)."""
+        round trip between two batch chunks). `keep`: slots per host this request may not take, left free for
+        other clients (queue.fair_share)."""
         hosts = self.candidates(call, exclude)
         if not hosts:
             return None
         room: list[Host] = []
         full: list[Host] = []
         held = 0
+        kept: list[Host] = []  # full for this request only: their free slots are kept for other clients
         if not call.uses_slot:
             room = hosts
         else:
@@ -182,17 +193,26 @@ class Placement:
                         adjust = -min(reserve, slots - 1)
                     elif pipeline and slots == 1:  # one slot (an embedding model): the next one waits inside
                         adjust = pipeline
+                kept_here = keep.slots.get(h.address, 0) if keep is not None else 0
+                if kept_here and -kept_here < adjust:
+                    adjust = -kept_here
                 if has_room(h.address, call.model, call.embedding, adjust):
                     room.append(h)
                 else:
                     full.append(h)
                     if adjust < 0 and has_room(h.address, call.model, call.embedding):
-                        held += 1
+                        if kept_here and adjust == -kept_here:
+                            kept.append(h)
+                        else:
+                            held += 1
         key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
         if not room:
             if held:
                 return Wait(f"{held} host(s) hold slots for interactive requests (queue.interactive_reserve); "
                             f"the others are busy")
+            if kept:
+                return Wait(f"its client leaves slots free on {len(kept)} host(s) for the other clients using "
+                            f"{call.model or 'the model'} (queue.fair_share); the others are busy")
             # a probe never goes where it would make the host reload, nor takes a reserved slot
             reloads = self._reload_costs(call, model_key(call.model) if call.model else "", full)
             probe = next((h for h in full if h.address not in reloads
@@ -221,11 +241,40 @@ class Placement:
                                             reason)
         order, reason = self._slow_start(order, reason)
         reason = _runner_reason(order[0], estimates, reason)
+        if keep is not None and kept:  # a slot freeing there is this request's only if it is its client's own
+            full = [h for h in full if h not in kept or h.address in keep.own]
         if full and call.uses_slot:
             better = self._faster_when_free(order[0], full, estimates, call, ahead)
             if better is not None:
                 return Wait(better)
         return Decision(order, reason, estimates)
+
+    def slot_rates(self, call: Call) -> Optional[dict[str, tuple[int, float]]]:
+        """Per host that could take the call: (its slots for the model, requests per second one slot
+        serves: 1 / measured service time); None when some host's slots are unknown (unlimited)."""
+        try:
+            hosts = self.candidates(call)
+        except NoHostForModel:
+            return None
+        out: dict[str, tuple[int, float]] = {}
+        for h in hosts:
+            slots = self.slots.slots(h.address, call.model, call.embedding)
+            if slots is None:
+                return None
+            out[h.address] = (slots, 1.0 / self.service_s(h))
+        return out
+
+    @staticmethod
+    def kept_free(rates: Mapping[str, tuple[int, float]], n: int) -> dict[str, int]:
+        """Where `n` slots are kept for other clients: on the fastest hosts first, as many as each has."""
+        out: dict[str, int] = {}
+        for host, (slots, _) in sorted(rates.items(), key=lambda x: (-x[1][1], x[0])):
+            if n <= 0:
+                break
+            if slots:
+                out[host] = min(slots, n)
+                n -= out[host]
+        return out
 
     def total_slots(self, call: Call) -> Optional[int]:
         """The slots for the call's model over every host that could take it; None when some host's are

@@ -323,3 +323,39 @@ async def test_without_fair_share_a_client_may_take_every_slot():
     assert table.in_use("a:1", "m") == 2
     for lease in loud:
         lease.end(Settle.SERVED)
+
+
+async def test_the_slots_left_for_other_clients_are_on_the_fastest_host():
+    """Shares are of capacity: fast serves 4 x 5 requests/s, slow 1 x 0.625; a third of 20.6/s is 6.9/s.
+    A client asking for more leaves the others a slot each beyond what they hold, on the fast host."""
+    config = SollolConfig(queue={"fair_window_s": 30})
+    registry = HostRegistry()
+    for h, ms in (("fast:1", 200.0), ("slow:1", 1600.0)):
+        registry.add(h)
+        registry.update_models(h, ["m:latest"], ["m:latest"])
+        registry.record_success(h, ms)
+    slots = {"fast:1": 4, "slow:1": 1}
+    table = SlotTable(slots.get, lambda: 0)
+    q = GatewayQueue(config, Placement(config, registry, Router(registry), table, None, slots.get), table)
+    (await q.admit(call(client="quiet-a"))).end(Settle.SERVED)
+    (await q.admit(call(client="quiet-b"))).end(Settle.SERVED)
+    for _ in range(10):  # loud asks for 10 requests/s
+        (await q.admit(call(client="loud"))).end(Settle.SERVED)
+    loud = [await q.admit(call(client="loud")) for _ in range(2)]  # over its share from the second on, but
+    assert [lease.host for lease in loud] == ["fast:1", "fast:1"]  # fast still had more than two free
+    third = asyncio.ensure_future(q.admit(call(client="loud")))
+    await asyncio.sleep(0.02)
+    # fast has two free, both kept for the quiet clients; loud waits for one of its own there (0.2 s)
+    # rather than take the slow host (1.6 s)
+    assert not third.done() and table.in_use("fast:1", "m") == 2
+    quiet = [await asyncio.wait_for(q.admit(call(client=c)), 0.05) for c in ("quiet-a", "quiet-b")]
+    assert [lease.host for lease in quiet] == ["fast:1", "fast:1"]
+    loud[0].end(Settle.SERVED)
+    await asyncio.sleep(0.02)
+    assert not third.done()  # the quiet clients hold two and find two more free: loud, one fast slot, is at its share
+    loud[1].end(Settle.SERVED)
+    assert (await asyncio.wait_for(third, 1)).host == "fast:1"  # its own slot freed: it takes one again
+    third.result().end(Settle.SERVED)
+    for lease in quiet:
+        lease.end(Settle.SERVED)
+    assert table.in_use("fast:1", "m") == table.in_use("slow:1", "m") == 0
