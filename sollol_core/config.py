@@ -164,8 +164,10 @@ class QueueSettings(BaseModel):
     fair_share: bool = setting(True, live=True,
                                description="While other clients wait for a model, a client is granted no more "
                                            "than its fair share of the model's slots; while others used the "
-                                           "model within fair_window_s, it leaves one slot free for each of "
-                                           "them (alone, it may use all).")
+                                           "model within fair_window_s, a client asking more than its share of "
+                                           "the model's capacity leaves one slot (plus what they hold) free for "
+                                           "each of those asking less, on the fastest hosts (alone, it may use "
+                                           "all).")
     fair_window_s: float = setting(10.0, live=True, gt=0,
                                    description="A client that sent a request for a model within this many "
                                                "seconds counts as using it (fair_share).")

@@ -205,6 +205,7 @@ class GatewayQueue:
         if demand is None:
             demand = self._seen[(client, call.model)] = _Demand(now)
         demand.add(now, self.config.queue.fair_window_s)
+        demand.rank = PRIORITY_CLASSES.index(cls)
         started = time.monotonic()
         decision = self._decide(call, exclude, 0)  # raises NoHostForModel
         if decision is None:
@@ -347,7 +348,11 @@ class GatewayQueue:
         None: nothing kept; alone, or with nothing in flight, a client may take any free slot."""
         if not self.config.queue.fair_share or not self._in_flight_by.get((client, call.model)):
             return None
-        others = self._others_using(client, call.model)
+        # slots are kept only for clients of the same class or a higher one: a chat leaves nothing free for a
+        # batch (the batch leaves slots for chats: queue.interactive_reserve)
+        rank = PRIORITY_CLASSES.index(Priority(call.priority)) if call.priority in self._classes else 1
+        others = {c for c in self._others_using(client, call.model)
+                  if (d := self._seen.get((c, call.model))) is not None and d.rank <= rank}
         if not others:
             return None
         rates = self.placement.slot_rates(call)
@@ -665,13 +670,14 @@ class _Demand:
     """How often a client sends requests for a model: counts over two consecutive windows, read as a rate
     (requests per second) over the last window. O(1) per request."""
 
-    __slots__ = ("start", "current", "previous", "last")
+    __slots__ = ("start", "current", "previous", "last", "rank")
 
     def __init__(self, now: float) -> None:
         self.start = now  # when the current window began
         self.current = 0
         self.previous = 0
         self.last = now  # the latest request
+        self.rank = 1  # the class of the latest request: its index in PRIORITY_CLASSES (0 goes first)
 
     def _roll(self, now: float, window: float) -> None:
         if now - self.start >= window:

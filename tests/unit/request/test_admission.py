@@ -316,6 +316,26 @@ async def test_a_client_leaves_a_slot_free_for_another_that_used_the_model_latel
     assert table.in_use("a:1", "m") == 0
 
 
+async def test_an_interactive_client_leaves_no_slot_free_for_a_batch_client():
+    """Kept slots are for clients of the same class or a higher one; chats ahead of bulk is the reserve's job."""
+    q, _, table = make(slots=4, fair_window_s=30, interactive_reserve=0)
+    (await q.admit(call(priority="batch", client="bulk"))).end(Settle.SERVED)
+    chats = [await asyncio.wait_for(q.admit(call(client="chat")), 0.05) for _ in range(4)]
+    assert table.in_use("a:1", "m") == 4
+    for lease in chats:
+        lease.end(Settle.SERVED)
+    # the other way round the batch client keeps one for the chat client
+    q, _, table = make(slots=4, fair_window_s=30, interactive_reserve=0)
+    (await q.admit(call(client="chat"))).end(Settle.SERVED)
+    bulk = [await asyncio.wait_for(q.admit(call(priority="batch", client="bulk")), 0.05) for _ in range(3)]
+    fourth = asyncio.ensure_future(q.admit(call(priority="batch", client="bulk")))
+    await asyncio.sleep(0.02)
+    assert not fourth.done() and table.in_use("a:1", "m") == 3
+    fourth.cancel()
+    for lease in bulk:
+        lease.end(Settle.SERVED)
+
+
 async def test_without_fair_share_a_client_may_take_every_slot():
     q, _, table = make(slots=2, fair_share=False)
     (await q.admit(call(client="quiet"))).end(Settle.SERVED)
