@@ -8,7 +8,7 @@ processes, on 127.0.0.1.
 
   told     this tree, every node's num_parallel in [host_settings]
   untold   this tree, nothing configured: the slots are learned from the answers' timings
-  before   the release before (a git worktree of --before, default the branch's base), nothing configured:
+  before   the release before (a git worktree of --before, default b334434), nothing configured:
            its requests queue inside the one-slot node
 
 For each arm: goodput (answered requests/s) and p50/p99 latency over the measurement window, which starts
@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +37,8 @@ import aiohttp  # noqa: E402
 from common import REPO, gateway_process, http_json, pct, sim_process, toml_config, worktree  # noqa: E402
 
 from sollol_core.sim import SimNodeSpec  # noqa: E402
+
+BEFORE_COMMIT = "b334434"
 
 SERVICE_MS = 300.0
 SLOTS = (1, 2, 4)
@@ -161,8 +162,8 @@ def verdict(ok: bool, what: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="15 s warm-up, 10 s measured (a smoke run)")
-    ap.add_argument("--before", default=None, help="commit of the release before (default: the merge base "
-                                                     "with main)")
+    ap.add_argument("--before", default=BEFORE_COMMIT,
+                    help=f"commit of the release before (default {BEFORE_COMMIT}, the release before learned slots)")
     ap.add_argument("--before-root", default=None, help="a source tree of the release before to run instead "
                                                         "of a worktree of --before")
     ap.add_argument("--no-before", action="store_true", help="leave the release before out")
@@ -177,8 +178,7 @@ def main() -> int:
     if opts.before_root:
         arms.append(run_arm("before", warm_s, measure_s, told=False, root=opts.before_root, watch=False))
     elif not opts.no_before:
-        commit = opts.before or subprocess.run(["git", "-C", REPO, "merge-base", "HEAD", "main"],
-                                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = opts.before
         arms.append(run_arm(f"before ({commit[:7]})", warm_s, measure_s, told=False, root=worktree(commit),
                             watch=False))
     told = arms[0]

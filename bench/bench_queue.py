@@ -17,7 +17,7 @@ Capacity = 4/0.2 + 1/1.6 = 20.6 requests/s.
          rejections (503/429 with Retry-After, which a client can act on) and errors (anything else: other
          statuses, 503 without Retry-After, resets, timeouts). Target: 0 errors after.
   batch  interactive chats at 40 % of capacity while a 20,000-document /api/embed/batch job (autobatch)
-         runs on both nodes: chat p99 against chats alone (target <= 1.25x) and the batch's documents/s
+         runs on both nodes: chat p99 against chats alone (target <= 1.25x + 20 ms) and the batch's documents/s
          against the batch alone (target >= 50 %), measured over fixed windows (the job is not waited out).
          Twice: the batch on its own embedding model (one slot per node, as in Ollama: a simulated node
          shares no compute between models, so this shows the gateway's own interference), and the batch on
@@ -259,8 +259,9 @@ def batch_scenario(seeds: list[int], seconds: float, alone_s: float, n_docs: int
                  f"{a['errors'] + b['errors']:>4} {rate_alone:>12.1f} {rate_both:>8.1f} {share:>6.2f}  "
                  f"{error_kinds(alone + both)}")
             if column == "after":
-                line(f"    after: chat p99 ratio {ratio:.2f} (target <= 1.25) "
-                     f"{verdict(ratio <= 1.25, f'batch on {label}: chat p99')}; batch share {share:.2f} "
+                bound = 1.25 * a["p99"] + 20
+                line(f"    after: chat p99 ratio {ratio:.2f}, {b['p99']:.0f} ms (target <= 1.25 x alone + 20 ms = "
+                     f"{bound:.0f} ms) {verdict(b['p99'] <= bound, f'batch on {label}: chat p99')}; batch share {share:.2f} "
                      f"(target >= 0.50) {verdict(share >= 0.5, f'batch on {label}: batch throughput')}")
 
 

@@ -69,25 +69,29 @@ class Arm:
     errors: int = 0
     counted: Optional[int] = None  # the gateway's own count (/api/stats runners)
     loads: tuple[float, ...] = ()
+    seconds: tuple[float, ...] = ()  # each request's time, as the client saw it
 
 
 def turns(n: int, url_for: Callable[[int], str]) -> Arm:
     """n requests, the clients taking turns; url_for(turn) says where each goes."""
     arm = Arm("")
-    loads = []
+    loads, seconds = [], []
     t0 = time.perf_counter()
     for turn in range(n):
+        t1 = time.perf_counter()
         try:
             answer = post(url_for(turn) + "/api/chat", chat_body(CLIENTS[turn % len(CLIENTS)], turn))
         except OSError:
             arm.errors += 1
             continue
+        seconds.append(round(time.perf_counter() - t1, 2))
         load = answer.get("load_duration", 0) / 1e9
         loads.append(round(load, 2))
         arm.reloads += load >= RELOAD_S
     arm.total_s = time.perf_counter() - t0
     arm.requests = n
     arm.loads = tuple(loads)
+    arm.seconds = tuple(seconds)
     return arm
 
 
@@ -149,6 +153,7 @@ def main() -> int:
              f"{said:>13}{a.errors:>8}")
     for a in arms:
         line(f"  {a.name} load_duration s: {' '.join(map(str, a.loads))}")
+        line(f"  {a.name} seconds a request: {' '.join(map(str, a.seconds))}")
     for a in arms[1:3]:  # warm-up: each client's first request (a server may load its runner once)
         late = sum(1 for x in a.loads[len(CLIENTS):] if x >= RELOAD_S)
         ok = late == 0

@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="sollol-bench-"))
     logging.basicConfig(level=logging.INFO, filename=str(workdir / "sollol.log"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "aiohttp.access"):
+    for noisy in ("aiohttp.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sim, addresses = start_sim(args.nodes)
     config = SollolConfig(hosts=addresses, gateway_port=0, metrics_enabled=False, ui_refresh_hz=args.hz,

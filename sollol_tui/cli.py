@@ -86,7 +86,7 @@ def setup_logging(headless: bool, log_file: str) -> None:
         logging.basicConfig(level=logging.INFO, format=fmt, stream=sys.stderr)
     else:
         logging.basicConfig(level=logging.INFO, format=fmt, filename=log_file)
-    for noisy in ("uvicorn", "uvicorn.error", "uvicorn.access", "aiohttp.access"):
+    for noisy in ("aiohttp.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

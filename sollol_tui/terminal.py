@@ -1,6 +1,6 @@
 """Keep the screen for the dashboard alone while it runs.
 
-Anything that writes to file descriptors 1 and 2 (uvicorn tracebacks, Dask worker prints, Ray's C++
+Anything that writes to file descriptors 1 and 2 (tracebacks, Dask worker prints, Ray's C++
 layer, child processes) would draw over the dashboard. While the app runs, descriptors 1 and 2 point at the
 log file, and ``sys.__stdout__`` / ``sys.__stderr__`` at duplicates of the terminal, which is where Textual
 draws (``__stderr__``) and what it measures (``__stdout__``). Everything is put back afterwards, so

@@ -3,7 +3,7 @@
 Why not aiohttp or httpx: the gateway's added latency is mostly client overhead. httpx's pool throttles
 a proxy at concurrency (encode/httpx#3215) and aiohttp's client costs about 0.17 ms more per call than
 this (measured side by side on one node) — a large share of a 1 ms latency budget. Ollama speaks plain
-HTTP/1.1 with Content-Length or chunked bodies, which is all this needs; httptools (uvicorn's parser)
+HTTP/1.1 with Content-Length or chunked bodies, which is all this needs; httptools
 does the parsing in C.
 """
 
