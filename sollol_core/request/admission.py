@@ -350,9 +350,11 @@ class GatewayQueue:
             return None
         # slots are kept only for clients of the same class or a higher one: a chat leaves nothing free for a
         # batch (the batch leaves slots for chats: queue.interactive_reserve)
+        others = self._others_using(client, call.model)
+        if not others:
+            return None
         rank = PRIORITY_CLASSES.index(Priority(call.priority)) if call.priority in self._classes else 1
-        others = {c for c in self._others_using(client, call.model)
-                  if (d := self._seen.get((c, call.model))) is not None and d.rank <= rank}
+        others = {c for c in others if (d := self._seen.get((c, call.model))) is not None and d.rank <= rank}
         if not others:
             return None
         rates = self.placement.slot_rates(call)

@@ -234,7 +234,11 @@ class Placement:
             bounded = self._bounded(room, estimates, model or "")
         prefill = {a: e.prefill_s for a, e in estimates.items()} if estimates else None
         ranked = strategy.order(room, weights, model, prefill)  # once: round_robin counts its calls
-        order = [h for h in ranked if h in bounded] + [h for h in ranked if h not in bounded]
+        if bounded is room:
+            order = list(ranked)
+        else:  # by address: a Host's generated __eq__ compares every field
+            inside = {h.address for h in bounded}
+            order = [h for h in ranked if h.address in inside] + [h for h in ranked if h.address not in inside]
         reason = self._reason(order[0], estimates, key, bounded, room)
         if key is not None and prefill is not None and strategy.weighs_cache and weights.cache > 0:
             order, reason = self._cold_pick(order, bounded, estimates, key, strategy, weights, model, prefill,
@@ -242,7 +246,8 @@ class Placement:
         order, reason = self._slow_start(order, reason)
         reason = _runner_reason(order[0], estimates, reason)
         if keep is not None and kept:  # a slot freeing there is this request's only if it is its client's own
-            full = [h for h in full if h not in kept or h.address in keep.own]
+            kept_at = {h.address for h in kept}
+            full = [h for h in full if h.address not in kept_at or h.address in keep.own]
         if full and call.uses_slot:
             better = self._faster_when_free(order[0], full, estimates, call, ahead)
             if better is not None:
@@ -403,7 +408,8 @@ class Placement:
         rendezvous hash chooses, so its home is the same for every gateway."""
         if any(estimates[h.address].cached_chars for h in order if h.address in estimates):
             return order, reason
-        pool = [h for h in order if h in bounded] or order
+        inside = {h.address for h in bounded}
+        pool = [h for h in order if h.address in inside] or order
         keeping = [h for h in pool if not estimates[h.address].evicts_active]
         kept = len(pool) - len(keeping) if keeping else 0
         pool = keeping or pool
