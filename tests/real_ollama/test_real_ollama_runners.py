@@ -111,13 +111,24 @@ def test_slots_are_learned_from_the_answers_of_one_and_two_slot_servers(servers,
     one, two = servers
     sollol = gateway(list(servers), chat_timeout=90, connect_timeout=5)
     t0 = time.monotonic()
-    traffic(sollol.gateway_url, 4, lambda answers: len(answers) >= 8 and learned(sollol) == {one: 1, two: 2},
-            limit_s=60)
-    took = time.monotonic() - t0
-    assert learned(sollol) == {one: 1, two: 2}, (took, [v.slot_learning for v in sollol.views.host_views()])
-    assert took < 60
-    # what was learned bounds admission: the one-slot server now never has two of SOLLOL's requests at once
-    assert sollol.slots.limit(one, MODEL) == 1 and sollol.slots.limit(two, MODEL) == 2
+    met: dict = {}
+
+    def right(answers: list[dict]) -> bool:
+        """Learned right, and bounding admission, at this moment (read here: on this loaded machine a host
+        whose health check times out counts as restarted afterwards and learns again)."""
+        if len(answers) >= 8 and learned(sollol) == {one: 1, two: 2}:
+            met.setdefault("took", time.monotonic() - t0)
+            met.setdefault("limits", (sollol.slots.limit(one, MODEL), sollol.slots.limit(two, MODEL)))
+            return True
+        return False
+
+    # six clients: with four, the gateway may rightly hold the extra requests for the one-slot server (as fast
+    # as the other when alone) instead of sending a third to the two-slot one, which then never shows a wait
+    traffic(sollol.gateway_url, 6, right, limit_s=60)
+    assert "took" in met, [v.slot_learning for v in sollol.views.host_views()]
+    assert met["took"] < 60
+    # what was learned bounds admission: the one-slot server then takes one of SOLLOL's requests at a time
+    assert met["limits"] == (1, 2)
 
 
 def test_each_num_ctx_finds_its_host_and_the_config_makes_one_runner(servers, gateway):
