@@ -31,6 +31,7 @@ from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
 from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call, Priority
+from .demand import Demand
 from .placement import Decision, Keep, Placement, Wait
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class GatewayQueue:
         self._in_flight_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests in flight
         self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
         self._waiting_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests waiting
-        self._seen: dict[tuple[str, Optional[str]], _Demand] = {}  # (client, model) -> its recent requests
+        self._seen: dict[tuple[str, Optional[str]], Demand] = {}  # (client, model) -> its recent requests
         self._held_at: dict[tuple[str, str, Optional[str]], int] = {}  # (client, host, model) -> in flight
         self._preemptible: set[Lease] = set()  # batch requests whose answer has not begun (queue.preempt_batch)
         self.requests_by_client: dict[str, int] = {}
@@ -203,7 +204,7 @@ class GatewayQueue:
         now = time.monotonic()
         demand = self._seen.get((client, call.model))
         if demand is None:
-            demand = self._seen[(client, call.model)] = _Demand(now)
+            demand = self._seen[(client, call.model)] = Demand(now)
         demand.add(now, self.config.queue.fair_window_s)
         demand.rank = PRIORITY_CLASSES.index(cls)
         started = time.monotonic()
@@ -666,38 +667,6 @@ class GatewayQueue:
 
 
 K = TypeVar("K")
-
-
-class _Demand:
-    """How often a client sends requests for a model: counts over two consecutive windows, read as a rate
-    (requests per second) over the last window. O(1) per request."""
-
-    __slots__ = ("start", "current", "previous", "last", "rank")
-
-    def __init__(self, now: float) -> None:
-        self.start = now  # when the current window began
-        self.current = 0
-        self.previous = 0
-        self.last = now  # the latest request
-        self.rank = 1  # the class of the latest request: its index in PRIORITY_CLASSES (0 goes first)
-
-    def _roll(self, now: float, window: float) -> None:
-        if now - self.start >= window:
-            self.previous = self.current if now - self.start < 2 * window else 0
-            self.current = 0
-            self.start = now if now - self.start >= 2 * window else self.start + window
-
-    def add(self, now: float, window: float) -> None:
-        self._roll(now, window)
-        self.current += 1
-        self.last = now
-
-    def rate(self, now: float, window: float) -> float:
-        self._roll(now, window)
-        if not self.previous:  # a client just started (or came back): its requests so far, over at least 1 s
-            return self.current / max(1.0, min(window, now - self.start))
-        into = min(1.0, (now - self.start) / window)
-        return (self.current + self.previous * (1.0 - into)) / window
 
 
 def _decrement(counts: dict[K, int], key: K) -> None:
