@@ -65,6 +65,15 @@ async def parts_for(*addresses: str, **config):
         await asyncio.sleep(0.05)
 
 
+@asynccontextmanager
+async def first_then(first: str, second: str):
+    """Two hosts, `first` tried first (priority routing), `second` after it."""
+    async with parts_for(first, second, routing_strategy="priority") as parts:
+        parts.registry.set_priority(first, 0)
+        parts.registry.set_priority(second, 1)
+        yield parts
+
+
 async def answer_of(parts, call: Call) -> Whole:
     answer = await parts.path.forward(call)
     assert isinstance(answer, Whole)
@@ -76,9 +85,7 @@ async def test_a_failing_host_is_left_for_another_and_the_client_sees_only_the_a
     broken, broken_seen = answering(status(500, "Internal Server Error", {"error": "runner crashed"}))
     good, good_seen = answering(ok(ANSWER))
     async with RawServer(broken) as a, RawServer(good) as b:
-        async with parts_for(a.address, b.address, routing_strategy="priority") as parts:
-            parts.registry.set_priority(a.address, 0)
-            parts.registry.set_priority(b.address, 1)
+        async with first_then(a.address, b.address) as parts:
             answer = await answer_of(parts, chat())
     assert answer.status == 200 and orjson.loads(answer.body)["message"]["content"] == "hi"
     assert broken_seen == [b"/api/chat"] and good_seen == [b"/api/chat"]
@@ -103,9 +110,7 @@ async def test_a_client_error_goes_back_as_it_is_and_is_not_retried():
     first, first_seen = answering(bad)
     second, second_seen = answering(ok(ANSWER))
     async with RawServer(first) as a, RawServer(second) as b:
-        async with parts_for(a.address, b.address, routing_strategy="priority") as parts:
-            parts.registry.set_priority(a.address, 0)
-            parts.registry.set_priority(b.address, 1)
+        async with first_then(a.address, b.address) as parts:
             answer = await answer_of(parts, chat())
     assert answer.status == 400 and b"does not support tools" in answer.body
     assert len(first_seen) == 1 and second_seen == []
