@@ -1,7 +1,7 @@
 """Where the fast lane's CPU goes: py-spy samples the gateway (`sollol --no-ui`, its own process) while a
 client keeps 16 `/api/chat` requests in flight on two 20 ms simulated nodes, all on 127.0.0.1; prints the
 functions with the largest shares of the busy samples, inclusive and self.
-    python bench/profile_lane.py [--root TREE] [--seconds 10]
+    python bench/profile_lane.py [--root TREE] [--seconds 10] [--by-function] [--keep FILE]
 --root: an older source tree (a git worktree) to profile instead of this one, for a side-by-side reading.
 Needs py-spy (`pip install py-spy`); a profile, not a benchmark: nothing is compared or asserted.
 """
@@ -37,6 +37,8 @@ def main() -> int:
     ap.add_argument("--root", default=None, help="an older source tree to profile instead of this one")
     ap.add_argument("--seconds", type=float, default=10.0, help="how long py-spy samples (default 10)")
     ap.add_argument("--top", type=int, default=40, help="rows of each table (default 40)")
+    ap.add_argument("--by-function", action="store_true", help="aggregate by function, not by line")
+    ap.add_argument("--keep", default=None, help="also copy py-spy's raw samples to this file")
     opts = ap.parse_args()
     if shutil.which("py-spy") is None:
         print("profile_lane: py-spy is not installed (pip install py-spy)", file=sys.stderr)
@@ -47,13 +49,16 @@ def main() -> int:
         raw = os.path.join(tmp, "samples.txt")
         run(closed_loop(gw.url + "/api/chat", CHAT, 4, count=300))  # warm: connections, code paths
         spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.proc.pid), "-d", str(int(opts.seconds)),
-                                "-r", "200", "-f", "raw", "-o", raw, "--nonblocking"],
+                                "-r", "200", "-f", "raw", "-o", raw, "--nonblocking",
+                                *(["--function"] if opts.by_function else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
         served, t0 = 0, time.monotonic()
         while time.monotonic() - t0 < opts.seconds - 1:
             served += run(closed_loop(gw.url + "/api/chat", CHAT, 16, count=500)).count
         spy.wait()
+        if opts.keep:
+            shutil.copyfile(raw, opts.keep)
         inclusive: collections.Counter[str] = collections.Counter()
         own: collections.Counter[str] = collections.Counter()
         busy = 0

@@ -107,6 +107,10 @@ class Host:
     weight: float = 1.0
     state: HostState = HostState.HEALTHY
     latency_ms: float = 0.0
+    # the latency EWMA less each answer's prompt evaluation, where it reported one: what a request costs
+    # beyond its prefill, for a score that counts the expected prefill on its own (the cache term), which
+    # would otherwise count the cold prompts a host served twice (0: not measured)
+    service_ms: float = 0.0
     peak_latency_ms: float = 0.0
     peak_stamp: float = 0.0
     ttft_ms: Optional[float] = None
@@ -314,7 +318,10 @@ class HostRegistry:
         tokens: Optional[int] = None,
         eval_s: Optional[float] = None,
         model: Optional[str] = None,
+        prefill_ms: Optional[float] = None,
     ) -> None:
+        """A served request: `latency_ms` the host's time on it; `prefill_ms` the prompt evaluation its
+        answer reported (None: not reported), kept out of the host's service time."""
         now = self.clock()
         with self._lock:
             host = self._hosts.get(address)
@@ -324,6 +331,9 @@ class HostRegistry:
             host.completed_since_tick += 1
             host.success_rate = host.effective_success_rate(now) * (1 - SUCCESS_ALPHA) + SUCCESS_ALPHA
             self._add_latency(host, latency_ms, now)
+            service = latency_ms if prefill_ms is None else max(0.0, latency_ms - prefill_ms)
+            host.service_ms = service if host.service_ms == 0.0 else \
+                host.service_ms * (1 - LATENCY_ALPHA) + service * LATENCY_ALPHA
             if ttft_ms is not None:
                 host.ttft_ms = ttft_ms if host.ttft_ms is None else host.ttft_ms * (1 - LATENCY_ALPHA) + ttft_ms * LATENCY_ALPHA
             if tokens and eval_s and eval_s > 0:

@@ -44,7 +44,11 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
     cpu_load      CPU load 0..1 (psutil, local hosts); unknown -> 0.5
     gpu_free_mem  1 / (1 + free GiB): 1.0 with none free, ~0.1 with 8 GiB; unknown -> 0.5
     priority      priority rank / 10 (rank 0 is preferred)
-    latency       latency EWMA in seconds (the original latency_ms / 1000)
+    latency       latency EWMA in seconds (the original latency_ms / 1000); with the cache term, the host's
+                  service time less the prompt evaluations its answers reported (Host.service_ms), so the
+                  prefill of the cold prompts it served is not counted again beside the expected one (the
+                  in_flight term uses the same: a conversation's home is not left for a cold slot because
+                  the home served a cold first turn a moment ago)
     success_rate  1 - success-rate EWMA
     in_flight     requests in flight × latency in seconds: the queue a new request would join, so one
                   good host is not flooded between metric updates (a host not measured yet counts 1 s)
@@ -59,6 +63,8 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
     cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
     gpu = NEUTRAL_GPU_TERM if host.gpu_free_mem is None else 1.0 / (1.0 + max(host.gpu_free_mem, 0.0) / 1024.0)
     latency_s = host.latency_ms / 1000.0
+    if prefill_s is not None and host.service_ms > 0.0:
+        latency_s = host.service_ms / 1000.0
     queue_latency_s = UNMEASURED_BUSY_LATENCY_S if host.latency_ms == 0.0 else max(latency_s, 0.001)
     if now is None:
         now = time.monotonic()

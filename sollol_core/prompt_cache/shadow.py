@@ -58,7 +58,7 @@ class CacheMatch:
 class _Entry:
     """What a slot (or a displaced prompt) holds: a prompt's blocks and who it belongs to."""
 
-    __slots__ = ("model", "blocks", "chars", "bc", "anchor", "session", "used", "busy", "alive")
+    __slots__ = ("model", "blocks", "chars", "bc", "anchor", "session", "used", "busy", "alive", "running")
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -70,6 +70,7 @@ class _Entry:
         self.used = -math.inf  # clock time of the last placement or completion
         self.busy = False
         self.alive = True  # False once removed from its host (a late completion then stores nothing)
+        self.running: Optional[PromptKey] = None  # the prompt a busy slot is evaluating (it will hold it)
 
 
 @dataclass(slots=True, eq=False)
@@ -171,8 +172,12 @@ class CacheShadow:
             free += extra
             if lru_used > -math.inf:
                 lru_i, lru_used = len(entries), -math.inf
-        if free == 0:
-            return CacheMatch(host, key.model, chars, 0, 0.0, -1, False, False, math.inf, 0, active), None
+        if free == 0:  # the request would wait for the slot that frees first, evicting what it ran by then
+            first = min((e for e in entries[:n] if e.running is not None), key=lambda e: e.used, default=None)
+            run = first.running if first is not None else None
+            evicts = run is not None and run.anchor != key.anchor and (key.session is None or run.session != key.session)
+            return CacheMatch(host, key.model, chars, 0, 0.0, -1, False, evicts, 0.0 if evicts else math.inf, 0,
+                              active, victim_chars=run.chars if evicts and run is not None else 0), None
         if best_i >= 0 and key.chars_of(best_c) > st.min_cover * chars:
             chosen = best_i
         else:
@@ -255,6 +260,7 @@ class CacheShadow:
             if restored is not None:
                 self._remove_displaced(h, restored)
             e.busy = True
+            e.running = key
             e.used = now
             placed._entry = e
             self._trim(h)
@@ -306,6 +312,7 @@ class CacheShadow:
             if e is None:
                 return
             e.busy = False
+            e.running = None
             if h is None or not e.alive:
                 return
             self._clear(h, e)
@@ -321,6 +328,7 @@ class CacheShadow:
         if e is None:
             return
         e.busy = False
+        e.running = None
         e.used = self.clock()
         if h is None or not e.alive:
             return

@@ -77,7 +77,8 @@ class Books:
             outside_ms = ((u.wait_s or 0.0) + ((u.load_s or 0.0) if reloaded else 0.0)) * 1000
             self.registry.record_success(host, max(0.0, elapsed_ms - outside_ms),
                                          ttft_ms=None if ttft_s is None else ttft_s * 1000,
-                                         tokens=u.eval_count, eval_s=u.eval_s, model=model)
+                                         tokens=u.eval_count, eval_s=u.eval_s, model=model,
+                                         prefill_ms=None if u.prompt_eval_s is None else u.prompt_eval_s * 1000)
             if lease is not None and lease.slot is not None:
                 self.slots.answered(lease.slot, u.wait_s, u.load_s, u.work_s)
             _end(lease, Settle.SERVED, answer=answer, feedback=u.feedback(ttft_s, reloaded) if lease is not None and

@@ -460,18 +460,27 @@ class Placement:
 
     def _faster_when_free(self, chosen: Host, full: list[Host], estimates: dict[str, Estimate],
                           call: Call, ahead: int) -> Optional[str]:
-        """A reason to wait when a full host would finish this request sooner than `chosen` would."""
+        """A reason to wait when a full host would finish this request sooner than `chosen` would. Each
+        host's own part is its service time beside the prefill it would do (net of the prefill its answers
+        reported, where a prefill is estimated) and what evicting a conversation still going would cost."""
         if chosen.latency_ms <= 0:
             return None  # not measured: no grounds to hold the request back
-        mine = self.service_s(chosen) + estimates.get(chosen.address, Estimate(chosen.address)).prefill_s
+
+        def own(h: Host) -> float:
+            e = estimates.get(h.address)
+            if e is None:
+                return self.service_s(h)
+            net = h.service_ms / 1000.0 if h.service_ms > 0 else self.service_s(h)
+            return net + e.prefill_s + e.evicted_s
+
+        mine = own(chosen)
         best: Optional[tuple[float, Host]] = None
         for f in full:
             if f.latency_ms <= 0 or not f.available:
                 continue
             service = self.service_s(f)
             slots = self.slots.slots(f.address, call.model, call.embedding) or 1
-            theirs = self.slots.next_free_in(f.address, call.model, service) + (ahead / slots) * service + \
-                service + estimates.get(f.address, Estimate(f.address)).prefill_s
+            theirs = self.slots.next_free_in(f.address, call.model, service) + (ahead / slots) * service + own(f)
             if theirs < mine and (best is None or theirs < best[0]):
                 best = (theirs, f)
         if best is None:

@@ -39,6 +39,34 @@ def test_performance_terms_normalised_and_weighted():
     assert score == pytest.approx(sum(terms.values()) / 2)
 
 
+def test_service_time_leaves_out_the_prefill_its_answers_reported():
+    reg = registry("a:1")
+    reg.record_success("a:1", 900.0, prefill_ms=780.0)  # a cold 12k-char prompt: most of it was prefill
+    h = reg.get("a:1")
+    assert h.latency_ms == pytest.approx(900.0) and h.service_ms == pytest.approx(120.0)
+    reg.record_success("a:1", 150.0)  # an answer that reported no prompt evaluation counts whole
+    assert h.service_ms == pytest.approx(120.0 * 0.7 + 150.0 * 0.3)
+
+
+def test_with_the_cache_term_latency_and_queue_are_the_service_net_of_prefill():
+    """A conversation's home served a cold first turn (900 ms, 780 of them prefill) and runs another
+    conversation now; its cached follow-up (0.03 s of prefill left there) must not go to a faster host
+    that would prefill the whole prompt again (0.13 s)."""
+    reg = registry("home:1", "fast:1")
+    reg.record_success("home:1", 900.0, prefill_ms=780.0)
+    reg.record_success("fast:1", 60.0, prefill_ms=5.0)
+    home, fast = reg.get("home:1"), reg.get("fast:1")
+    home.in_flight = 1
+    w = RoutingWeights()
+    without_cache = performance_terms(home, w)
+    assert without_cache["latency"] == pytest.approx(0.2 * 0.9) and without_cache["in_flight"] == pytest.approx(0.2 * 0.9)
+    with_cache = performance_terms(home, w, prefill_s=0.03)
+    assert with_cache["latency"] == pytest.approx(0.2 * 0.12) and with_cache["in_flight"] == pytest.approx(0.2 * 0.12)
+    strategy = make_strategy("performance")
+    assert [h.address for h in strategy.order([fast, home], w, None, {"home:1": 0.03, "fast:1": 0.13})] == \
+        ["home:1", "fast:1"]
+
+
 def test_unknown_terms_are_neutral():
     reg = registry("a:1")
     terms = performance_terms(reg.get("a:1"), RoutingWeights())

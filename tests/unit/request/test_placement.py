@@ -158,7 +158,7 @@ def test_slow_start_gives_a_readmitted_host_its_probe_share():
     p.registry.mark_healthy("b:1")
     host = p.registry.get("b:1")
     host.readmitted_at = time.monotonic() - 27.0  # near the end of its ramp: about every request
-    host.latency_ms = 5000.0  # and on paper it looks bad: without slow start it would get nothing
+    host.latency_ms = host.service_ms = 5000.0  # and on paper it looks bad: without slow start it would get nothing
     chosen = [p.decide(call_for(conversation(n))).host for n in range(10)]
     assert chosen.count("b:1") >= 5
     host.readmitted_at = time.monotonic() - 60.0  # ramp over: scored like everyone
@@ -288,3 +288,29 @@ def test_evicting_a_conversation_counts_its_next_prefill_against_the_host():
     assert place(p, shadow, call_for(conversation(0, system=own[0]))).host == "a:1"
     d = p.decide(call_for(conversation(1, system=own[1])))
     assert d.host == "b:1" and d.estimates["a:1"].evicts_active and d.estimates["a:1"].evicted_s > 0.5
+
+
+def test_a_cold_prompt_does_not_wait_for_a_slot_whose_conversation_it_would_evict():
+    """The fast host's only slot runs conversation 0. Waiting for it would be quicker for a new conversation
+    (about 0.25 s against 0.5 s on the idle slow host) were it not that taking that slot evicts conversation
+    0, whose next turns would evaluate their prompt again: counted, the new conversation starts on the slow
+    host. When what the slot runs is not known to be a conversation, it waits."""
+    own = [f"Conversation {n} has its own long context. " * 30 for n in range(2)]
+    decisions = []
+    for known in (True, False):
+        p, shadow = world(hosts=("fast:1", "slow:1"), slots=1)
+        teach(shadow, "fast:1", 0.2, n=12)
+        teach(shadow, "slow:1", 0.4, n=12)
+        for _ in range(5):
+            p.registry.record_success("fast:1", 30.0)
+            p.registry.record_success("slow:1", 100.0)
+        if known:
+            assert place(p, shadow, call_for(conversation(0, system=own[0])), complete=False).host == "fast:1"
+        else:
+            p.slots.acquire("fast:1", "m")
+            p.registry.begin("fast:1")
+        decisions.append(p.decide(call_for(conversation(1, system=own[1]))))
+    evicting, unknown = decisions
+    assert isinstance(evicting, Decision) and evicting.host == "slow:1", evicting.reason
+    assert evicting.estimates["fast:1"].evicts_active and evicting.estimates["fast:1"].evicted_s > 0.3
+    assert isinstance(unknown, Wait) and "fast:1" in unknown.reason
