@@ -409,7 +409,7 @@ class Placement:
         if any(estimates[h.address].cached_chars for h in order if h.address in estimates):
             return order, reason
         inside = {h.address for h in bounded}
-        pool = [h for h in order if h.address in inside] or order
+        pool = order
         keeping = [h for h in pool if not estimates[h.address].evicts_active]
         kept = len(pool) - len(keeping) if keeping else 0
         pool = keeping or pool
@@ -423,14 +423,19 @@ class Placement:
                                                    math.sqrt(estimates[h.address].rate_samples + 1)) for h in pool}
         best = min(pool, key=lambda h: cost[h.address])
         floor = cost[best.address]
+        # the band is a share of the best host's own score: not of what evicting costs, which every host with
+        # a conversation in its slots adds alike, and which would widen the band to take in slower hosts
+        slack = max(band, COLD_BAND_SHARE * abs(scores[best.address]))
 
         def near(h: Host) -> bool:
             """Equal to the best within the strategy's band, or within what their prefill rates are known to
             (a rate learned from one answer says little: two such hosts are not told apart by it)."""
-            slack = max(band, COLD_BAND_SHARE * abs(floor))
             return cost[h.address] <= floor + slack + math.hypot(spread[best.address], spread[h.address])
 
         quiet = [h for h in pool if near(h)]
+        # the load bound is for choices made by affinity: among near-equals it goes before the hash does, but
+        # the host that is best on its score (its queue counted) is no prompt's home to be bounded away from
+        quiet = [h for h in quiet if h.address in inside] or quiet
         ident = key.session or str(key.anchor)
         # what it would displace: an empty slot first, then the coldest; equals by the conversation's hash
         pick = max(quiet, key=lambda h: (min(estimates[h.address].victim_idle_s, 1e9) // VICTIM_GRAIN_S,
