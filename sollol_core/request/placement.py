@@ -409,7 +409,7 @@ class Placement:
         if any(estimates[h.address].cached_chars for h in order if h.address in estimates):
             return order, reason
         inside = {h.address for h in bounded}
-        pool = order
+        pool = [h for h in order if h.address in inside] or order
         keeping = [h for h in pool if not estimates[h.address].evicts_active]
         kept = len(pool) - len(keeping) if keeping else 0
         pool = keeping or pool
@@ -433,9 +433,6 @@ class Placement:
             return cost[h.address] <= floor + slack + math.hypot(spread[best.address], spread[h.address])
 
         quiet = [h for h in pool if near(h)]
-        # the load bound is for choices made by affinity: among near-equals it goes before the hash does, but
-        # the host that is best on its score (its queue counted) is no prompt's home to be bounded away from
-        quiet = [h for h in quiet if h.address in inside] or quiet
         ident = key.session or str(key.anchor)
         # what it would displace: an empty slot first, then the coldest; equals by the conversation's hash
         pick = max(quiet, key=lambda h: (min(estimates[h.address].victim_idle_s, 1e9) // VICTIM_GRAIN_S,

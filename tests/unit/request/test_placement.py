@@ -316,27 +316,6 @@ def test_a_cold_prompt_does_not_wait_for_a_slot_whose_conversation_it_would_evic
     assert isinstance(unknown, Wait) and "fast:1" in unknown.reason
 
 
-def test_a_lightly_loaded_fast_host_takes_a_cold_prompt_the_load_bound_would_spread():
-    """Four hosts of two slots, two requests in flight (one on the fast host): the load bound's share of
-    in-flight requests is under one request a host, yet the fast host has a free slot and the least to
-    prefill. The bound spreads prompts drawn to a home by their cache, not a prompt with no home at all."""
-    hosts = ("fast:1", "medium:1", "slow:1", "slower:1")
-    p, shadow = world(hosts=hosts, slots=2)
-    for host, seconds in zip(hosts, (0.1, 0.2, 0.3, 0.5)):
-        teach(shadow, host, seconds, n=12)
-    for _ in range(5):
-        for host, ms in zip(hosts, (60.0, 80.0, 100.0, 120.0)):
-            p.registry.record_success(host, ms)
-    own = [f"Unrelated prompt {n}, nothing like the others. " * 30 for n in range(3)]
-    for n, host in enumerate(("fast:1", "medium:1")):  # in flight, each on its host
-        c = call_for(conversation(n, system=own[n]))
-        shadow.place(host, c.prompt, 2)
-        p.slots.acquire(host, c.model)
-        p.registry.begin(host)
-    d = p.decide(call_for(conversation(2, system=own[2])))
-    assert isinstance(d, Decision) and d.host == "fast:1", d.reason
-
-
 def test_what_evicting_costs_every_host_alike_does_not_widen_the_band_of_equals():
     """Both hosts' only slots hold a long conversation still going, so evicting costs about as much on
     either (well over a second of prefill again); the cold prompts themselves cost 0.10 s on one and 0.16 s
