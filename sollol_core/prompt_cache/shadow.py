@@ -17,6 +17,7 @@ from another thread too (the dashboard's snapshot reads host_view).
 from __future__ import annotations
 
 import math
+from collections import deque
 import sys
 import threading
 import time
@@ -30,6 +31,8 @@ from .feedback import Correction, CorrectionKind, Feedback, PrefillRate, read_an
 from .key import PromptKey, common_blocks
 
 DISPLACED_SCAN = 32  # displaced prompts compared per match (the most recent sharing the first block)
+RETURN_GAPS = 64  # the latest gaps between a conversation's turns kept (the time its slot sat idle)
+RETURN_GAPS_TRUSTED = 8  # gaps seen before they say anything about when a conversation has ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,8 @@ class CacheShadow:
         self._rates: dict[str, dict[str, PrefillRate]] = {}
         self._global_rate: Optional[tuple[int, Optional[float]]] = None  # (version, mean) cache
         self._rate_version = 0
+        self._gaps: deque[float] = deque(maxlen=RETURN_GAPS)
+        self._gap_mean: Optional[float] = None  # None: not computed since the last gap
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------- choosing a slot
@@ -246,6 +251,9 @@ class CacheShadow:
                 entries = h.models[key.model] = []
             self._resize(h, entries, n, key.model)
             e = entries[m.slot]
+            if e.blocks is not None and m.same_conversation and not e.busy and e.used > -math.inf:
+                self._gaps.append(max(0.0, now - e.used))  # its conversation came back after this long
+                self._gap_mean = None
             if e.blocks is not None:
                 old_blocks, old_chars = e.blocks, e.chars
                 placed._held = (old_blocks, old_chars, e.bc, e.anchor, e.session, e.used)
@@ -276,6 +284,16 @@ class CacheShadow:
         if len(entries) != n or m.slot >= len(entries):
             return False
         return not entries[m.slot].busy
+
+    def return_gap_s(self) -> Optional[float]:
+        """How long a conversation's slot sits idle between two of its turns, on average over the latest
+        gaps seen here (None until RETURN_GAPS_TRUSTED were)."""
+        with self._lock:
+            if len(self._gaps) < RETURN_GAPS_TRUSTED:
+                return None
+            if self._gap_mean is None:
+                self._gap_mean = sum(self._gaps) / len(self._gaps)
+            return self._gap_mean
 
     def complete(self, placed: Placed, *, answer: Optional[PromptKey] = None) -> None:
         """The request ended well: the slot is idle and holds the prompt (or prompt + answer)."""

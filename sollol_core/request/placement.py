@@ -49,6 +49,8 @@ COLD_BAND_SHARE = 0.05
 VICTIM_GRAIN_S = 30.0  # slots whose last use is this close in age displace alike (the hash chooses among them)
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
 RETURN_TURNS = 3.0  # an evicted conversation pays its prompt again on about this many of its next turns
+MIN_RETURN_GAP_S = 0.1  # the shortest mean gap between a conversation's turns taken from what was seen
+ENDS_AFTER_TURN = 0.2  # the chance a conversation ends after any one of its turns (about five turns each)
 RATE_SPREAD = 0.5  # relative error of a prefill rate learned from one answer, times sqrt(2) (see _cold_pick)
 
 
@@ -105,6 +107,19 @@ def _runner_reason(host: Host, estimates: dict[str, Estimate], reason: str) -> s
         return f"{reason}; runner differs: reload est. {e.reload_s:.2f} s"
     others = sum(1 for x in estimates.values() if x.reload_s)
     return f"{reason}; runner matches ({others} host(s) would reload)" if others else reason
+
+
+def still_going(idle_s: float, gap_s: Optional[float]) -> float:
+    """How likely a slot idle for `idle_s` holds a conversation that will come back, when conversations
+    here come back after `gap_s` on average (None: not known yet, and every conversation within
+    cache.active_s counts as going). A conversation ends after a turn with chance ENDS_AFTER_TURN, else
+    returns after a gap taken as exponential: by Bayes, P(going | idle t) = (1 - q) e^(-t/gap) /
+    ((1 - q) e^(-t/gap) + q). About even at 1.4 gaps; a slot idle for many gaps holds a conversation that
+    has ended, whose eviction costs nobody anything."""
+    if gap_s is None or idle_s == math.inf:
+        return 1.0
+    stays = (1 - ENDS_AFTER_TURN) * math.exp(-idle_s / max(gap_s, MIN_RETURN_GAP_S))
+    return stays / (stays + ENDS_AFTER_TURN)
 
 
 def _kchars(n: int) -> str:
@@ -317,17 +332,19 @@ class Placement:
             return {h.address: Estimate(host=h.address, prefill_s=reloads.get(h.address, 0.0),
                                         reload_s=reloads.get(h.address, 0.0)) for h in hosts} if reloads else {}
         out = {}
+        gap = self.shadow.return_gap_s()
         for h in hosts:
             m = self.shadow.match(h.address, key, self.shadow_slots(h.address, call.embedding))
+            going = still_going(m.victim_idle_s, gap) if m.evicts_active else 0.0
             reload_s = reloads.get(h.address, 0.0)
             cached = 0 if reload_s else m.cached_chars  # a reload drops every slot's cache
             out[h.address] = Estimate(host=h.address, cached_chars=cached, prompt_chars=key.chars,
                                       prefill_s=self.shadow.prefill_s(h.address, model, max(0, key.chars - cached)) + reload_s,
-                                      evicts_active=m.evicts_active, victim_idle_s=m.victim_idle_s,
+                                      evicts_active=going >= 0.5, victim_idle_s=m.victim_idle_s,
                                       displaced=m.displaced and not reload_s, match=m, reload_s=reload_s,
                                       rate_samples=self.shadow.rate_samples(h.address, model),
-                                      evicted_s=self._eviction_s(hosts, model, m.victim_chars)
-                                      if m.evicts_active else 0.0)
+                                      evicted_s=self._eviction_s(hosts, model, m.victim_chars) * going
+                                      if going else 0.0)
         return out
 
     def _eviction_s(self, hosts: list[Host], model: str, chars: int) -> float:

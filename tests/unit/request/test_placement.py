@@ -9,12 +9,12 @@ from sollol_core.config import SollolConfig
 from sollol_core.prompt_cache.canonical import prompt_key
 from sollol_core.prompt_cache.shadow import CacheShadow
 from sollol_core.request.call import Call
-from sollol_core.request.placement import Decision, Placement, Wait
+from sollol_core.request.placement import Decision, Placement, Wait, still_going
 
 SYSTEM = "You are a careful assistant. " * 40  # ~1,200 characters
 
 
-def world(hosts=("a:1", "b:1"), slots=2, weights=None, strategy="performance", **cache):
+def world(hosts=("a:1", "b:1"), slots=2, weights=None, strategy="performance", clock=time.monotonic, **cache):
     config = SollolConfig(default_num_parallel=slots, cache=cache, routing_strategy=strategy,
                           routing_weights=weights or {})
     registry = HostRegistry()
@@ -24,7 +24,7 @@ def world(hosts=("a:1", "b:1"), slots=2, weights=None, strategy="performance", *
         registry.record_success(h, 50.0)
     router = Router(registry, strategy, config.routing_weights)
     table = SlotTable(lambda host: config.default_num_parallel, lambda: 0)
-    shadow = CacheShadow(config.cache)
+    shadow = CacheShadow(config.cache, clock=clock)
     return Placement(config, registry, router, table, shadow, lambda host: config.default_num_parallel), shadow
 
 
@@ -334,3 +334,44 @@ def test_what_evicting_costs_every_host_alike_does_not_widen_the_band_of_equals(
         assert isinstance(d, Decision) and d.estimates["a:1"].evicted_s > 1.0
         chosen.add(d.host)
     assert chosen == {"a:1"}
+
+
+def test_a_conversation_is_still_going_for_about_its_gap_then_has_probably_ended():
+    assert still_going(1000.0, None) == 1.0  # no gap seen yet: every conversation in cache.active_s goes on
+    assert still_going(0.0, 0.5) == 0.8  # right after a turn: unless it was its last (one in five)
+    assert 0.45 < still_going(0.7, 0.5) < 0.55  # about even at 1.4 gaps
+    assert still_going(5.0, 0.5) < 1e-3  # ten gaps idle: it has ended
+
+
+def test_a_new_conversation_takes_the_slot_of_one_that_has_ended_not_of_one_going_on():
+    """Both hosts' only slots hold a conversation; the faster host's was used a moment ago, the other's five
+    seconds ago, where conversations here come back after 0.3 s. Evicting the ended one costs nobody:
+    the new conversation goes to the slower host. Before any gap was seen both count as going, and the
+    faster host's lower prefill wins."""
+    decisions = []
+    for learned in (True, False):
+        now = [1000.0]
+        p, shadow = world(hosts=("fast:1", "slow:1"), slots=1, clock=lambda: now[0])
+        teach(shadow, "fast:1", 0.10, n=12)
+        teach(shadow, "slow:1", 0.20, n=12)
+        if learned:  # eight conversations, each back after 0.3 s
+            for n in range(8):
+                first = call_for(conversation(100 + n, system=f"Earlier conversation {n}. " * 40))
+                shadow.complete(shadow.place("fast:1", first.prompt, 1))
+                now[0] += 0.3
+                shadow.complete(shadow.place("fast:1", call_for(conversation(100 + n, turns=2,
+                                                                               system=f"Earlier conversation {n}. " * 40)).prompt, 1))
+            assert abs(shadow.return_gap_s() - 0.3) < 1e-9
+        else:
+            assert shadow.return_gap_s() is None
+        ended = call_for(conversation(1, system="A conversation that ended. " * 40))
+        shadow.complete(shadow.place("slow:1", ended.prompt, 1))
+        now[0] += 5.0
+        going = call_for(conversation(2, system="A conversation going on. " * 40))
+        shadow.complete(shadow.place("fast:1", going.prompt, 1))
+        now[0] += 0.05
+        decisions.append(p.decide(call_for(conversation(3, system="A new conversation. " * 40))))
+    knowing, not_yet = decisions
+    assert isinstance(knowing, Decision) and knowing.host == "slow:1", knowing.reason
+    assert knowing.estimates["slow:1"].evicted_s < 0.01 and knowing.estimates["fast:1"].evicted_s > 0.2
+    assert isinstance(not_yet, Decision) and not_yet.host == "fast:1", not_yet.reason
