@@ -17,10 +17,10 @@ from another thread too (the dashboard's snapshot reads host_view).
 from __future__ import annotations
 
 import math
-from collections import deque
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Mapping, Optional
