@@ -363,11 +363,17 @@ class GatewayQueue:
             return None
         window = self.config.queue.fair_window_s
         now = time.monotonic()
-        share = sum(slots * rate for slots, rate in rates.values()) / (len(others) + 1)
+        capacity = sum(slots * rate for slots, rate in rates.values())
+        share = capacity / (len(others) + 1)
+        per_slot = capacity / max(1, sum(slots for slots, _ in rates.values()))
 
         def asks(c: str) -> float:
+            """Its rate over the fair window, or what its requests waiting now would take, whichever is more:
+            a rate read over a window lags a client that began flooding a moment ago, its backlog does not."""
             d = self._seen.get((c, call.model))
-            return d.rate(now, window) if d is not None else 0.0
+            rate = d.rate(now, window) if d is not None else 0.0
+            waiting = self._waiting_by.get((c, call.model), 0)
+            return max(rate, waiting * per_slot) if waiting else rate
 
         if asks(client) <= share:
             return None

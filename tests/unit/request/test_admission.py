@@ -316,6 +316,28 @@ async def test_a_client_leaves_a_slot_free_for_another_that_used_the_model_latel
     assert table.in_use("a:1", "m") == 0
 
 
+async def test_a_client_with_a_backlog_asks_for_what_it_waits_for_before_its_rate_shows_it():
+    """The host serves a request in a millisecond: four slots make 4,000 requests/s, 2,000 a client's share
+    when two use the model, far above the rate a client's first few requests show. A client with three
+    requests waiting asks for 3 x 1,000/s all the same: when one of its slots frees, it is kept for the other
+    client instead of going to its next request."""
+    q, registry, table = make(slots=4, fair_window_s=30)
+    registry.record_success("a:1", 1.0)
+    (await q.admit(call(client="quiet"))).end(Settle.SERVED)
+    loud = [await asyncio.wait_for(q.admit(call(client="loud")), 0.05) for _ in range(4)]  # under its share
+    waiting = [asyncio.ensure_future(q.admit(call(client="loud"))) for _ in range(3)]
+    await asyncio.sleep(0.02)
+    loud[0].end(Settle.SERVED)
+    await asyncio.sleep(0.02)
+    assert table.in_use("a:1", "m") == 3 and not any(w.done() for w in waiting)
+    quiet = await asyncio.wait_for(q.admit(call(client="quiet")), 0.05)
+    assert table.in_use("a:1", "m") == 4
+    for w in waiting:
+        w.cancel()
+    for lease in [*loud[1:], quiet]:
+        lease.end(Settle.SERVED)
+
+
 async def test_an_interactive_client_leaves_no_slot_free_for_a_batch_client():
     """Kept slots are for clients of the same class or a higher one; chats ahead of bulk is the reserve's job."""
     q, _, table = make(slots=4, fair_window_s=30, interactive_reserve=0)
