@@ -155,6 +155,9 @@ class Views:
                  "placement": r.placement, "wait_ms": r.wait_ms, "priority": r.priority, "client": r.client}
                 for r in p.requests.recent(20)],
             "routing": {"strategy": p.router.strategy_name, "weights": p.router.weights.model_dump()},
+            # the mean idle time between a conversation's turns, as placement weighs evictions by it (None:
+            # fewer than RETURN_GAPS_TRUSTED seen, every conversation within cache.active_s counts as going)
+            "cache": {"turn_gap_s": p.shadow.return_gap_s() if p.config.cache.enabled else None},
             "gateway": {"url": p.state.gateway_url, "active_requests": p.path.active,
                         "requests_total": p.requests.total, "errors_total": p.requests.errors,
                         "requests_per_s": rps, "errors_per_s": eps},

@@ -375,3 +375,21 @@ def test_a_new_conversation_takes_the_slot_of_one_that_has_ended_not_of_one_goin
     assert isinstance(knowing, Decision) and knowing.host == "slow:1", knowing.reason
     assert knowing.estimates["slow:1"].evicted_s < 0.01 and knowing.estimates["fast:1"].evicted_s > 0.2
     assert isinstance(not_yet, Decision) and not_yet.host == "fast:1", not_yet.reason
+
+
+def test_stats_tell_the_gap_between_turns_placement_weighs_evictions_by(sim_cluster, gateway, client):
+    from helpers import CHAT_MODEL, settled
+
+    sim = sim_cluster(n=2)
+    sollol = gateway(sim.addresses)
+    http = client(sollol)
+    assert http.get("/api/stats").json()["cache"] == {"turn_gap_s": None}
+    messages = [{"role": "system", "content": SYSTEM}]
+    for turn in range(10):  # nine gaps between ten turns: enough to be trusted
+        messages.append({"role": "user", "content": f"question {turn}"})
+        r = http.post("/api/chat", json={"model": CHAT_MODEL, "messages": messages, "stream": False})
+        assert r.status_code == 200
+        messages.append({"role": "assistant", "content": r.json()["message"]["content"]})
+        settled(sollol)
+    gap = http.get("/api/stats").json()["cache"]["turn_gap_s"]
+    assert gap is not None and 0.0 <= gap < 5.0
