@@ -36,6 +36,7 @@ from ..cluster.routing import Router, Strategy
 from ..cluster.slots import SlotTable
 from ..config import RoutingWeights, SollolConfig
 from ..errors import NoHostForModel
+from ..prompt_cache.liveness import still_going
 from .call import Call
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ COLD_BAND_SHARE = 0.05
 VICTIM_GRAIN_S = 30.0  # slots whose last use is this close in age displace alike (the hash chooses among them)
 UNMEASURED_SERVICE_S = 1.0  # a host with no latency sample yet is assumed to take this long
 RETURN_TURNS = 3.0  # an evicted conversation pays its prompt again on about this many of its next turns
-MIN_RETURN_GAP_S = 0.1  # the shortest mean gap between a conversation's turns taken from what was seen
-ENDS_AFTER_TURN = 0.2  # the chance a conversation ends after any one of its turns (about five turns each)
 RATE_SPREAD = 0.5  # relative error of a prefill rate learned from one answer, times sqrt(2) (see _cold_pick)
 
 
@@ -107,19 +106,6 @@ def _runner_reason(host: Host, estimates: dict[str, Estimate], reason: str) -> s
         return f"{reason}; runner differs: reload est. {e.reload_s:.2f} s"
     others = sum(1 for x in estimates.values() if x.reload_s)
     return f"{reason}; runner matches ({others} host(s) would reload)" if others else reason
-
-
-def still_going(idle_s: float, gap_s: Optional[float]) -> float:
-    """How likely a slot idle for `idle_s` holds a conversation that will come back, when conversations
-    here come back after `gap_s` on average (None: not known yet, and every conversation within
-    cache.active_s counts as going). A conversation ends after a turn with chance ENDS_AFTER_TURN, else
-    returns after a gap taken as exponential: by Bayes, P(going | idle t) = (1 - q) e^(-t/gap) /
-    ((1 - q) e^(-t/gap) + q). About even at 1.4 gaps; a slot idle for many gaps holds a conversation that
-    has ended, whose eviction costs nobody anything."""
-    if gap_s is None or idle_s == math.inf:
-        return 1.0
-    stays = (1 - ENDS_AFTER_TURN) * math.exp(-idle_s / max(gap_s, MIN_RETURN_GAP_S))
-    return stays / (stays + ENDS_AFTER_TURN)
 
 
 def _kchars(n: int) -> str:

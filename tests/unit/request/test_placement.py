@@ -7,9 +7,10 @@ from sollol_core.cluster.routing import Router
 from sollol_core.cluster.slots import SlotTable
 from sollol_core.config import SollolConfig
 from sollol_core.prompt_cache.canonical import prompt_key
+from sollol_core.prompt_cache.liveness import still_going
 from sollol_core.prompt_cache.shadow import CacheShadow
 from sollol_core.request.call import Call
-from sollol_core.request.placement import Decision, Placement, Wait, still_going
+from sollol_core.request.placement import Decision, Placement, Wait
 
 SYSTEM = "You are a careful assistant. " * 40  # ~1,200 characters
 
