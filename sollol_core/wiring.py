@@ -99,7 +99,10 @@ class SlotLimits:
 
     def configured(self, address: str) -> Optional[int]:
         """The host's own num_parallel (None: it has none; its slots are learned)."""
-        settings = self.config.host_settings.get(address)  # registry addresses are normalised already
+        by_host = self.config.host_settings
+        if not by_host:
+            return None  # no host has settings of its own (read on every decision: the common case is cheap)
+        settings = by_host.get(address)  # registry addresses are normalised already
         if settings is None and address not in self.registry:
             settings = self.config.host_settings.get(normalize_host(address))
         return settings.num_parallel if settings is not None else None

@@ -74,9 +74,20 @@ HostListener = Callable[[HostChange], None]
 
 @lru_cache(maxsize=4096)
 def model_key(name: str) -> str:
-    """Ollama treats 'llama3.2' and 'llama3.2:latest' as one model."""
-    name = name.strip()
-    return name if ":" in name else f"{name}:latest"
+    """Ollama treats 'llama3.2' and 'llama3.2:latest' as one model. Remembered: several stages of every
+    request ask for the key of its model."""
+    key = _MODEL_KEYS.get(name)
+    if key is None:
+        stripped = name.strip()
+        key = stripped if ":" in stripped else f"{stripped}:latest"
+        if len(_MODEL_KEYS) >= _MODEL_KEYS_MAX:
+            _MODEL_KEYS.clear()  # names come from clients: bounded
+        _MODEL_KEYS[name] = key
+    return key
+
+
+_MODEL_KEYS: dict[str, str] = {}
+_MODEL_KEYS_MAX = 4096
 
 
 def _monotonic() -> float:

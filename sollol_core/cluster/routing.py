@@ -83,6 +83,29 @@ def performance_terms(host: Host, weights: RoutingWeights, model: Optional[str] 
     return terms
 
 
+def performance_cost(host: Host, weights: RoutingWeights, model: Optional[str], prefill_s: Optional[float],
+                     now: float) -> float:
+    """performance_score's number alone, without its terms (what ordering hosts needs, on every request):
+    the same terms added in the same order, so the two agree to the last bit."""
+    cpu = NEUTRAL_CPU_LOAD if host.cpu_load is None else min(max(host.cpu_load, 0.0), 1.0)
+    gpu = NEUTRAL_GPU_TERM if host.gpu_free_mem is None else 1.0 / (1.0 + max(host.gpu_free_mem, 0.0) / 1024.0)
+    latency_s = host.latency_ms / 1000.0
+    if prefill_s is not None and host.service_ms > 0.0:
+        latency_s = host.service_ms / 1000.0
+    queue_latency_s = UNMEASURED_BUSY_LATENCY_S if host.latency_ms == 0.0 else max(latency_s, 0.001)
+    total = 0 + weights.cpu_load * cpu
+    total += weights.gpu_free_mem * gpu
+    total += weights.priority * host.priority / 10.0
+    total += weights.latency * latency_s
+    total += weights.success_rate * (1.0 - host.effective_success_rate(now))
+    total += weights.in_flight * host.in_flight * queue_latency_s
+    if model is not None:
+        total += weights.cold_model * (1.0 if is_cold(host, model) else 0.0)
+    if prefill_s is not None:
+        total += weights.cache * prefill_s
+    return total / host.weight
+
+
 def performance_score(host: Host, weights: RoutingWeights, model: Optional[str] = None,
                       prefill_s: Optional[float] = None, now: Optional[float] = None) -> tuple[float, dict[str, float]]:
     """Sum of the weighted terms, divided by the host weight (a weight-2 host counts half as loaded)."""
@@ -126,12 +149,17 @@ class PerformanceStrategy:
 
     def order(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str] = None,
               prefill: Optional[Mapping[str, float]] = None) -> list[Host]:
-        return sorted(candidates, key=lambda h: (self.score(h, weights, model, prefill), h.address))
+        now = time.monotonic()
+        if prefill is None:
+            return sorted(candidates, key=lambda h: (performance_cost(h, weights, model, None, now), h.address))
+        return sorted(candidates, key=lambda h: (performance_cost(h, weights, model, prefill.get(h.address, 0.0),
+                                                                  now), h.address))
 
     @staticmethod
     def score(host: Host, weights: RoutingWeights, model: Optional[str] = None,
               prefill: Optional[Mapping[str, float]] = None) -> float:
-        return performance_score(host, weights, model, None if prefill is None else prefill.get(host.address, 0.0))[0]
+        return performance_cost(host, weights, model, None if prefill is None else prefill.get(host.address, 0.0),
+                                time.monotonic())
 
     def cold_scores(self, candidates: Sequence[Host], weights: RoutingWeights, model: Optional[str],
                     prefill: Mapping[str, float]) -> tuple[dict[str, float], float]:

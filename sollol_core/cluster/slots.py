@@ -71,10 +71,12 @@ class SlotTable:
     def slots(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
         """The host's slots for this model: configured num_parallel, else learned, else default_num_parallel
         (embedding models 1); None when unlimited."""
-        key = self._key(host, model)
-        configured = self._limit_of(host)
+        return self._slots((host, model_key(model) if model else ""), embedding)
+
+    def _slots(self, key: tuple[str, str], embedding: bool) -> Optional[int]:
+        configured = self._limit_of(key[0])
         if self.learner is not None:
-            learned = self.learner.learned(host, key[1])
+            learned = self.learner.learned(key[0], key[1])
             if learned is not None:
                 configured = learned
         if configured is None:
@@ -86,9 +88,10 @@ class SlotTable:
 
     def limit(self, host: str, model: Optional[str], embedding: bool = False) -> Optional[int]:
         """Requests SOLLOL lets be in flight on (host, model): slots + host_queue_depth, lowered while busy."""
-        slots = self.slots(host, model, embedding)
+        key = (host, model_key(model) if model else "")
+        slots = self._slots(key, embedding)
         limit = None if slots is None else slots + self._queue_depth()
-        pair = self._pairs.get(self._key(host, model))
+        pair = self._pairs.get(key)
         if pair is not None and pair.busy_limit is not None:
             now = self._clock()
             if now < pair.closed_until:
@@ -109,7 +112,10 @@ class SlotTable:
     def has_room(self, host: str, model: Optional[str], embedding: bool = False, adjust: int = 0) -> bool:
         """A slot is free; `adjust` slots more (a batch request's pipelining) or fewer (held in reserve)."""
         limit = self.limit(host, model, embedding)
-        return limit is None or limit - self.in_use(host, model) + adjust > 0
+        if limit is None:
+            return True
+        pair = self._pairs.get((host, model_key(model) if model else ""))
+        return limit - (pair.in_use if pair is not None else 0) + adjust > 0
 
     def in_use(self, host: str, model: Optional[str]) -> int:
         pair = self._pairs.get(self._key(host, model))

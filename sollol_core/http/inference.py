@@ -48,8 +48,12 @@ class Inference:
         that takes no slot (model details)."""
         stream = stream_flag(data, stream_default)
         model = model or model_of(data)
-        prompted = inference and not embedding and self.config.cache.enabled
-        call = Call(endpoint=endpoint, method="POST", path=path, body=body if body is not None else raw,
+        sent = body if body is not None else raw
+        # the session names a conversation for the prompt key, which only a prompt that long is given
+        # (Placement.uses_prompt)
+        prompted = inference and not embedding and self.config.cache.enabled and \
+            len(sent) >= self.config.cache.min_prompt_chars
+        call = Call(endpoint=endpoint, method="POST", path=path, body=sent,
                     model=model, stream=stream, timeout=timeout, sse=sse, api=ApiFamily(api),
                     data=data if inference else None,
                     session=session_key(path, data, req.headers) if prompted else None,

@@ -39,6 +39,7 @@ from .render.document import RUNNER_OPTIONS, cjson
 #: The runner options a request names: (option, canonical JSON of its value), sorted; () = the model's defaults.
 RunnerKey = tuple[tuple[str, str], ...]
 DEFAULTS: RunnerKey = ()
+RUNNER_OPTION_SET = frozenset(RUNNER_OPTIONS)
 
 RELOAD_FACTOR = 5.0
 RELOAD_MARGIN_S = 0.05
@@ -52,8 +53,10 @@ CAUSES = ("options", "cold", "unknown")
 
 def runner_key(options: Any) -> RunnerKey:
     """The runner part of a request's `options` (None and unknown keys ignored)."""
-    if not isinstance(options, Mapping):
+    if not isinstance(options, Mapping) or not options:
         return DEFAULTS
+    if isinstance(options, dict) and options.keys().isdisjoint(RUNNER_OPTION_SET):
+        return DEFAULTS  # sampling options only (temperature, num_predict ...): the model's default runner
     out = []
     for name in RUNNER_OPTIONS:
         value = options.get(name)
@@ -107,6 +110,7 @@ class _Runner:
     confirmed: bool = False
     seq: int = 0  # of the last send
     warm: deque[float] = field(default_factory=lambda: deque(maxlen=WARM_SAMPLES))
+    warm_median: Optional[float] = None  # of `warm`, kept until it changes (read on every answer)
     load_s: Optional[float] = None
     reloads: dict[str, int] = field(default_factory=dict)
     last_reload: str = ""
@@ -144,6 +148,7 @@ class RunnerTable:
                 return None
             if load_s <= self._threshold(sent.host, sent.model):
                 r.warm.append(load_s)
+                r.warm_median = None
                 if (sent.before is not None and sent.before != sent.key and sent.before_confirmed
                         and r.seq == sent.seq):
                     self._same.setdefault(sent.model, set()).add(frozenset((sent.before, sent.key)))
@@ -254,7 +259,9 @@ class RunnerTable:
     def _warm(self, host: str, model: str) -> float:
         r = self._pairs.get((host, model))
         if r is not None and r.warm:
-            return statistics.median(r.warm)
+            if r.warm_median is None:
+                r.warm_median = statistics.median(r.warm)
+            return r.warm_median
         for same_model in (True, False):  # the model elsewhere, then the host's other models
             samples = [x for (h, m), p in self._pairs.items() if (m == model if same_model else h == host)
                        for x in p.warm]

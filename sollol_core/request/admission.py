@@ -30,7 +30,7 @@ from ..cluster.slot_learning import SlotTicket
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
-from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, Call, Priority
+from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, PRIORITY_OF, RANK_OF, Call, Priority
 from .demand import Demand
 from .placement import Decision, Keep, Placement, Wait
 
@@ -198,16 +198,15 @@ class GatewayQueue:
     async def admit(self, call: Call, exclude: frozenset[str] = frozenset(), *,
                     front: bool = False) -> Optional[Lease]:
         """A slot for the call now, or after waiting; None when no host can take it at all."""
-        cls = Priority(call.priority) if call.priority in self._classes else INTERACTIVE
+        cls = PRIORITY_OF.get(call.priority, INTERACTIVE)
         client = call.client or "anonymous"
         self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
-        now = time.monotonic()
+        started = now = time.monotonic()
         demand = self._seen.get((client, call.model))
         if demand is None:
             demand = self._seen[(client, call.model)] = Demand(now)
         demand.add(now, self.config.queue.fair_window_s)
-        demand.rank = PRIORITY_CLASSES.index(cls)
-        started = time.monotonic()
+        demand.rank = RANK_OF[cls]
         decision = self._decide(call, exclude, 0)  # raises NoHostForModel
         if decision is None:
             return None
@@ -354,7 +353,7 @@ class GatewayQueue:
         others = self._others_using(client, call.model)
         if not others:
             return None
-        rank = PRIORITY_CLASSES.index(Priority(call.priority)) if call.priority in self._classes else 1
+        rank = RANK_OF.get(call.priority, 1)
         others = {c for c in others if (d := self._seen.get((c, call.model))) is not None and d.rank <= rank}
         if not others:
             return None

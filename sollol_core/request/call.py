@@ -29,6 +29,10 @@ class Priority(StrEnum):
 
 HIGH, INTERACTIVE, BATCH = Priority.HIGH, Priority.INTERACTIVE, Priority.BATCH
 PRIORITY_CLASSES: tuple[Priority, ...] = (HIGH, INTERACTIVE, BATCH)  # first goes first
+#: A class by its name (or itself: a StrEnum hashes as its value); what the queue reads on every request.
+PRIORITY_OF: dict[str, Priority] = {p.value: p for p in PRIORITY_CLASSES}
+#: Each class's rank: 0 goes first.
+RANK_OF: dict[str, int] = {p.value: i for i, p in enumerate(PRIORITY_CLASSES)}
 
 
 @dataclass(slots=True, eq=False)

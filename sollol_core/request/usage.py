@@ -36,12 +36,16 @@ class Usage:
                         cached_tokens=self.cached_tokens, prompt_tokens=self.prompt_tokens)
 
 
+_NUMBERS = (int, float)
+
+
 def _seconds(ns: Any) -> Optional[float]:
-    return ns / 1e9 if isinstance(ns, (int, float)) and not isinstance(ns, bool) and ns >= 0 else None
+    # exact types: a bool is not a duration (and orjson gives only int and float)
+    return ns / 1e9 if type(ns) in _NUMBERS and ns >= 0 else None
 
 
 def _count(value: Any) -> Optional[int]:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int else None
 
 
 def frame(line: bytes) -> Optional[dict[str, Any]]:

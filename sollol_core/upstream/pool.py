@@ -48,6 +48,10 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.write_paused = False  # the transport's write buffer is full: wait before writing more
+        # one timer per connection, moved lazily: a wait sets the deadline; a timer that fires early looks
+        # again at it (a request's waits then cost no timer handles of their own)
+        self._deadline = 0.0
+        self._timer: Optional[asyncio.TimerHandle] = None
         self._reset()
 
     def _reset(self) -> None:
@@ -87,6 +91,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
+        if self._timer is not None:  # a closed connection keeps no timer (nor itself) alive
+            self._timer.cancel()
+            self._timer = None
         if not self.complete and self.error is None:
             if self.headers_done and "content-length" not in self.headers and \
                     "chunked" not in self.headers.get("transfer-encoding", ""):
@@ -134,12 +141,27 @@ class _Connection(asyncio.Protocol):
     async def wait(self, timeout: float) -> None:
         """Until more arrives, the connection ends, or `timeout` seconds pass without news."""
         self.waiter = fut = self.loop.create_future()
-        handle = self.loop.call_later(timeout, _expire, fut)
+        deadline = self._deadline = self.loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._check_deadline)
         try:
             await fut
         finally:
-            handle.cancel()
             self.waiter = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        fut = self.waiter
+        if fut is None or fut.done():
+            return  # nothing waits now: the next wait arms a timer of its own
+        left = self._deadline - self.loop.time()
+        if left > 0.0:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        fut.set_exception(asyncio.TimeoutError())
 
     async def wait_headers(self, timeout: float) -> None:
         """Until the answer's status and headers are in (at most `timeout` s without news each time)."""
@@ -216,11 +238,6 @@ class _Connection(asyncio.Protocol):
                 and not self.body_unsent)
 
 
-def _expire(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_exception(asyncio.TimeoutError())
-
-
 class LeanResponse:
     """Status and headers are known; the body is read with read() or chunks(); close() always."""
 
@@ -252,7 +269,21 @@ class LeanResponse:
     async def read(self) -> bytes:
         """The whole body; kept, so a second read() returns it again."""
         if self._body is None:
-            parts = [chunk async for chunk in self.chunks()]
+            # the loop of chunks(), without an async generator: a small answer is most often in already
+            conn = self._conn
+            parts: list[bytes] = []
+            while True:
+                if conn.chunks:
+                    parts.append(conn.take())
+                    continue
+                if conn.complete:
+                    break
+                if conn.error is not None:
+                    raise conn.error
+                try:
+                    await conn.wait(self._timeout)
+                except asyncio.TimeoutError:
+                    raise UpstreamFailure(f"no data from the host for {self._timeout:g} s") from None
             self._body = parts[0] if len(parts) == 1 else b"".join(parts)
         return self._body
 
