@@ -8,7 +8,11 @@ knows which of its own requests were in flight on the (host, model) when it gran
 their own answers they say how many slots the host has:
 
   waited       halfway through a request's wait every slot was taken: by at most the R others that may have
-               been running then, so the host runs at most R at once: learned = min(learned, R)
+               been running then, so the host runs at most R at once: learned = min(learned, R), once a
+               second wait (bounding R', with nothing running beside more in between) confirms it, as
+               max(R, R'); unless the host was seen running more than R at once without a wait (ran
+               beside, below): then the residual is overhead stretched by a loaded machine, not a wait for
+               a slot, and bounds nothing
   ran beside   halfway through a request's run, k others were running too by their own timings: the host
                runs at least k + 1 at once: learned = max(learned, k + 1)
   probe        while the (host, model) is full at its learned slots and requests wait in the gateway, one
@@ -88,6 +92,7 @@ class _Learning:
     waited: int = 0  # answers that waited for a slot inside the host
     ran_beside: int = 0  # answers that ran beside others without waiting
     most_beside: int = 0  # the most requests seen running at once without a wait (this one included)
+    pending: Optional[int] = None  # the bound one wait suggested, until a second one confirms it
     probes: int = 0
     probes_failed: int = 0
     probe: Optional[SlotTicket] = None  # the probe in flight
@@ -193,9 +198,17 @@ class SlotLearner:
             st.waited += 1
             if st.since is None:
                 st.since = now
+            if running + 1 <= st.most_beside and not probe:
+                # the host ran more than that at once without a wait before: this residual is not a wait
+                # for a slot but the host's overhead stretched (a loaded machine), and teaches no bound
+                return
             if current is None or running < current:
-                self._set(st, running, now, f"{_was(current)}{running}: waited {wait_s:.2f} s behind "
-                                            f"{running} request(s) running")
+                if st.pending is None and not probe:  # one stretched answer may be a loaded machine's
+                    st.pending = running
+                    return
+                bound, st.pending = max(running, st.pending if st.pending is not None else 0), None
+                self._set(st, bound, now, f"{_was(current)}{bound}: waited {wait_s:.2f} s behind "
+                                          f"{running} request(s) running (and one before it)")
             elif probe and st.slots is None:  # the fallback was right: one more waits
                 self._set(st, current, now, f"{current}: one more than {current} waited {wait_s:.2f} s")
             if probe:
@@ -208,6 +221,8 @@ class SlotLearner:
         if beside:
             st.ran_beside += 1
             st.most_beside = max(st.most_beside, beside + 1)
+            if st.pending is not None and beside + 1 > st.pending:
+                st.pending = None  # it ran beside more than the wait suggested: that wait bounded nothing
             if st.since is None:
                 st.since = now
             if current is not None and beside + 1 > current:
