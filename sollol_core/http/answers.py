@@ -13,8 +13,8 @@ from typing import Any, Mapping
 from starlette.responses import Response, StreamingResponse
 
 from ..request.answer import Answer, Streamed, Whole
+from .exchange import Responder
 from .inbound import ClientDisconnected
-from .server import Responder
 
 _CONTENT_TYPES: dict[str, tuple[bytes, bytes]] = {}
 

@@ -12,10 +12,10 @@ from ..request.shapes import api_for_path, error_body
 from .access import DeclaredRoute, Reject, answer_inbound
 from .answers import to_asgi, write_answer
 from .browsers import Browsers
+from .exchange import Handler, Responder
+from .exchange import Inbound as ServerInbound
 from .guard import Guard
 from .inbound import AsgiInbound
-from .server import Handler, Responder
-from .server import Inbound as ServerInbound
 
 
 class FastPathApp:

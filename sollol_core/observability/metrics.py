@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
 
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -109,7 +108,7 @@ class LightHistogram(_Light):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]) -> None:
         super().__init__(name, documentation, labelnames)
         self.bounds = tuple(float(b) for b in buckets)
-        self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        self._les = [repr(b) for b in self.bounds] + ["+Inf"]  # as prometheus_client writes them: 0.005, 1.0
 
     def _child(self) -> _HistogramChild:
         return _HistogramChild(self.bounds)

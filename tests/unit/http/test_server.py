@@ -13,7 +13,8 @@ import pytest
 from fastapi import FastAPI, Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 
-from sollol_core.http.server import BodyTooLarge, ConnectionLimits, GatewayServer, Inbound, Responder
+from sollol_core.http.exchange import BodyTooLarge, Inbound, Responder
+from sollol_core.http.server import ConnectionLimits, GatewayServer
 
 JSON = [(b"content-type", b"application/json")]
 
