@@ -29,8 +29,8 @@ from typing import Any, Optional, Protocol, Sequence
 from ..cluster.adaptive import refresh_host
 from ..cluster.hosts import HostState
 from ..errors import DaskUnavailable, NoHostForModel, Rejected
-from ..request.admission import Lease, Settle
 from ..request.call import BATCH, Call
+from ..request.lease import Lease, Settle
 from ..request.outcome import SERVED, Outcome, Verdict, classify
 from .deps import BatchDeps
 from .runner import DaskRunner, portable

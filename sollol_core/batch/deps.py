@@ -10,9 +10,9 @@ from ..cluster.hosts import HostRegistry
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..observability.components import ComponentBoard
-from ..request.admission import Lease
 from ..request.books import Books
 from ..request.call import Call
+from ..request.lease import Lease
 from ..upstream.inloop import AsyncExecutor
 
 

@@ -23,67 +23,23 @@ import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..cluster.slot_learning import SlotTicket
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
 from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, PRIORITY_OF, RANK_OF, Call, Priority
-from .demand import Demand
-from .placement import Decision, Keep, Placement, Wait
+from .fair_share import FairShare, decrement
+from .lease import Lease, Settle
+from .placement import Decision, Placement, Wait
 
 if TYPE_CHECKING:
     from ..observability.metrics import Metrics
     from ..prompt_cache.feedback import Feedback
-    from ..prompt_cache.key import PromptKey
-    from ..prompt_cache.shadow import CacheShadow, Placed
+    from ..prompt_cache.shadow import CacheShadow
 
 QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)
-
-
-class Settle(StrEnum):
-    """What the host's slot holds once a request ends."""
-
-    SERVED = "served"  # the host ran the prompt: the slot holds it (and the answer, when it is known)
-    UNTOUCHED = "untouched"  # the host did not run it (busy, a 4xx, never sent): it holds what it held
-    FAILED = "failed"  # broken off or unknown: what it holds is not known any more
-
-
-@dataclass(eq=False, slots=True)
-class Lease:
-    """One slot of one (host, model), held from placement until the request ends."""
-
-    host: str
-    model: Optional[str]
-    reason: str  # why this host (placement), for the request log
-    wait_s: float
-    claim: Optional["Placed"] = None  # the shadow's slot for this prompt (None: no prompt, or the cache is off)
-    prompt: Optional["PromptKey"] = None
-    client: str = ""
-    uses_slot: bool = True
-    slot: Optional[SlotTicket] = None  # the slot table's ticket (its answer's timings teach the host's slots)
-    _queue: Optional["GatewayQueue"] = None
-    ended: bool = False
-    preempt: Optional[Callable[[], None]] = None  # set while a batch request may still give its slot away
-
-    @property
-    def cached_chars(self) -> int:
-        return self.claim.cached_chars if self.claim is not None else 0
-
-    def end(self, how: Settle, *, answer: Optional[str] = None, feedback: Optional["Feedback"] = None) -> None:
-        """Give the slot back (once; later calls do nothing). The shadow learns what the slot holds now:
-        SERVED with the answer's text (the slot holds prompt and answer) and what the host reported
-        (`feedback` corrects the prediction); UNTOUCHED keeps what it held; FAILED forgets it."""
-        if self.ended:
-            return
-        self.ended = True
-        self.preempt = None
-        if self._queue is not None:
-            self._queue._preemptible.discard(self)
-            self._queue._end(self, how, answer, feedback)
 
 
 @dataclass(eq=False, slots=True)
@@ -135,11 +91,8 @@ class GatewayQueue:
         self._retick: Optional[asyncio.TimerHandle] = None
         self.stats = QueueStats()
         self.in_flight_by_client: dict[str, int] = {}
-        self._in_flight_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests in flight
         self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
-        self._waiting_by: dict[tuple[str, Optional[str]], int] = {}  # (client, model) -> requests waiting
-        self._seen: dict[tuple[str, Optional[str]], Demand] = {}  # (client, model) -> its recent requests
-        self._held_at: dict[tuple[str, str, Optional[str]], int] = {}  # (client, host, model) -> in flight
+        self.fair = FairShare(config, placement, slots)  # who asks for, waits for and holds which model's slots
         self._preemptible: set[Lease] = set()  # batch requests whose answer has not begun (queue.preempt_batch)
         self.requests_by_client: dict[str, int] = {}
         self.rejected_by_client: dict[str, int] = {}
@@ -201,12 +154,8 @@ class GatewayQueue:
         cls = PRIORITY_OF.get(call.priority, INTERACTIVE)
         client = call.client or "anonymous"
         self.requests_by_client[client] = self.requests_by_client.get(client, 0) + 1
-        started = now = time.monotonic()
-        demand = self._seen.get((client, call.model))
-        if demand is None:
-            demand = self._seen[(client, call.model)] = Demand(now)
-        demand.add(now, self.config.queue.fair_window_s)
-        demand.rank = RANK_OF[cls]
+        started = time.monotonic()
+        self.fair.asked(client, call.model, RANK_OF[cls], started)
         decision = self._decide(call, exclude, 0)  # raises NoHostForModel
         if decision is None:
             return None
@@ -314,7 +263,7 @@ class GatewayQueue:
     def _decide(self, call: Call, exclude: frozenset[str], ahead: int) -> "Decision | Wait | None":
         """Placement, with the slots the client leaves free for others and a batch request's reserve or
         pipelining."""
-        keep = self._kept_for_others(call.client or "anonymous", call)
+        keep = self.fair.kept_for_others(call.client or "anonymous", call)
         if call.priority != BATCH:
             return self.placement.decide(call, exclude, ahead=ahead, keep=keep)
         q = self.config.queue
@@ -324,86 +273,6 @@ class GatewayQueue:
         # the interactive requests that come next
         return self.placement.decide(call, exclude, ahead=ahead, pipeline=q.batch_pipeline if call.embedding else 0,
                                      keep=keep)
-
-    def _others_using(self, client: str, model: Optional[str]) -> set[str]:
-        """The other clients using the model: waiting for it, running on it, or sent it a request within
-        queue.fair_window_s (stale entries are dropped on the way)."""
-        horizon = time.monotonic() - self.config.queue.fair_window_s
-        others = {c for (c, m), n in self._waiting_by.items() if n and m == model and c != client}
-        others |= {c for (c, m), n in self._in_flight_by.items() if n and m == model and c != client}
-        for (c, m), demand in list(self._seen.items()):
-            if demand.last < horizon:
-                if not self._waiting_by.get((c, m)) and not self._in_flight_by.get((c, m)):
-                    del self._seen[(c, m)]
-            elif m == model and c != client:
-                others.add(c)
-        return others
-
-    def _kept_for_others(self, client: str, call: Call) -> Optional[Keep]:
-        """While other clients use the model, a client that asks for more than its share of the model's
-        capacity leaves a slot free for each of the others that ask for less, beyond what they hold, on the
-        fastest hosts (queue.fair_share): a quiet client's next request then finds a good slot instead of
-        waiting behind a loud one. Capacity and demand are in requests per second (a slot serves 1 / its
-        host's service time; a client asks for its requests within queue.fair_window_s, per second).
-        None: nothing kept; alone, or with nothing in flight, a client may take any free slot."""
-        if not self.config.queue.fair_share or not self._in_flight_by.get((client, call.model)):
-            return None
-        # slots are kept only for clients of the same class or a higher one: a chat leaves nothing free for a
-        # batch (the batch leaves slots for chats: queue.interactive_reserve)
-        others = self._others_using(client, call.model)
-        if not others:
-            return None
-        rank = RANK_OF.get(call.priority, 1)
-        others = {c for c in others if (d := self._seen.get((c, call.model))) is not None and d.rank <= rank}
-        if not others:
-            return None
-        rates = self.placement.slot_rates(call)
-        if not rates:
-            return None
-        window = self.config.queue.fair_window_s
-        now = time.monotonic()
-        capacity = sum(slots * rate for slots, rate in rates.values())
-        share = capacity / (len(others) + 1)
-        per_slot = capacity / max(1, sum(slots for slots, _ in rates.values()))
-
-        def asks(c: str) -> float:
-            """Its rate over the fair window, or what its requests waiting now would take, whichever is more:
-            a rate read over a window lags a client that began flooding a moment ago, its backlog does not."""
-            d = self._seen.get((c, call.model))
-            rate = d.rate(now, window) if d is not None else 0.0
-            waiting = self._waiting_by.get((c, call.model), 0)
-            return max(rate, waiting * per_slot) if waiting else rate
-
-        if asks(client) <= share:
-            return None
-        wanted = sum(self._in_flight_by.get((c, call.model), 0) + 1 for c in others if asks(c) <= share)
-        keep: dict[str, int] = {}
-        for host, kept in self.placement.kept_free(rates, wanted).items():
-            held = self._held_at.get((client, host, call.model), 0)
-            by_others = self.slots.in_use(host, call.model) - held
-            if kept > by_others:  # of the slots kept there, these are not in the others' hands yet
-                keep[host] = kept - by_others
-        if not keep:
-            return None
-        return Keep(keep, frozenset(h for h in rates if self._held_at.get((client, h, call.model))))
-
-    def _over_share(self, ticket: "_Ticket") -> bool:
-        """While other clients wait for its model, a client is granted no more than its fair share of the
-        model's slots (queue.fair_share); alone it may take them all (work-conserving)."""
-        if not self.config.queue.fair_share:
-            return False
-        model = ticket.call.model
-        mine = self._in_flight_by.get((ticket.client, model), 0)
-        if not mine:
-            return False
-        others = {c for (c, m), n in self._waiting_by.items() if n and m == model and c != ticket.client}
-        if not others:
-            return False
-        total = self.placement.total_slots(ticket.call)
-        if total is None:
-            return False  # some host's slots are unknown: no share can be told
-        active = {c for (c, m), n in self._in_flight_by.items() if n and m == model} | others | {ticket.client}
-        return mine >= max(1, total // len(active))
 
     def _others_wait(self, call: Call, cls: Priority) -> bool:
         """Requests of this class or a higher one wait for the same model: a newcomer queues behind them."""
@@ -424,8 +293,8 @@ class GatewayQueue:
         return own + others
 
     def _unlist(self, ticket: "_Ticket") -> None:
-        _decrement(self._per_model, (ticket.cls, ticket.call.model))
-        _decrement(self._waiting_by, (ticket.client, ticket.call.model))
+        decrement(self._per_model, (ticket.cls, ticket.call.model))
+        self.fair.unqueued(ticket.client, ticket.call.model)
 
     def _ahead(self, cls: Priority, model: Optional[str]) -> int:
         """Requests waiting for `model` in this class or a higher one."""
@@ -448,8 +317,7 @@ class GatewayQueue:
         self._waiting += 1
         key = (cls, call.model)
         self._per_model[key] = self._per_model.get(key, 0) + 1
-        mine = (client, call.model)
-        self._waiting_by[mine] = self._waiting_by.get(mine, 0) + 1
+        self.fair.queued(client, call.model)
         self._observe_depth()
         self._arm_retick()
         return ticket
@@ -493,18 +361,17 @@ class GatewayQueue:
         if self.metrics is not None:
             self.metrics.child(self.metrics.queue_wait, call.priority).observe(wait_s)
         self.in_flight_by_client[client] = self.in_flight_by_client.get(client, 0) + 1
-        key = (client, call.model)
-        self._in_flight_by[key] = self._in_flight_by.get(key, 0) + 1
-        at = (client, host, call.model)
-        self._held_at[at] = self._held_at.get(at, 0) + 1
+        self.fair.granted(client, host, call.model)
         return Lease(host=host, model=call.model, reason=decision.reason, wait_s=wait_s, claim=claim,
-                     prompt=call.prompt, client=client, uses_slot=call.uses_slot, slot=slot, _queue=self)
+                     prompt=call.prompt, client=client, uses_slot=call.uses_slot, slot=slot, _owner=self)
 
-    def _end(self, lease: Lease, how: Settle, answer: Optional[str], feedback: Optional["Feedback"]) -> None:
+    def lease_ended(self, lease: Lease, how: Settle, answer: Optional[str], feedback: Optional["Feedback"]) -> None:
+        """A lease it granted ended (Lease.end, once): its slot back, and what the host's slot holds now to the
+        shadow."""
+        self._preemptible.discard(lease)
         client = lease.client
         self.in_flight_by_client[client] = max(0, self.in_flight_by_client.get(client, 1) - 1)
-        _decrement(self._in_flight_by, (client, lease.model))
-        _decrement(self._held_at, (client, lease.host, lease.model))
+        self.fair.ended(client, lease.host, lease.model)
         claim = lease.claim
         if claim is not None and self.shadow is not None:
             if how is Settle.SERVED:
@@ -605,7 +472,7 @@ class GatewayQueue:
                     failed.append((t, None))
                     continue
                 if isinstance(decision, Decision):
-                    if self._over_share(t):
+                    if self.fair.over_share(t.client, t.call):
                         t.why = "its client holds its fair share of the model's slots while others wait"
                         over.append((client, t, decision))
                     else:
@@ -669,18 +536,6 @@ class GatewayQueue:
         self.dispatch()
         if self.total:
             self._arm_retick()
-
-
-K = TypeVar("K")
-
-
-def _decrement(counts: dict[K, int], key: K) -> None:
-    """One fewer of `key`; a count that reaches 0 leaves the dict (per-client books stay small)."""
-    n = counts.get(key, 0) - 1
-    if n > 0:
-        counts[key] = n
-    else:
-        counts.pop(key, None)
 
 
 class _NoHostNow(Exception):

@@ -17,10 +17,10 @@ from typing import Callable, Optional
 from ..errors import UpstreamFailure
 from ..prompt_cache.runner import RunnerSent
 from ..upstream.executor import Executor, UpstreamResponse
-from .admission import Lease
 from .answer import Streamed, Whole
 from .books import Books
 from .call import Call
+from .lease import Lease
 from .outcome import Outcome, Verdict, classify, classify_failure
 from .relay import StreamState, relay
 from .usage import CHAT_ENDPOINTS, AnswerText, Usage, answer_of, usage_from

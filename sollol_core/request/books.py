@@ -19,8 +19,8 @@ from ..cluster.slots import SlotTable
 from ..observability.metrics import Metrics
 from ..observability.requestlog import RequestLog
 from ..observability.snapshot import RequestRecord
-from .admission import Lease, Settle
 from .call import Call
+from .lease import Lease, Settle
 from .outcome import Outcome, Verdict
 from .usage import Usage
 

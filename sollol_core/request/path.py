@@ -28,11 +28,12 @@ from ..observability.metrics import Metrics
 from ..prompt_cache.canonical import prompt_key_async
 from ..upstream.executor import Executor
 from . import runner_options
-from .admission import GatewayQueue, Lease
+from .admission import GatewayQueue
 from .answer import Answer, Whole, error_answer
 from .attempt import Attempt, Trip
 from .books import Books
 from .call import BATCH, Call
+from .lease import Lease
 from .outcome import Outcome, Verdict
 from .placement import Placement
 from .shapes import api_for_path

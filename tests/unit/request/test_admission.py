@@ -9,8 +9,9 @@ from sollol_core.cluster.routing import Router
 from sollol_core.cluster.slots import SlotTable
 from sollol_core.config import SollolConfig
 from sollol_core.errors import Rejected
-from sollol_core.request.admission import GatewayQueue, Settle
+from sollol_core.request.admission import GatewayQueue
 from sollol_core.request.call import Call
+from sollol_core.request.lease import Settle
 from sollol_core.request.placement import Placement
 
 

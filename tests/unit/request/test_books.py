@@ -14,9 +14,10 @@ from sollol_core.observability.metrics import Metrics
 from sollol_core.observability.requestlog import RequestLog
 from sollol_core.prompt_cache.canonical import prompt_key
 from sollol_core.prompt_cache.shadow import CacheShadow
-from sollol_core.request.admission import GatewayQueue, Settle
+from sollol_core.request.admission import GatewayQueue
 from sollol_core.request.books import Books
 from sollol_core.request.call import Call
+from sollol_core.request.lease import Settle
 from sollol_core.request.outcome import Outcome, Verdict
 from sollol_core.request.placement import Placement
 from sollol_core.request.usage import Usage
