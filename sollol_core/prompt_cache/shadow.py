@@ -21,107 +21,22 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 from ..config import CacheSettings
 from ..observability.snapshot import CacheView
-from .feedback import Correction, CorrectionKind, Feedback, PrefillRate, read_answer
+from .feedback import Correction, CorrectionKind, Feedback, read_answer
 from .key import PromptKey, common_blocks
+from .prefill_rates import PrefillRates
+from .shadow_state import CacheMatch, HostShadow, Placed, SlotEntry, slot_count
 
 DISPLACED_SCAN = 32  # displaced prompts compared per match (the most recent sharing the first block)
 RETURN_GAPS = 64  # the latest gaps between a conversation's turns kept (the time its slot sat idle)
 RETURN_GAPS_TRUSTED = 8  # gaps seen before they say anything about when a conversation has ended
 
 
-@dataclass(frozen=True, slots=True)
-class CacheMatch:
-    """Which idle slot of `model` on `host` would take a prompt, and what it would reuse and evict."""
-
-    host: str
-    model: str
-    chars: int  # the prompt's canonical length
-    cached_chars: int  # characters the host would not evaluate again
-    fraction: float  # cached_chars / chars
-    slot: int  # index of the slot the host would choose; -1: no idle slot
-    displaced: bool  # the reuse comes from a prompt displaced to host RAM earlier
-    evicts_active: bool  # the chosen slot holds another conversation used within active_s
-    victim_idle_s: float  # seconds since the chosen slot was last used; inf when empty (or none chosen)
-    free_slots: int  # idle slots of the model on the host
-    active: int  # slots of the model holding a conversation used within active_s (busy ones included)
-    same_conversation: bool = False  # the chosen slot last held this conversation (same anchor or session)
-    victim_chars: int = 0  # characters of the conversation it would evict (evicts_active), to evaluate again
-
-    @property
-    def uncached_chars(self) -> int:
-        return self.chars - self.cached_chars
-
-
-class _Entry:
-    """What a slot (or a displaced prompt) holds: a prompt's blocks and who it belongs to."""
-
-    __slots__ = ("model", "blocks", "chars", "bc", "anchor", "session", "used", "busy", "alive", "running")
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.blocks: Any = None  # array('q') or None: empty / unknown
-        self.chars = 0
-        self.bc = 0
-        self.anchor = 0
-        self.session: Optional[str] = None
-        self.used = -math.inf  # clock time of the last placement or completion
-        self.busy = False
-        self.alive = True  # False once removed from its host (a late completion then stores nothing)
-        self.running: Optional[PromptKey] = None  # the prompt a busy slot is evaluating (it will hold it)
-
-
-@dataclass(slots=True, eq=False)
-class Placed:
-    """A committed placement: the slot is busy until complete() or release()."""
-
-    host: str
-    model: str
-    slot: int  # -1: no idle slot was free (the host queues it; the shadow stores nothing)
-    key: PromptKey
-    match: CacheMatch
-    at: float
-    observed_chars: Optional[int] = None  # reuse the answer showed, once observe() ran
-    hit: bool = False  # counted as a hit in the host's hit rate
-    done: bool = False
-    observed: bool = False
-    credited_s: float = 0.0
-    _entry: Optional[_Entry] = field(default=None, repr=False)
-    # what the slot held before this placement took it: (blocks, chars, block chars, anchor, session, used)
-    _held: Optional[tuple[Any, int, int, int, Optional[str], float]] = field(default=None, repr=False)
-
-    @property
-    def cached_chars(self) -> int:
-        return self.match.cached_chars
-
-    @property
-    def fraction(self) -> float:
-        return self.match.fraction
-
-
-class _Host:
-    __slots__ = ("models", "displaced", "dindex", "nblocks", "placements", "hits", "predicted_hits",
-                 "confirmed_hits", "corrections", "saved_s")
-
-    def __init__(self) -> None:
-        self.models: dict[str, list[_Entry]] = {}
-        self.displaced: dict[_Entry, None] = {}  # oldest first (insertion order = last use)
-        self.dindex: dict[tuple[str, int], dict[_Entry, None]] = {}  # (model, first block) -> entries
-        self.nblocks = 0
-        self.placements = 0
-        self.hits = 0
-        self.predicted_hits = 0
-        self.confirmed_hits = 0
-        self.corrections = 0
-        self.saved_s = 0.0
-
-
-_EMPTY: list[_Entry] = []
+_EMPTY: list[SlotEntry] = []
 
 
 class CacheShadow:
@@ -130,10 +45,8 @@ class CacheShadow:
     def __init__(self, settings: CacheSettings, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings  # read at each call, so live changes apply
         self.clock = clock
-        self._hosts: dict[str, _Host] = {}
-        self._rates: dict[str, dict[str, PrefillRate]] = {}
-        self._global_rate: Optional[tuple[int, Optional[float]]] = None  # (version, mean) cache
-        self._rate_version = 0
+        self._hosts: dict[str, HostShadow] = {}
+        self.rates = PrefillRates(settings)  # how fast each host prefills, learned from its answers
         self._gaps: deque[float] = deque(maxlen=RETURN_GAPS)
         self._gap_mean: Optional[float] = None  # None: not computed since the last gap
         self._lock = threading.Lock()
@@ -143,10 +56,10 @@ class CacheShadow:
     def match(self, host: str, key: PromptKey, slots: Optional[int]) -> CacheMatch:
         """Which idle slot the host would choose for this prompt and how much it would reuse (a pure read)."""
         with self._lock:
-            return self._choose(self._hosts.get(host), host, key, _nslots(slots))[0]
+            return self._choose(self._hosts.get(host), host, key, slot_count(slots))[0]
 
-    def _choose(self, h: Optional[_Host], host: str, key: PromptKey, n: int
-                ) -> tuple[CacheMatch, Optional[_Entry]]:
+    def _choose(self, h: Optional[HostShadow], host: str, key: PromptKey, n: int
+                ) -> tuple[CacheMatch, Optional[SlotEntry]]:
         """(match, displaced entry restored or None). Emulates llama-server's slot choice."""
         now = self.clock()
         st = self.settings
@@ -229,10 +142,10 @@ class CacheShadow:
         `match`: what match() said a moment ago (placement reads every candidate first); used as it is when
         it still holds (its slot idle, nothing displaced involved), so the choice is not made twice."""
         with self._lock:
-            n = _nslots(slots)
+            n = slot_count(slots)
             h = self._hosts.get(host)
             if h is None:
-                h = self._hosts[host] = _Host()
+                h = self._hosts[host] = HostShadow()
             if match is not None and self._still_holds(h, key, n, match):
                 m, restored = match, None
             else:
@@ -261,7 +174,7 @@ class CacheShadow:
                     restored is not None or key.common_blocks(old_blocks) < old_chars // max(e.bc, 1))
                 self._clear(h, e)
                 if keep:  # llama-server saves the state it displaces to its host-RAM prompt cache
-                    d = _Entry(e.model)
+                    d = SlotEntry(e.model)
                     self._fill(h, d, old_blocks, old_chars, e.bc, e.anchor, e.session)
                     d.used = e.used
                     self._add_displaced(h, d)
@@ -275,7 +188,7 @@ class CacheShadow:
             return placed
 
     @staticmethod
-    def _still_holds(h: "_Host", key: PromptKey, n: int, m: CacheMatch) -> bool:
+    def _still_holds(h: "HostShadow", key: PromptKey, n: int, m: CacheMatch) -> bool:
         if m.displaced or m.model != key.model or m.chars != key.chars or m.slot < 0 or m.slot >= n:
             return False
         entries = h.models.get(key.model)
@@ -341,7 +254,7 @@ class CacheShadow:
                 e.used = used
                 self._trim(h, keep=e)
 
-    def _settle(self, h: Optional[_Host], placed: Placed, key: Optional[PromptKey]) -> None:
+    def _settle(self, h: Optional[HostShadow], placed: Placed, key: Optional[PromptKey]) -> None:
         e = placed._entry
         if e is None:
             return
@@ -369,10 +282,9 @@ class CacheShadow:
     def _observe(self, placed: Placed, fb: Feedback) -> Correction:
         p = placed.fraction
         h = self._hosts.get(placed.host)
-        rate = self._rates.setdefault(placed.host, {}).setdefault(placed.model, PrefillRate())
-        reading = read_answer(rate, fb, p, placed.key.chars)
+        reading = read_answer(self.rates.of(placed.host, placed.model), fb, p, placed.key.chars)
         if reading.learned:
-            self._rate_version += 1
+            self.rates.learned()
         kind = reading.kind
         forgot = 0
         if kind.forgets_model and h is not None:
@@ -383,7 +295,7 @@ class CacheShadow:
             corrected = kind in (CorrectionKind.LOST, CorrectionKind.UNEXPECTED)
         return self._conclude(placed, h, kind, p, reading.observed, forgot, corrected)
 
-    def _conclude(self, placed: Placed, h: Optional[_Host], kind: CorrectionKind, p: float,
+    def _conclude(self, placed: Placed, h: Optional[HostShadow], kind: CorrectionKind, p: float,
                   observed: Optional[float], forgot: int, corrected: bool) -> Correction:
         if h is not None:
             if kind.forgets_model and placed.hit:
@@ -438,10 +350,9 @@ class CacheShadow:
                         e.alive = False
                 for d in h.displaced:
                     d.alive = False
-            if self._rates.pop(host, None) is not None:
-                self._rate_version += 1
+            self.rates.forget_host(host)
 
-    def _forget_model(self, h: _Host, model: str, keep: Optional[_Entry]) -> int:
+    def _forget_model(self, h: HostShadow, model: str, keep: Optional[SlotEntry]) -> int:
         forgot = 0
         entries = h.models.get(model)
         if entries is not None:
@@ -460,7 +371,7 @@ class CacheShadow:
 
     # ----------------------------------------------------------------------------------- storage
 
-    def _fill(self, h: _Host, e: _Entry, blocks: Any, chars: int, bc: int, anchor: int,
+    def _fill(self, h: HostShadow, e: SlotEntry, blocks: Any, chars: int, bc: int, anchor: int,
               session: Optional[str]) -> None:
         cap = self.settings.max_blocks_per_host
         if len(blocks) > cap:  # a prefix of chained blocks is itself a valid (shorter) prompt
@@ -469,13 +380,13 @@ class CacheShadow:
         e.blocks, e.chars, e.bc, e.anchor, e.session = blocks, chars, bc, anchor, session
         h.nblocks += len(blocks)
 
-    def _clear(self, h: _Host, e: _Entry) -> None:
+    def _clear(self, h: HostShadow, e: SlotEntry) -> None:
         if e.blocks is not None:
             h.nblocks -= len(e.blocks)
             e.blocks = None
             e.chars = 0
 
-    def _add_displaced(self, h: _Host, d: _Entry) -> None:
+    def _add_displaced(self, h: HostShadow, d: SlotEntry) -> None:
         if not len(d.blocks):
             self._clear(h, d)
             return
@@ -485,7 +396,7 @@ class CacheShadow:
         while len(h.displaced) > limit:
             self._remove_displaced(h, next(iter(h.displaced)))
 
-    def _remove_displaced(self, h: _Host, d: _Entry) -> None:
+    def _remove_displaced(self, h: HostShadow, d: SlotEntry) -> None:
         if d in h.displaced:
             del h.displaced[d]
             k = (d.model, d.blocks[0])
@@ -497,7 +408,7 @@ class CacheShadow:
             d.alive = False
             self._clear(h, d)
 
-    def _trim(self, h: _Host, keep: Optional[_Entry] = None) -> None:
+    def _trim(self, h: HostShadow, keep: Optional[SlotEntry] = None) -> None:
         """Bound the blocks kept for the host: least recently used first, displaced prompts before slots."""
         cap = self.settings.max_blocks_per_host
         while h.nblocks > cap and h.displaced:
@@ -510,10 +421,10 @@ class CacheShadow:
                     break
                 self._clear(h, e)
 
-    def _resize(self, h: _Host, entries: list[_Entry], n: int, model: str) -> None:
+    def _resize(self, h: HostShadow, entries: list[SlotEntry], n: int, model: str) -> None:
         """The model has n slots: add empty ones, drop idle ones beyond n (from the end)."""
         while len(entries) < n:
-            entries.append(_Entry(model))
+            entries.append(SlotEntry(model))
         while len(entries) > n and not entries[-1].busy:
             e = entries.pop()
             self._clear(h, e)
@@ -528,39 +439,17 @@ class CacheShadow:
             return self._prefill_s(host, model, uncached_chars)
 
     def _prefill_s(self, host: str, model: str, chars: int) -> float:
-        if chars <= 0:
-            return 0.0
-        return chars * self._per_char(host, model)
-
-    def _per_char(self, host: str, model: str) -> float:
-        models = self._rates.get(host)
-        if models:
-            r = models.get(model)
-            own = r.per_char() if r is not None else None
-            if own is not None:
-                return own
-            mean = _host_mean(models)
-            if mean is not None:
-                return mean
-        cached = self._global_rate
-        if cached is None or cached[0] != self._rate_version:
-            means = [m for m in map(_host_mean, self._rates.values()) if m is not None]
-            cached = self._global_rate = (self._rate_version, sum(means) / len(means) if means else None)
-        if cached[1] is not None:
-            return cached[1]
-        return self.settings.default_prefill_s_per_kchar / 1000.0
+        return self.rates.seconds(host, model, chars)
 
     def rate_samples(self, host: str, model: str) -> int:
         """Evaluations the host's prefill rate for `model` was learned from (0: a borrowed or default rate)."""
         with self._lock:
-            r = (self._rates.get(host) or {}).get(model)
-            return 0 if r is None or r.per_char() is None else max(1, r.cold + r.ttft_n)
+            return self.rates.samples(host, model)
 
     def prefill_rate(self, host: str) -> Optional[float]:
         """The host's measured prefill rate in seconds per 1,000 characters (mean over its models), or None."""
         with self._lock:
-            mean = _host_mean(self._rates.get(host) or {})
-            return mean * 1000.0 if mean is not None else None
+            return self.rates.host_s_per_kchar(host)
 
     # ----------------------------------------------------------------------------------- views
 
@@ -568,8 +457,7 @@ class CacheShadow:
         """What the shadow holds for a host and how placing by it went (the CacheView fields, and more)."""
         with self._lock:
             h = self._hosts.get(host)
-            mean = _host_mean(self._rates.get(host) or {})
-            rate = mean * 1000.0 if mean is not None else None
+            rate = self.rates.host_s_per_kchar(host)
             if h is None:
                 return dict(entries=0, blocks=0, bytes=0, hits=0, placements=0, hit_rate=None, predicted_hits=0,
                             confirmed_hits=0, corrections=0, prefill_saved_s=0.0, prefill_s_per_kchar=rate,
@@ -609,18 +497,3 @@ class CacheShadow:
                 return []
             return [(e.chars, e.blocks[-1]) if e.blocks is not None and len(e.blocks) else None
                     for e in h.models.get(model, _EMPTY)]
-
-
-def _nslots(slots: Optional[int]) -> int:
-    """Slots of a model on a host: None (not configured) means Ollama's default, 1."""
-    if slots is None:
-        return 1
-    try:
-        return max(1, int(slots))
-    except (TypeError, ValueError):
-        return 1
-
-
-def _host_mean(models: Mapping[str, PrefillRate]) -> Optional[float]:
-    rates = [r for r in (m.per_char() for m in models.values()) if r is not None]
-    return sum(rates) / len(rates) if rates else None

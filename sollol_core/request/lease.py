@@ -13,7 +13,7 @@ from ..cluster.slot_learning import SlotTicket
 if TYPE_CHECKING:
     from ..prompt_cache.feedback import Feedback
     from ..prompt_cache.key import PromptKey
-    from ..prompt_cache.shadow import Placed
+    from ..prompt_cache.shadow_state import Placed
 
 
 class LeaseOwner(Protocol):

@@ -42,7 +42,8 @@ from .call import Call
 if TYPE_CHECKING:
     from ..prompt_cache.key import PromptKey
     from ..prompt_cache.runner import RunnerTable
-    from ..prompt_cache.shadow import CacheMatch, CacheShadow
+    from ..prompt_cache.shadow import CacheShadow
+    from ..prompt_cache.shadow_state import CacheMatch
 
 # A cold prompt's hosts count as equal when their scores are within the strategy's band of the best, or
 # within this share of the best when that is larger (routing.Strategy.cold_scores)

@@ -13,7 +13,8 @@ from sollol_core.observability.snapshot import CacheView
 from sollol_core.prompt_cache.canonical import extend_with_answer, prompt_key
 from sollol_core.prompt_cache.feedback import Correction, CorrectionKind, Feedback
 from sollol_core.prompt_cache.key import PromptKey
-from sollol_core.prompt_cache.shadow import CacheMatch, CacheShadow
+from sollol_core.prompt_cache.shadow import CacheShadow
+from sollol_core.prompt_cache.shadow_state import CacheMatch
 
 BC = 32
 M = "m:latest"
