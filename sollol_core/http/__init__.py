@@ -13,4 +13,7 @@
     io, errors      bounded bodies, BadRequest; error answers in each API family's shape
     openapi         the request and answer models of the OpenAPI document
     metrics_server  the Prometheus exposition on its own port
+    server          the gateway's own HTTP/1.1 server (httptools): connections, deadlines, pipelining
+    exchange        one request and its answer on such a connection (Inbound, Responder)
+    asgi_bridge     the requests the native handlers do not answer, through the ASGI app (FastAPI)
 """
