@@ -11,7 +11,7 @@
     fastpath        the hot POST endpoints dispatched from a dict
     clients         client keys, classes and rates
     io, errors      bounded bodies, BadRequest; error answers in each API family's shape
-    openapi         the request and answer models of the OpenAPI document
+    openapi/        the request and answer models of the OpenAPI document, a module per API family
     metrics_server  the Prometheus exposition on its own port
     server          the gateway's own HTTP/1.1 server (httptools): connections, deadlines, pipelining
     exchange        one request and its answer on such a connection (Inbound, Responder)
