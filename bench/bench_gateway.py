@@ -31,6 +31,7 @@ from typing import Optional  # noqa: E402
 
 from common import (  # noqa: E402
     closed_loop,
+    config_source,
     cpu_seconds,
     gateway_process,
     http_json,
@@ -63,8 +64,7 @@ def knows_keys(root: Optional[str]) -> bool:
     """Whether a source tree has api_keys (this one does; older trees may not)."""
     if root is None:
         return True
-    config = os.path.join(root, "sollol_core", "config.py")
-    return os.path.exists(config) and "api_keys" in open(config).read()
+    return "api_keys" in config_source(root)
 
 
 def _served(url: str) -> dict[str, int]:

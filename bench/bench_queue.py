@@ -46,6 +46,7 @@ import aiohttp  # noqa: E402
 from common import (  # noqa: E402
     REPO,
     Answer,
+    config_source,
     gateway_process,
     http_json,
     open_loop,
@@ -94,7 +95,7 @@ def ensure_before() -> str:
 
 
 def knows_slots(root: str) -> bool:
-    return "num_parallel" in open(os.path.join(root, "sollol_core", "config.py")).read()
+    return "num_parallel" in config_source(root)
 
 
 @contextmanager

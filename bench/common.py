@@ -395,6 +395,15 @@ def worktree(commit: str, folder: Optional[str] = None) -> str:
     return folder
 
 
+def config_source(root: str) -> str:
+    """The text of a source tree's config module (sollol_core/config.py, or the config package's settings)."""
+    for rel in (("sollol_core", "config.py"), ("sollol_core", "config", "settings.py")):
+        path = os.path.join(root, *rel)
+        if os.path.exists(path):
+            return open(path).read()
+    return ""
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process and its children so far."""
     p = psutil.Process(pid)
