@@ -64,6 +64,10 @@ class FairShare:
     def others_using(self, client: str, model: Optional[str]) -> set[str]:
         """The other clients using the model: waiting for it, running on it, or sent it a request within
         queue.fair_window_s (stale entries are dropped on the way)."""
+        if len(self.seen) <= 1:
+            # the asking client's own entry at most (it was just seen, so it is not stale): everyone waiting
+            # or in flight was seen too, so nobody else uses anything
+            return set()
         horizon = time.monotonic() - self.config.queue.fair_window_s
         others = {c for (c, m), n in self.waiting_by.items() if n and m == model and c != client}
         others |= {c for (c, m), n in self.in_flight_by.items() if n and m == model and c != client}
