@@ -11,8 +11,9 @@ their own answers they say how many slots the host has:
                been running then, so the host runs at most R at once: learned = min(learned, R), once a
                second wait (bounding R', with nothing running beside more in between) confirms it, as
                max(R, R'); unless the host was seen running more than R at once without a wait (ran
-               beside, below): then the residual is overhead stretched by a loaded machine, not a wait for
-               a slot, and bounds nothing
+               beside, below): then the residual is most likely overhead stretched by a loaded machine, and
+               bounds nothing, until such waits outnumber the answers running beside more than they say
+               by DOUBTS (then the run beside was the stretched answer, and is forgotten)
   ran beside   halfway through a request's run, k others were running too by their own timings: the host
                runs at least k + 1 at once: learned = max(learned, k + 1)
   probe        while the (host, model) is full at its learned slots and requests wait in the gateway, one
@@ -53,6 +54,7 @@ PROBE_BACKOFF_MIN_S = 2.0  # after a probe that waited, the next one waits this 
 PROBE_BACKOFF_GROWTH = 4.0  # ... after each further one (a probe that waits costs one request a service time)
 PROBE_BACKOFF_MAX_S = 120.0  # ... up to this (a restart, which may bring more slots, forgets it all anyway)
 MAX_SLOTS = 1024  # as num_parallel's own bound
+DOUBTS = 3  # waits below what ran beside, beyond the answers that ran beside more, that overrule it
 
 
 @dataclass(eq=False, slots=True)
@@ -93,6 +95,8 @@ class _Learning:
     ran_beside: int = 0  # answers that ran beside others without waiting
     most_beside: int = 0  # the most requests seen running at once without a wait (this one included)
     pending: Optional[int] = None  # the bound one wait suggested, until a second one confirms it
+    doubts: int = 0  # waits bounding it below most_beside, less the answers that ran beside more since
+    doubt_bound: int = 0  # the most those waits said ran
     probes: int = 0
     probes_failed: int = 0
     probe: Optional[SlotTicket] = None  # the probe in flight
@@ -199,9 +203,15 @@ class SlotLearner:
             if st.since is None:
                 st.since = now
             if running + 1 <= st.most_beside and not probe:
-                # the host ran more than that at once without a wait before: this residual is not a wait
-                # for a slot but the host's overhead stretched (a loaded machine), and teaches no bound
-                return
+                # the host ran more than that at once without a wait before: this residual is most likely
+                # the host's overhead stretched (a loaded machine), and teaches no bound; unless such waits
+                # keep coming with nothing running beside more meanwhile: then the run beside was the one
+                # stretched, and it is forgotten
+                st.doubts += 1
+                st.doubt_bound = max(st.doubt_bound, running)
+                if st.doubts < DOUBTS:
+                    return
+                st.most_beside, st.doubts, st.doubt_bound = running, 0, 0
             if current is None or running < current:
                 if st.pending is None and not probe:  # one stretched answer may be a loaded machine's
                     st.pending = running
@@ -223,6 +233,10 @@ class SlotLearner:
             st.most_beside = max(st.most_beside, beside + 1)
             if st.pending is not None and beside + 1 > st.pending:
                 st.pending = None  # it ran beside more than the wait suggested: that wait bounded nothing
+            if st.doubts and beside + 1 > st.doubt_bound:  # it ran beside more than the doubted waits said:
+                st.doubts -= 1  # they are outvoted one for one
+                if not st.doubts:
+                    st.doubt_bound = 0
             if st.since is None:
                 st.since = now
             if current is not None and beside + 1 > current:

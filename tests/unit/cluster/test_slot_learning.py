@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sollol_core.cluster.slot_learning import PROBE_BACKOFF_MIN_S, SlotLearner, SlotTicket
+from sollol_core.cluster.slot_learning import DOUBTS, PROBE_BACKOFF_MIN_S, SlotLearner, SlotTicket
 from sollol_core.cluster.slots import SlotTable
 
 H, M = "a:1", "llama3.2"
@@ -79,18 +79,40 @@ def test_requests_that_end_together_do_not_count_as_one_slot():
     assert c.learned == 4
 
 
-def test_a_wait_below_what_the_host_ran_beside_is_its_overhead_not_a_slot():
-    """A loaded machine stretches answers: a host seen running three at once without a wait is not bounded
-    by later answers that seem to wait behind one (dashboard and load on two cores did exactly that)."""
-    c = Cluster()
+def three_run_together(c: Cluster) -> None:
     start = c.clock.t
     together = [c.grant() for _ in range(3)]
     for t in together:
         c.answer(t, at=start + WORK)  # all three ran at once, none waited
-    assert c.learner.views(H)[0].most_beside == 3
-    for _ in range(3):
+
+
+def test_a_wait_below_what_the_host_runs_beside_is_its_overhead_not_a_slot():
+    """A loaded machine stretches answers: a host that keeps running three at once without a wait is not
+    bounded by answers among them that seem to wait behind one (dashboard and load on two cores did that)."""
+    c = Cluster()
+    for _ in range(5):
+        three_run_together(c)
         c.one_waits_behind_one()
+    view = c.learner.views(H)[0]
+    assert view.most_beside == 3 and view.waited == 5
     assert c.learned is None and c.slots.limit(H, M) is None
+
+
+def test_waits_that_keep_coming_overrule_one_run_beside():
+    """A one-slot server once seemed to run two at once (a stretched answer): the waits that follow, with
+    nothing running beside since, teach its one slot all the same (real Ollama did this)."""
+    c = Cluster()
+    start = c.clock.t
+    pair = [c.grant(), c.grant()]
+    for t in pair:
+        c.answer(t, at=start + WORK)
+    assert c.learner.views(H)[0].most_beside == 2
+    for _ in range(DOUBTS - 1):
+        c.one_waits_behind_one()
+    assert c.learned is None  # doubted, so far
+    c.one_waits_behind_one()  # the DOUBTS-th overrules the run beside: now it suggests one slot ...
+    c.one_waits_behind_one()  # ... and the next confirms it
+    assert c.learned == 1
 
 
 def test_running_beside_more_clears_a_wait_not_yet_confirmed():
