@@ -3,7 +3,7 @@ client keeps 16 `/api/chat` requests in flight on two 20 ms simulated nodes, all
 functions with the largest shares of the busy samples, inclusive and self.
     python bench/profile_lane.py [--root TREE] [--seconds 10] [--by-function] [--keep FILE]
 --root: an older source tree (a git worktree) to profile instead of this one, for a side-by-side reading.
-Needs py-spy (`pip install py-spy`); a profile, not a benchmark: nothing is compared or asserted.
+Needs py-spy (`pip install -e ".[bench]"`); a profile, not a benchmark: nothing is compared or asserted.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> int:
     ap.add_argument("--keep", default=None, help="also copy py-spy's raw samples to this file")
     opts = ap.parse_args()
     if shutil.which("py-spy") is None:
-        print("profile_lane: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        print("profile_lane: py-spy is not installed (pip install -e '.[bench]')", file=sys.stderr)
         return 2
     specs = [SimNodeSpec(name=n, latency_ms=20, capacity=64, tokens=1, tokens_per_s=0) for n in ("a", "b")]
     with tempfile.TemporaryDirectory() as tmp, sim_process(specs) as nodes, \

@@ -13,7 +13,7 @@ from typing import Iterable, Optional
 from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.widgets import Footer, TabbedContent, TabPane
 
 from sollol_core.observability.snapshot import ClusterSnapshot, HostView, RequestRecord
 
@@ -136,7 +136,7 @@ class DashboardScreen(Screen[None]):
             detail.full = roomy
             self._show_detail()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_host_table_highlighted(self, event: HostTable.Highlighted) -> None:
         self._show_detail()
 
     def _show_detail(self) -> None:

@@ -1,13 +1,24 @@
 """One row per host: name, state, score, slots, cache hits, latency and its trend, TTFT, success, load, models,
-priority, weight."""
+priority, weight.
+
+Drawn with the line API, like the request log: under load every row changes a few times a second, and a
+DataTable re-renders each of its cells through Rich on any change. Here a row is one line of segments, made
+again only when its text, the cursor or the theme changed, and only the lines that changed are repainted.
+"""
 
 from __future__ import annotations
 
 from typing import ClassVar, NamedTuple, Optional, Sequence
 
-from rich.text import Text
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from sollol_core.observability.snapshot import HostView
 
@@ -41,6 +52,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("weight", "Wt", 5),
 )
 TREND_WIDTH = 9  # the trend column minus its leading space
+LINE_WIDTH = sum(c.width for c in COLUMNS)
 
 
 def host_cells(view: HostView, name: Optional[str] = None) -> dict[str, str]:
@@ -73,15 +85,52 @@ def slots_full(text: str) -> bool:
     return limit.isdigit() and used.isdigit() and int(used) >= int(limit)
 
 
-class HostTable(DataTable[Text]):
-    """The host table. ``show(hosts)`` updates only the cells whose text changed."""
+def fit(text: str, width: int) -> str:
+    """`text` in exactly `width` terminal cells: cut with an ellipsis when longer, padded when shorter."""
+    if cell_len(text) > width:
+        return set_cell_size(text, max(width - 1, 0)) + "…" if width > 0 else ""
+    return set_cell_size(text, width)
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | {
+
+class HostTable(ScrollView, can_focus=True):
+    """The host table: a header line, then one line per host; the cursor row is the selected host.
+
+    ``show(hosts)`` repaints only the rows whose text changed. Moving the cursor posts ``Highlighted``.
+    """
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "host-table--header", "host-table--cursor",
         "host-table--healthy", "host-table--unhealthy", "host-table--draining", "host-table--disabled",
         "host-table--trend", "host-table--muted", "host-table--full",
     }
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "cursor(-1)", "Up", show=False, id="host-table.up",
+                tooltip="Select the host above."),
+        Binding("down", "cursor(1)", "Down", show=False, id="host-table.down",
+                tooltip="Select the host below."),
+        Binding("pageup", "cursor_page(-1)", "Page up", show=False, id="host-table.page-up",
+                tooltip="Select the host a screenful above."),
+        Binding("pagedown", "cursor_page(1)", "Page down", show=False, id="host-table.page-down",
+                tooltip="Select the host a screenful below."),
+        Binding("home", "cursor_to(0)", "First host", show=False, id="host-table.first",
+                tooltip="Select the first host."),
+        Binding("end", "cursor_to(-1)", "Last host", show=False, id="host-table.last",
+                tooltip="Select the last host."),
+    ]
+
     DEFAULT_CSS = """
+    HostTable { background: $surface; color: $foreground; height: auto; max-height: 100%;
+                overflow-x: auto; overflow-y: auto; scrollbar-size: 1 1; }
+    HostTable:focus { background-tint: $foreground 5%; }
+    HostTable > .host-table--header { text-style: bold; background: $panel; color: $foreground; }
+    HostTable:focus > .host-table--header { background-tint: $foreground 5%; }
+    HostTable:ansi > .host-table--header { background: ansi_bright_blue; color: ansi_default; }
+    HostTable > .host-table--cursor { background: $block-cursor-blurred-background;
+                                      color: $block-cursor-blurred-foreground;
+                                      text-style: $block-cursor-blurred-text-style; }
+    HostTable:focus > .host-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground;
+                                            text-style: $block-cursor-text-style; }
     HostTable > .host-table--healthy { color: $success; text-style: bold; }
     HostTable > .host-table--unhealthy { color: $error; text-style: bold; }
     HostTable > .host-table--draining { color: $warning; text-style: bold; }
@@ -91,63 +140,180 @@ class HostTable(DataTable[Text]):
     HostTable > .host-table--full { color: $warning; text-style: bold; }
     """
 
+    class Highlighted(Message):
+        """The cursor is on another host (None: the table is empty)."""
+
+        def __init__(self, address: Optional[str]) -> None:
+            super().__init__()
+            self.address = address
+
     def __init__(self, *, id: Optional[str] = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False, cell_padding=0)
+        super().__init__(id=id)
+        self._order: list[str] = []  # addresses, top to bottom
         self._cells: dict[str, dict[str, str]] = {}
+        self._lines: dict[str, tuple[object, list[Segment]]] = {}  # address -> (what it was made from, segments)
+        self._styles: dict[str, Style] = {}
+        self._styles_for: object = None
+        self.cursor_row = 0
         self.names: dict[str, str] = {}  # address -> the name shown (the request log uses the same)
 
     def on_mount(self) -> None:
-        for column in COLUMNS:
-            self.add_column(Text(" " + column.label), width=column.width, key=column.key)
+        self.virtual_size = Size(LINE_WIDTH, 1)
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.restyle())
+
+    # what the dashboard and the actions ask -----------------------------------------------------------
+    @property
+    def row_count(self) -> int:
+        return len(self._order)
 
     @property
     def selected_address(self) -> Optional[str]:
         """Address of the host under the cursor, None when the table is empty."""
-        if self.row_count == 0:
+        if not self._order:
             return None
-        row = min(max(self.cursor_row, 0), self.row_count - 1)
-        row_key, _ = self.coordinate_to_cell_key(Coordinate(row, 0))
-        return row_key.value
+        return self._order[min(max(self.cursor_row, 0), len(self._order) - 1)]
 
     def select_address(self, address: str) -> None:
         if address in self._cells:
-            self.move_cursor(row=self.get_row_index(address))
+            self._move_cursor(self._order.index(address))
+
+    def cell(self, address: str, key: str) -> str:
+        """The text of one cell, as shown (without the column's leading space and padding)."""
+        return self._cells[address][key]
 
     def show(self, hosts: Sequence[HostView]) -> None:
         wanted = [h.host for h in hosts]
         names = self.names = fmt.host_names([(h.host, h.label) for h in hosts])
-        for address in [a for a in self._cells if a not in wanted]:
-            self.remove_row(address)
-            del self._cells[address]
+        selected = self.selected_address
         for view in hosts:
             cells = host_cells(view, names[view.host])
-            old = self._cells.get(view.host)
-            if old is None:
-                self.add_row(*(self._styled(c.key, cells[c.key]) for c in COLUMNS), key=view.host)
-            else:
-                for column in COLUMNS:
-                    text = cells[column.key]
-                    if old.get(column.key) != text:
-                        self.update_cell(view.host, column.key, self._styled(column.key, text))
-            self._cells[view.host] = cells
+            if self._cells.get(view.host) != cells:
+                self._cells[view.host] = cells
+                if wanted == self._order:
+                    self._refresh_row(self._order.index(view.host))
+        if wanted != self._order:
+            for address in [a for a in self._cells if a not in wanted]:
+                del self._cells[address]
+                self._lines.pop(address, None)
+            self._order = wanted
+            self.virtual_size = Size(LINE_WIDTH, len(wanted) + 1)
+            row = wanted.index(selected) if selected in wanted else min(self.cursor_row, max(len(wanted) - 1, 0))
+            self.cursor_row = row
+            self.refresh(layout=True)
+            if self.selected_address != selected:
+                self.post_message(self.Highlighted(self.selected_address))
 
     def restyle(self) -> None:
-        """Re-apply styles after a theme change (cells hold styled Text)."""
-        for address, cells in self._cells.items():
-            for column in COLUMNS:
-                self.update_cell(address, column.key, self._styled(column.key, cells[column.key]))
+        """Make every line again (a theme change: the styles are the theme's)."""
+        self._styles_for = None
+        self.refresh()
 
-    def _styled(self, key: str, text: str) -> Text:
-        cell = Text(" ")
-        if key == "state":
-            cell.append(text, style=self.get_component_rich_style(f"host-table--{text}", partial=True))
-        elif key == "trend":
-            cell.append(text, style=self.get_component_rich_style("host-table--trend", partial=True))
-        elif key == "slots" and slots_full(text):
-            cell.append(text, style=self.get_component_rich_style("host-table--full", partial=True))
-        elif text == "—":
-            cell.append(text, style=self.get_component_rich_style("host-table--muted", partial=True))
+    # the cursor -----------------------------------------------------------------------------------------
+    def action_cursor(self, step: int) -> None:
+        self._move_cursor(self.cursor_row + step)
+
+    def action_cursor_page(self, direction: int) -> None:
+        self._move_cursor(self.cursor_row + direction * max(self._visible_rows(), 1))
+
+    def action_cursor_to(self, row: int) -> None:
+        self._move_cursor(row if row >= 0 else len(self._order) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y < 1:
+            return
+        row = int(self.scroll_y) + offset.y - 1
+        if 0 <= row < len(self._order):
+            self._move_cursor(row)
+
+    def _move_cursor(self, row: int) -> None:
+        if not self._order:
+            return
+        row = min(max(row, 0), len(self._order) - 1)
+        if row == self.cursor_row:
+            return
+        old, self.cursor_row = self.cursor_row, row
+        visible = max(self._visible_rows(), 1)
+        top = int(self.scroll_y)
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + visible:
+            self.scroll_to(y=row - visible + 1, animate=False, immediate=True)
+        self._refresh_row(old)
+        self._refresh_row(row)
+        self.post_message(self.Highlighted(self.selected_address))
+
+    def _visible_rows(self) -> int:
+        return self.scrollable_content_region.height - 1  # the header line stays
+
+    def _refresh_row(self, row: int) -> None:
+        y = 1 + row - int(self.scroll_y)
+        if 1 <= y < self.size.height:
+            self.refresh(Region(0, y, self.size.width, 1))
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles_for = None  # the CSS changed (the theme, focus): styles and lines are made again
+
+    # drawing --------------------------------------------------------------------------------------------
+    def _style(self, name: str) -> Style:
+        key = (self.app.theme, self.has_focus)
+        if key != self._styles_for:  # also None after notify_style_update
+            self._styles_for = key
+            self._styles = {}
+            self._lines.clear()
+        style = self._styles.get(name)
+        if style is None:
+            base = self.rich_style
+            if name == "":
+                style = base
+            elif name == "header":  # whole, not partial: its background tint is blended in
+                style = base + self.get_component_rich_style("host-table--header")
+            else:
+                style = base + self.get_component_rich_style(f"host-table--{name}", partial=True)
+            self._styles[name] = style
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        scroll_x = int(self.scroll_x)
+        if y == 0:
+            fill = self._style("header")  # the header and the cursor row reach across the whole width
+            segments = [Segment("".join(" " + fit(c.label, c.width - 1) for c in COLUMNS), fill)]
         else:
-            cell.append(text)
-        return cell
+            row = int(self.scroll_y) + y - 1
+            if row >= len(self._order):
+                return Strip.blank(width, self._style(""))
+            cursor = row == self.cursor_row
+            fill = self._style("cursor") if cursor else self._style("")
+            segments = self._row_segments(self._order[row], cursor)
+        return Strip(segments, LINE_WIDTH).crop_extend(scroll_x, scroll_x + width, fill)
+
+    def _row_segments(self, address: str, cursor: bool) -> list[Segment]:
+        cells = self._cells[address]
+        made_from = (cells, cursor)
+        self._style("")  # drops the made lines when the theme or the focus changed
+        kept = self._lines.get(address)
+        if kept is not None and kept[0] == made_from:
+            return kept[1]
+        segments = []
+        cursor_style = self._style("cursor") if cursor else None
+        for column in COLUMNS:
+            text = cells[column.key]
+            style = self._cell_style(column.key, text)
+            if cursor_style is not None:
+                style = style + cursor_style
+            segments.append(Segment(" " + fit(text, column.width - 1), style))
+        self._lines[address] = (made_from, segments)
+        return segments
+
+    def _cell_style(self, key: str, text: str) -> Style:
+        if key == "state" and f"host-table--{text}" in self.COMPONENT_CLASSES:
+            return self._style(text)
+        if key == "trend":
+            return self._style("trend")
+        if key == "slots" and slots_full(text):
+            return self._style("full")
+        if text == "—":
+            return self._style("muted")
+        return self._style("")

@@ -28,7 +28,7 @@ from sollol_tui.screens.slots import parse_slots
 from sollol_tui.themes import bundled_theme_dir
 from sollol_tui.widgets.header import ClusterHeader
 from sollol_tui.widgets.host_detail import compact_content, extra_content, full_content
-from sollol_tui.widgets.host_table import host_cells, slots_full
+from sollol_tui.widgets.host_table import LINE_WIDTH, HostTable, fit, host_cells, slots_full
 from sollol_tui.widgets.queue_panel import queue_content
 from sollol_tui.widgets.request_log import make_row
 
@@ -180,10 +180,10 @@ async def test_frozen_screen_shows_the_new_fields(core):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         table = app.dashboard.host_table
-        assert table.get_cell(FAST, "address").plain.strip() == "fast (sim)"
-        assert table.get_cell(FAST, "slots").plain.strip() == "3/4"
-        assert table.get_cell(FAST, "cache").plain.strip() == "93%"
-        assert table.get_cell(REAL, "slots").plain.strip() == "5/∞"
+        assert table.cell(FAST, "address") == "fast (sim)"
+        assert table.cell(FAST, "slots") == "3/4"
+        assert table.cell(FAST, "cache") == "93%"
+        assert table.cell(REAL, "slots") == "5/∞"
         header = app.dashboard.query_one(ClusterHeader)._last
         assert header is not None
         first, second = header.plain.split("\n")
@@ -195,6 +195,75 @@ async def test_frozen_screen_shows_the_new_fields(core):
         # the full detail of the selected host has the cache figures
         extra = str(app.dashboard.query_one("#detail-extra", Static).render())
         assert "hit 93%" in extra and "412 predicted" in extra
+
+
+def drawn(table: HostTable) -> list[str]:
+    return ["".join(segment.text for segment in table.render_line(y)) for y in range(table.row_count + 1)]
+
+
+def test_fit_cuts_with_an_ellipsis_and_pads_by_terminal_cells():
+    assert fit("llama3.2, qwen2.5", 15) == "llama3.2, qwen…"
+    assert fit("abc", 5) == "abc  "
+    assert fit("模型模型", 5) == "模型…"  # two cells each: the ellipsis takes the fifth
+    assert fit("anything", 0) == ""
+
+
+async def test_host_table_draws_each_host_and_repaints_only_the_row_that_changed(core):
+    app = app_for(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.dashboard.host_table
+        lines = drawn(table)
+        assert lines[0].startswith(" Host                State     Score  Slots  Cache Latency")
+        assert lines[1].startswith(" fast (sim)          healthy") and " 3/4 " in lines[1] and " 93% " in lines[1]
+        assert " 5/∞ " in lines[3] and all(len(line) == table.scrollable_content_region.width for line in lines)
+        repainted: list[int] = []
+        original = table.refresh
+
+        def refresh(*regions, **kwargs):
+            repainted.extend(r.y for r in regions)
+            return original(*regions, **kwargs)
+
+        table.refresh = refresh
+        snap = filled(core)
+        slow = dataclasses.replace(view(snap, SLOW), slots_in_use=1)
+        table.show(tuple(slow if h.host == SLOW else h for h in snap.hosts))
+        assert repainted == [2]  # the slow host's line only (line 0 is the header)
+        assert " 1/2 " in drawn(table)[2] and drawn(table)[1] == lines[1]
+
+
+async def test_host_table_cursor_follows_keys_and_clicks_and_the_detail_follows_it(core):
+    app = app_for(core)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.dashboard.host_table
+        assert table.selected_address == FAST
+        await pilot.press("down")
+        assert table.selected_address == SLOW
+        await pilot.pause()
+        assert "simulated slow" in str(app.dashboard.query_one("#detail-text", Static).render())
+        await pilot.press("end")
+        assert table.selected_address == REAL
+        await pilot.press("down")  # past the last row: stays
+        assert table.selected_address == REAL
+        await pilot.press("home")
+        assert table.selected_address == FAST
+        await pilot.click(HostTable, offset=(5, 2))  # line 2: the second host
+        assert table.selected_address == SLOW
+        await pilot.click(HostTable, offset=(5, 0))  # the header selects nothing
+        assert table.selected_address == SLOW
+
+
+async def test_host_table_scrolls_sideways_in_a_narrow_terminal(core):
+    app = app_for(core)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.dashboard.host_table
+        assert table.virtual_size.width == LINE_WIDTH > table.scrollable_content_region.width
+        assert drawn(table)[0].rstrip().endswith("OK %")  # the first 80 columns: up to OK %
+        table.scroll_to(x=LINE_WIDTH, animate=False, immediate=True)
+        await pilot.pause()
+        assert drawn(table)[0].rstrip().endswith("Prio Wt")
 
 
 async def test_slash_finds_class_and_client(core):
