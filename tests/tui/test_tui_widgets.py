@@ -254,6 +254,29 @@ async def test_host_table_cursor_follows_keys_and_clicks_and_the_detail_follows_
         assert table.selected_address == SLOW
 
 
+async def test_host_table_scrolls_to_keep_the_cursor_row_in_sight():
+    addresses = [f"127.0.0.1:{11700 + i}" for i in range(20)]  # more hosts than the table's 14 lines show
+    config = SollolConfig(hosts=addresses, gateway_port=0, metrics_enabled=False, health_check_enabled=False,
+                          adaptive_metrics_enabled=False)
+    sollol = SOLLOL(config)
+    try:
+        app = SollolApp(sollol, frozen=sollol.snapshot(), theme_dirs=[bundled_theme_dir()], stop_on_quit=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            table = app.dashboard.host_table
+            assert table.size.height == 14 and table.scroll_y == 0  # the roomy screen's most: header and 13 rows
+            await pilot.press("end")
+            assert table.selected_address == addresses[-1] and table.scroll_y == 20 - 13
+            shown = drawn(table)[1:14]
+            assert shown[-1].startswith(" " + addresses[-1]) and shown[0].startswith(" " + addresses[7] + " ")
+            await pilot.press("pageup")
+            assert table.cursor_row == 19 - 13 and table.scroll_y == 6
+            await pilot.press("home")
+            assert table.scroll_y == 0 and drawn(table)[1].startswith(" " + addresses[0])
+    finally:
+        sollol.stop()
+
+
 async def test_host_table_scrolls_sideways_in_a_narrow_terminal(core):
     app = app_for(core)
     async with app.run_test(size=(80, 24)) as pilot:
