@@ -21,7 +21,8 @@ class KeyHelp(NamedTuple):
 
 # Keys that work everywhere but are not the dashboard's own bindings.
 GENERAL_KEYS: tuple[KeyHelp, ...] = (
-    KeyHelp("↑ ↓", "Select a host", "Move the cursor in the host table (or scroll the focused panel)."),
+    KeyHelp("↑ ↓", "Select a host", "Move the cursor in the host table (or scroll the focused panel); "
+                                    "PgUp, PgDn, Home and End jump, a click picks a row."),
     KeyHelp("tab", "Next panel", "Move the focus to the next panel or field."),
     KeyHelp("esc", "Close / clear", "Close a dialog, or clear the request filter."),
     KeyHelp("ctrl+p", "Command palette", "Search every command by name."),

@@ -89,7 +89,10 @@ def test_a_configured_num_parallel_wins_and_a_restart_forgets_what_was_learned(s
     cluster = sim_cluster(spec("one", 1), spec("two", 1))
     one, two = cluster.addresses
     sollol = gateway(cluster.addresses, host_settings={two: {"num_parallel": 3}}, unhealthy_recheck_interval=0.2)
-    assert all(s == 200 for s in clients(sollol.gateway_url, 6, 3))
+    for _ in range(4):  # on a loaded machine an answer stretched by its scheduling may take another round to outvote
+        assert all(s == 200 for s in clients(sollol.gateway_url, 6, 3))
+        if learned(sollol, one) == 1:
+            break
     assert learned(sollol, one) == 1
     assert sollol.slots.limit(two, CHAT_MODEL) == 3 and learned(sollol, two) is None  # configured: it holds
     settled(sollol)
