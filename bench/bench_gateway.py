@@ -138,6 +138,13 @@ def fast_lane(against: list[str], quick: bool, keys: bool = False) -> dict:
             out[label]["cpu ms/request c16"] = cpu_s[label] * 1000 / max(1, served[label])
             out[label]["share of node b c16"] = done[label][1] / max(1, sum(done[label]))
             out[label]["errors"] = errors[label]
+        # what this tree's gateway says of each node at the end: the reason when the shares are far apart
+        hosts = http_json("GET", gws["this tree"].url + "/api/stats")["hosts"]
+        out["this tree"]["hosts"] = [
+            f"{h['host']}: {h.get('state')}, {h.get('requests_total')} requests, {h.get('failures_total')} failed"
+            f" (last error: {h.get('last_error') or 'none'}), loaded {h.get('models_loaded')}, slots "
+            f"{h.get('slots')}{' learned' if h.get('slots_learned') else ''}, score terms "
+            + ", ".join(f"{k} {v:.4f}" for k, v in (h.get("score_terms") or {}).items()) for h in hosts]
     return out
 
 
@@ -176,6 +183,9 @@ def print_lane(res: dict, against: list[str]) -> bool:
     good = 0.45 <= share <= 0.55
     ok &= good
     line(f"  share of the second node c=16: {share:.0%} (target 45-55%) {'OK' if good else 'MISS'}")
+    if not good:
+        for row in me.get("hosts", ()):
+            line(f"    {row}")
     keyed = res.get("this tree +keys")
     if keyed is not None:  # --keys: what checking a key costs on this tree, measured in the same rounds
         for r, _ in LANE_ROUTES:
