@@ -121,14 +121,18 @@ class SlotTable:
         pair = self._pairs.get(self._key(host, model))
         return pair.in_use if pair is not None else 0
 
-    def may_probe(self, host: str, model: Optional[str], embedding: bool = False) -> bool:
+    def may_probe(self, host: str, model: Optional[str], embedding: bool = False, *,
+                  learned_only: bool = False) -> bool:
         """The (host, model) is full at slots it learns, and one request more may go now to see whether the
-        host runs it at once (slot_learning: a probe). Never for embeddings, nor while the host says busy."""
+        host runs it at once (slot_learning: a probe). Never for embeddings, nor while the host says busy.
+        learned_only: only when the slots were learned (not the fallback while nothing is)."""
         if self.learner is None or embedding or not model:
             return False
         key = self._key(host, model)
         pair = self._pairs.get(key)
         if pair is None or pair.embedded or pair.busy_limit is not None:
+            return False
+        if learned_only and self.learner.learned(host, key[1]) is None:
             return False
         limit = self.limit(host, model)
         return limit is not None and pair.in_use == limit and self.learner.may_probe(host, key[1])

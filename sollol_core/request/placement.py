@@ -7,8 +7,10 @@
                  would still do (uncached characters × the host's prefill rate); a host whose loaded runner
                  differs from the request's runner options (prompt_cache.runner) adds its measured load time
                  and keeps none of its cache, with or without a prompt
-    probe        no host has room, but one learns its slots (cluster.slot_learning): one request above its
-                 learned slots goes there now and then, to see whether the host runs it at once
+    probe        a host full at the slots it learns (cluster.slot_learning) may take one request above them
+                 now and then, to see whether the host runs it at once: when no host has room, or, where the
+                 slots were learned, beside hosts with room (weighed like them: it takes the request only
+                 where it looks best, as a host held to too few slots does)
     bounded load no host takes more than (1 + epsilon) × its share (by slots) of the requests in flight,
                  so a hot prefix's home that is full sends the request to a second host, which caches it too
     scorers      the live strategy orders the hosts with room; performance and p2c add the expected prefill
@@ -207,6 +209,9 @@ class Placement:
                             kept.append(h)
                         else:
                             held += 1
+        probing: frozenset[str] = frozenset()
+        if room and full and call.uses_slot and not (reserve or pipeline or kept):
+            room, full, probing = self._with_probes(call, room, full)
         key = call.prompt if (self.shadow is not None and self.config.cache.enabled) else None
         if not room:
             if held:
@@ -254,7 +259,28 @@ class Placement:
             better = self._faster_when_free(order[0], full, estimates, call, ahead)
             if better is not None:
                 return Wait(better)
+        if order[0].address in probing:
+            slots = self.slots.slots(order[0].address, call.model, call.embedding)
+            reason = f"{reason}; probe: one above the {slots} slot(s) learned there"
         return Decision(order, reason, estimates)
+
+    def _with_probes(self, call: Call, room: list[Host], full: list[Host]
+                     ) -> tuple[list[Host], list[Host], frozenset[str]]:
+        """A host full at the slots it learned competes beside the hosts with room, now and then (the probe's
+        backoff): a loaded machine's stretched answers can teach a host too few slots, and while others have
+        room no request waits in the gateway for it to probe otherwise. It is weighed like the others, so it
+        takes the request only where it looks best (a host held to too few slots does: it carries little);
+        never where it would reload."""
+        may_probe = self.slots.may_probe
+        probing = [h for h in full if may_probe(h.address, call.model, call.embedding, learned_only=True)]
+        if not probing:
+            return room, full, frozenset()
+        reloads = self._reload_costs(call, model_key(call.model) if call.model else "", probing)
+        chosen = frozenset(h.address for h in probing if h.address not in reloads)
+        if not chosen:
+            return room, full, chosen
+        return (room + [h for h in full if h.address in chosen], [h for h in full if h.address not in chosen],
+                chosen)
 
     def slot_rates(self, call: Call) -> Optional[dict[str, tuple[int, float]]]:
         """Per host that could take the call: (its slots for the model, requests per second one slot

@@ -394,3 +394,67 @@ def test_stats_tell_the_gap_between_turns_placement_weighs_evictions_by(sim_clus
         settled(sollol)
     gap = http.get("/api/stats").json()["cache"]["turn_gap_s"]
     assert gap is not None and 0.0 <= gap < 5.0
+
+
+def test_a_host_held_to_too_few_learned_slots_probes_beside_hosts_with_room():
+    """b learned 1 slot (say from answers a loaded machine stretched) while a, unbounded, carries the load:
+    nothing ever waits in the gateway, so b could never show it has more. Once its probe backoff has passed,
+    b competes one above its slots, takes the request where it looks best, and grows with what it shows."""
+    from sollol_core.cluster.slot_learning import PROBE_BACKOFF_MIN_S, SlotLearner
+
+    now = [100.0]
+    clock = lambda: now[0]  # noqa: E731
+    config = SollolConfig(routing_weights={"cache": 0.0})
+    registry = HostRegistry()
+    for h in ("a:1", "b:1"):
+        registry.add(h)
+        registry.update_models(h, ["m:latest"], ["m:latest"])
+        registry.record_success(h, 50.0)
+    learner = SlotLearner(lambda host: None, lambda host: None, clock=clock)
+    table = SlotTable(lambda host: None, lambda: 0, clock, learner=learner)
+    p = Placement(config, registry, Router(registry, "performance", config.routing_weights), table, None,
+                  lambda host: None)
+    for _ in range(2):  # twice, one request waited behind one: b learns 1 slot
+        start = now[0]
+        first, second = table.acquire("b:1", "m"), table.acquire("b:1", "m")
+        now[0] = start + 0.3
+        table.answered(first, 0.0, 0.001, 0.3)
+        table.release("b:1", "m", first)
+        now[0] = start + 0.6
+        table.answered(second, 0.3, 0.001, 0.3)
+        table.release("b:1", "m", second)
+    assert learner.learned("b:1", "m:latest") == 1
+    held = table.acquire("b:1", "m")  # b full at its one slot
+    registry.begin("b:1")
+    for _ in range(3):  # a carries three
+        table.acquire("a:1", "m")
+        registry.begin("a:1")
+    c = Call(endpoint="/api/chat", method="POST", path="/api/chat", body=b"", model="m", stream=False, timeout=5)
+    assert p.decide(c).host == "a:1"  # within b's backoff: a, the only one with room
+    now[0] += PROBE_BACKOFF_MIN_S
+    d = p.decide(c)
+    assert d.host == "b:1" and "probe: one above the 1 slot(s) learned there" in d.reason, d.reason
+    probe = table.acquire("b:1", "m")
+    assert probe.probe
+    assert p.decide(c).host == "a:1"  # one probe at a time
+    now[0] += 0.3
+    table.answered(probe, 0.0, 0.001, 0.3)  # it ran beside the one held: b has two
+    assert learner.learned("b:1", "m:latest") == 2
+    table.answered(held, 0.0, 0.001, 0.3)
+
+
+def test_a_fallback_limit_is_not_probed_while_hosts_have_room():
+    """default_num_parallel, before anything is learned, is probed only when every host is full: it is what
+    the operator said, not what a loaded machine taught."""
+    from sollol_core.cluster.slot_learning import PROBE_BACKOFF_MIN_S, SlotLearner
+
+    p, shadow = world(slots=1)
+    now = [1000.0]
+    p.slots.learner = SlotLearner(lambda host: None, lambda host: 1, clock=lambda: now[0])
+    p.slots.acquire("b:1", "m")
+    now[0] += PROBE_BACKOFF_MIN_S
+    assert p.slots.may_probe("b:1", "m")  # were every host full, b would be probed now
+    c = Call(endpoint="/api/chat", method="POST", path="/api/chat", body=b"", model="m", stream=False, timeout=5)
+    p.registry.record_success("a:1", 5000.0)  # a looks much worse: b would win were it offered
+    d = p.decide(c)
+    assert isinstance(d, Wait) and "probe" not in d.reason, d  # it waits for b's slot in the gateway
