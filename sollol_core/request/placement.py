@@ -267,12 +267,14 @@ class Placement:
     def _with_probes(self, call: Call, room: list[Host], full: list[Host]
                      ) -> tuple[list[Host], list[Host], frozenset[str]]:
         """A host full at the slots it learned competes beside the hosts with room, now and then (the probe's
-        backoff): a loaded machine's stretched answers can teach a host too few slots, and while others have
-        room no request waits in the gateway for it to probe otherwise. It is weighed like the others, so it
-        takes the request only where it looks best (a host held to too few slots does: it carries little);
-        never where it would reload."""
-        may_probe = self.slots.may_probe
-        probing = [h for h in full if may_probe(h.address, call.model, call.embedding, learned_only=True)]
+        backoff), while one of those runs more of the model at once than it is allowed: a loaded machine's
+        stretched answers can teach a host too few slots, and while others have room no request waits in the
+        gateway for it to probe otherwise. It is weighed like the others, so it takes the request only where
+        it looks best (a host held to too few slots does: it carries little); never where it would reload."""
+        slots = self.slots
+        busiest = max(slots.in_use(h.address, call.model) for h in room)
+        probing = [h for h in full if slots.may_probe(h.address, call.model, call.embedding, learned_only=True)
+                   and (slots.slots(h.address, call.model, call.embedding) or 0) < busiest]
         if not probing:
             return room, full, frozenset()
         reloads = self._reload_costs(call, model_key(call.model) if call.model else "", probing)

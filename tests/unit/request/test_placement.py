@@ -426,10 +426,15 @@ def test_a_host_held_to_too_few_learned_slots_probes_beside_hosts_with_room():
     assert learner.learned("b:1", "m:latest") == 1
     held = table.acquire("b:1", "m")  # b full at its one slot
     registry.begin("b:1")
-    for _ in range(3):  # a carries three
+    table.acquire("a:1", "m")
+    registry.begin("a:1")
+    c = Call(endpoint="/api/chat", method="POST", path="/api/chat", body=b"", model="m", stream=False, timeout=5)
+    now[0] += PROBE_BACKOFF_MIN_S
+    assert p.decide(c).host == "a:1"  # a runs no more at once than b may: nothing says b has more
+    for _ in range(2):  # a carries three now
         table.acquire("a:1", "m")
         registry.begin("a:1")
-    c = Call(endpoint="/api/chat", method="POST", path="/api/chat", body=b"", model="m", stream=False, timeout=5)
+    now[0] -= PROBE_BACKOFF_MIN_S
     assert p.decide(c).host == "a:1"  # within b's backoff: a, the only one with room
     now[0] += PROBE_BACKOFF_MIN_S
     d = p.decide(c)
