@@ -13,10 +13,11 @@ The gateway queue (admission.GatewayQueue) writes the ledger as requests arrive,
 from __future__ import annotations
 
 import time
-from typing import Optional, TypeVar
+from typing import Mapping, Optional, TypeVar
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
+from ..errors import NoHostForModel
 from .call import RANK_OF, Call
 from .demand import Demand
 from .placement import Keep, Placement
@@ -97,7 +98,7 @@ class FairShare:
         others = {c for c in others if (d := self.seen.get((c, call.model))) is not None and d.rank <= rank}
         if not others:
             return None
-        rates = self.placement.slot_rates(call)
+        rates = slot_rates(self.placement, call)
         if not rates:
             return None
         window = self.config.queue.fair_window_s
@@ -118,7 +119,7 @@ class FairShare:
             return None
         wanted = sum(self.in_flight_by.get((c, call.model), 0) + 1 for c in others if asks(c) <= share)
         keep: dict[str, int] = {}
-        for host, kept in self.placement.kept_free(rates, wanted).items():
+        for host, kept in kept_free(rates, wanted).items():
             held = self.held_at.get((client, host, call.model), 0)
             by_others = self.slots.in_use(host, call.model) - held
             if kept > by_others:  # of the slots kept there, these are not in the others' hands yet
@@ -139,11 +140,56 @@ class FairShare:
         others = {c for (c, m), n in self.waiting_by.items() if n and m == model and c != client}
         if not others:
             return False
-        total = self.placement.total_slots(call)
+        total = total_slots(self.placement, call)
         if total is None:
             return False  # some host's slots are unknown: no share can be told
         active = {c for (c, m), n in self.in_flight_by.items() if n and m == model} | others | {client}
         return mine >= max(1, total // len(active))
+
+
+# the model's capacity, as the rules read it ---------------------------------------------------------------
+def slot_rates(placement: Placement, call: Call) -> Optional[dict[str, tuple[int, float]]]:
+    """Per host that could take the call: (its slots for the model, requests per second one slot serves:
+    1 / measured service time); None when some host's slots are unknown (unlimited)."""
+    try:
+        hosts = placement.candidates(call)
+    except NoHostForModel:
+        return None
+    out: dict[str, tuple[int, float]] = {}
+    for h in hosts:
+        slots = placement.slots.slots(h.address, call.model, call.embedding)
+        if slots is None:
+            return None
+        out[h.address] = (slots, 1.0 / placement.service_s(h))
+    return out
+
+
+def kept_free(rates: Mapping[str, tuple[int, float]], n: int) -> dict[str, int]:
+    """Where `n` slots are kept for other clients: on the fastest hosts first, as many as each has."""
+    out: dict[str, int] = {}
+    for host, (slots, _) in sorted(rates.items(), key=lambda x: (-x[1][1], x[0])):
+        if n <= 0:
+            break
+        if slots:
+            out[host] = min(slots, n)
+            n -= out[host]
+    return out
+
+
+def total_slots(placement: Placement, call: Call) -> Optional[int]:
+    """The slots for the call's model over every host that could take it; None when some host's are unknown
+    (unlimited)."""
+    try:
+        hosts = placement.candidates(call)
+    except NoHostForModel:
+        return None
+    total = 0
+    for h in hosts:
+        slots = placement.slots.slots(h.address, call.model, call.embedding)
+        if slots is None:
+            return None
+        total += slots
+    return total
 
 
 def decrement(counts: dict[K, int], key: K) -> None:

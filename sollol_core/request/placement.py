@@ -284,48 +284,6 @@ class Placement:
         return (room + [h for h in full if h.address in chosen], [h for h in full if h.address not in chosen],
                 chosen)
 
-    def slot_rates(self, call: Call) -> Optional[dict[str, tuple[int, float]]]:
-        """Per host that could take the call: (its slots for the model, requests per second one slot
-        serves: 1 / measured service time); None when some host's slots are unknown (unlimited)."""
-        try:
-            hosts = self.candidates(call)
-        except NoHostForModel:
-            return None
-        out: dict[str, tuple[int, float]] = {}
-        for h in hosts:
-            slots = self.slots.slots(h.address, call.model, call.embedding)
-            if slots is None:
-                return None
-            out[h.address] = (slots, 1.0 / self.service_s(h))
-        return out
-
-    @staticmethod
-    def kept_free(rates: Mapping[str, tuple[int, float]], n: int) -> dict[str, int]:
-        """Where `n` slots are kept for other clients: on the fastest hosts first, as many as each has."""
-        out: dict[str, int] = {}
-        for host, (slots, _) in sorted(rates.items(), key=lambda x: (-x[1][1], x[0])):
-            if n <= 0:
-                break
-            if slots:
-                out[host] = min(slots, n)
-                n -= out[host]
-        return out
-
-    def total_slots(self, call: Call) -> Optional[int]:
-        """The slots for the call's model over every host that could take it; None when some host's are
-        unknown (unlimited)."""
-        try:
-            hosts = self.candidates(call)
-        except NoHostForModel:
-            return None
-        total = 0
-        for h in hosts:
-            slots = self.slots.slots(h.address, call.model, call.embedding)
-            if slots is None:
-                return None
-            total += slots
-        return total
-
     def estimate_wait_s(self, call: Call, ahead: int) -> float:
         """Expected wait for a request with `ahead` requests before it: they drain at the candidates'
         summed slot rate (slots ÷ service time)."""
