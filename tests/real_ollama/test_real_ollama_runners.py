@@ -125,7 +125,7 @@ def test_slots_are_learned_from_the_answers_of_one_and_two_slot_servers(servers,
     # six clients: with four, the gateway may rightly hold the extra requests for the one-slot server (as fast
     # as the other when alone) instead of sending a third to the two-slot one, which then never shows a wait
     # seconds alone; on a loaded machine an answer stretched to look like three running on the two-slot
-    # server is outvoted only by the waits that come after it, which has taken over a minute
+    # server is outvoted only by the waits that come after it, which once took longer than 60 s
     traffic(sollol.gateway_url, 6, right, limit_s=100)
     assert "took" in met, "\n".join(repr(v.slot_learning) for v in sollol.views.host_views())
     assert met["took"] < 100
