@@ -7,6 +7,8 @@ its own process, all on 127.0.0.1:
      run at the same time on the same two 20 ms nodes with 64 slots, rounds interleaved: added p50 at c=1
      on /v1/chat/completions and /api/chat (target <= 0.5 ms), throughput at c=64 (target >= 2da9b9d's),
      gateway CPU per request at c=16 (target <= 0.8 x 2da9b9d's) and each node's share (target 45-55%);
+     the floor (bench/floor_gateway.py: the same server and upstream pool with no stages between them)
+     runs in the same rounds, so the table shows what the stages cost above it;
      with --keys every tree that knows api_keys runs a second gateway with a key configured, the requests
      carrying it ("<tree> +keys"), in the same rounds: what checking the key costs per request, at c=1 and
      c=64 (target: the guard adds < 0.05 ms)
@@ -33,6 +35,7 @@ from common import (  # noqa: E402
     closed_loop,
     config_source,
     cpu_seconds,
+    floor_process,
     gateway_process,
     http_json,
     run,
@@ -94,7 +97,10 @@ def fast_lane(against: list[str], quick: bool, keys: bool = False) -> dict:
         gws = {label: stack.enter_context(gateway_process(nodes, "--no-adaptive-metrics",
                                                           *(("--config", keyed_config) if keyed else ()), root=root))
                for label, root, keyed in variants}
+        gws["floor"] = stack.enter_context(floor_process(nodes))
+        out["floor"] = {}
         headers = {label: (KEYED if keyed else None) for label, _, keyed in variants}
+        headers["floor"] = None
         direct = f"http://{nodes[0]}"
         for route, body in LANE_ROUTES:
             run(closed_loop(direct + route, body, 4, count=100))  # warm: connections, code paths
@@ -126,17 +132,19 @@ def fast_lane(against: list[str], quick: bool, keys: bool = False) -> dict:
         errors = {label: 0 for label in gws}
         for _ in range(rounds):
             for label, g in gws.items():
-                before, cpu0 = _served(g.url), cpu_seconds(g.proc.pid)
+                counted = label != "floor"  # the floor keeps no books: it takes the hosts in turn
+                before, cpu0 = _served(g.url) if counted else {}, cpu_seconds(g.proc.pid)
                 r = run(closed_loop(g.url + "/api/chat", CHAT, 16, count=n16 // rounds, headers=headers[label]))
                 cpu_s[label] += cpu_seconds(g.proc.pid) - cpu0
-                after = _served(g.url)
+                after = _served(g.url) if counted else {}
                 for i, n in enumerate(nodes):
                     done[label][i] += after.get(n, 0) - before.get(n, 0)
                 served[label] += r.count
                 errors[label] += r.errors
         for label in gws:
             out[label]["cpu ms/request c16"] = cpu_s[label] * 1000 / max(1, served[label])
-            out[label]["share of node b c16"] = done[label][1] / max(1, sum(done[label]))
+            if label != "floor":
+                out[label]["share of node b c16"] = done[label][1] / max(1, sum(done[label]))
             out[label]["errors"] = errors[label]
         # what this tree's gateway says of each node at the end: the reason when the shares are far apart
         hosts = http_json("GET", gws["this tree"].url + "/api/stats")["hosts"]
@@ -150,7 +158,7 @@ def fast_lane(against: list[str], quick: bool, keys: bool = False) -> dict:
 
 def print_lane(res: dict, against: list[str]) -> bool:
     base = res[against[0]] if against else None
-    labels = [k for k in res if k != "direct"]
+    labels = [k for k in res if k not in ("direct", "floor")] + (["floor"] if "floor" in res else [])
     width = max(14, *(len(k) + 2 for k in labels))
     line(f"  {'':<34}" + "".join(f"{k:>{width}}" for k in labels) + f"{'direct':>12}")
     ok = True
@@ -186,6 +194,16 @@ def print_lane(res: dict, against: list[str]) -> bool:
     if not good:
         for row in me.get("hosts", ()):
             line(f"    {row}")
+    floor = res.get("floor")
+    if floor:  # what the stages cost: this tree above its own server and pool with nothing between them
+        line("  floor (bench/floor_gateway.py: the own server and pool, no stages): added p50 c=1 "
+             + ", ".join(f"{floor[f'added {r}']:.2f} ms {r}" for r, _ in LANE_ROUTES)
+             + f"; CPU {floor['cpu ms/request c16']:.3f} ms/request c=16")
+        line("  this tree's stages above the floor: "
+             + ", ".join(f"{me[f'added {r}'] - floor[f'added {r}']:+.2f} ms c=1 {r}" for r, _ in LANE_ROUTES)
+             + f", {me['cpu ms/request c16'] - floor['cpu ms/request c16']:+.3f} ms CPU/request c=16"
+             + (f" (a CPU target of 0.8 x {against[0]}'s leaves them "
+                f"{0.8 * base['cpu ms/request c16'] - floor['cpu ms/request c16']:.3f} ms)" if base else ""))
     keyed = res.get("this tree +keys")
     if keyed is not None:  # --keys: what checking a key costs on this tree, measured in the same rounds
         for r, _ in LANE_ROUTES:

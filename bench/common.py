@@ -117,6 +117,26 @@ def gateway_process(hosts: list[str], *extra: str, env: Optional[dict] = None,
             proc.kill()
 
 
+@contextmanager
+def floor_process(hosts: list[str]) -> Iterator[Gateway]:
+    """bench/floor_gateway.py in its own process: the own server and pool with no stages between them."""
+    import threading
+
+    t0 = time.perf_counter()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor_gateway.py")
+    proc = subprocess.Popen([PY, script, ",".join(hosts)], stderr=subprocess.PIPE, text=True, cwd="/tmp")
+    try:
+        said = proc.stderr.readline()
+        m = re.search(r"gateway on (http://\S+)", said)
+        if m is None:
+            raise RuntimeError("floor gateway did not start: " + said + proc.stderr.read())
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+        yield Gateway(m.group(1), proc, time.perf_counter() - t0)
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 @dataclass
 class LoadResult:
     latencies_ms: list[float]
