@@ -11,6 +11,9 @@ slot frees, on the best host at that moment (late binding), so it can still go a
                  wait); a full queue sheds its newest lowest-class request before refusing a higher one
     leaving      a request whose client goes away while it waits leaves at once and costs no host anything
 
+The waiting requests themselves, their lines and whose turn it is, are the waiting room's
+(waiting.WaitingRoom); the queue decides who may be placed where and hands out the leases.
+
 `admit` returns a Lease on one slot of one (host, model), None when no host can take the request at all,
 or raises Rejected / NoHostForModel / ClientGone. A lease is ended exactly once (Lease.end, called by the
 books): it gives the slot back and tells the prompt-cache shadow what the host's slot holds now.
@@ -19,49 +22,25 @@ books): it gives the slot back and tells the prompt-cache shadow what the host's
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ..cluster.slots import SlotTable
 from ..config import SollolConfig
 from ..errors import ClientGone, Rejected
-from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_CLASSES, PRIORITY_OF, RANK_OF, Call, Priority
-from .fair_share import FairShare, decrement
+from .call import BATCH, HIGH, INTERACTIVE, PRIORITY_OF, RANK_OF, Call, Priority
+from .fair_share import FairShare
 from .lease import Lease, Settle
 from .placement import Decision, Placement, Wait
+from .waiting import Ticket, WaitingRoom
 
 if TYPE_CHECKING:
     from ..observability.metrics import Metrics
     from ..prompt_cache.feedback import Feedback
     from ..prompt_cache.shadow import CacheShadow
 
-QUANTUM = 1.0  # deficit round robin: cost units a client earns per round
 RETICK_S = 0.25  # while requests wait, placement is retried this often (a host's estimate may have aged)
-
-
-@dataclass(eq=False, slots=True)
-class _Ticket:
-    call: Call
-    cls: Priority
-    client: str
-    cost: float
-    exclude: frozenset[str]
-    enqueued: float
-    future: "asyncio.Future[Lease]"
-    seq: int
-    why: str = ""  # why it waits (the last placement's Wait reason), for the dashboard and /api/stats
-
-
-@dataclass
-class _ClassQueue:
-    clients: "OrderedDict[str, deque[_Ticket]]" = field(default_factory=OrderedDict)  # in round-robin order
-    deficit: dict[str, float] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return sum(len(q) for q in self.clients.values())
 
 
 @dataclass
@@ -81,10 +60,6 @@ class GatewayQueue:
         self.slots = slots
         self.shadow = shadow
         self.metrics = metrics
-        self._classes = {c: _ClassQueue() for c in PRIORITY_CLASSES}
-        self._seq = 0
-        self._waiting = 0
-        self._per_model: dict[tuple[Priority, Optional[str]], int] = {}  # requests waiting, per class and model
         self._since_batch = 0  # dispatches since the last batch one (the starvation guard)
         self._dispatching = False
         self._again = False
@@ -93,6 +68,7 @@ class GatewayQueue:
         self.in_flight_by_client: dict[str, int] = {}
         self._interactive_waited: dict[Optional[str], float] = {}  # model -> when one last had to wait
         self.fair = FairShare(config, placement, slots)  # who asks for, waits for and holds which model's slots
+        self.room = WaitingRoom(self.fair)
         self._preemptible: set[Lease] = set()  # batch requests whose answer has not begun (queue.preempt_batch)
         self.requests_by_client: dict[str, int] = {}
         self.rejected_by_client: dict[str, int] = {}
@@ -100,40 +76,26 @@ class GatewayQueue:
 
     # reading --------------------------------------------------------------------------------------
     def depth(self) -> dict[str, int]:
-        return {c.value: len(q) for c, q in self._classes.items()}
+        return self.room.depth()
 
     def oldest_wait_s(self) -> dict[str, float]:
-        now = time.monotonic()
-        out = {}
-        for c, q in self._classes.items():
-            oldest = min((t.enqueued for d in q.clients.values() for t in d), default=None)
-            out[c.value] = 0.0 if oldest is None else round(now - oldest, 3)
-        return out
+        return self.room.oldest_wait_s()
 
     def waiting_why(self) -> dict[str, str]:
         """Why the oldest request of each class that waits has not been placed (its last Wait reason)."""
-        out: dict[str, str] = {}
-        for c, q in self._classes.items():
-            oldest = min((t for d in q.clients.values() for t in d), key=lambda t: t.seq, default=None)
-            if oldest is not None and oldest.why:
-                out[c.value] = oldest.why
-        return out
+        return self.room.waiting_why()
 
     def waiting_by_client(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for q in self._classes.values():
-            for client, d in q.clients.items():
-                out[client] = out.get(client, 0) + len(d)
-        return out
+        return self.room.waiting_by_client()
 
     @property
     def total(self) -> int:
-        """Requests waiting, over every class (kept as a count: read on every release)."""
-        return self._waiting
+        """Requests waiting, over every class."""
+        return self.room.total
 
     def client_busy(self, client: str) -> bool:
         """Whether the client has a request waiting or in flight (request.tracked keeps it in the books)."""
-        return self.in_flight_by_client.get(client, 0) > 0 or any(client in q.clients for q in self._classes.values())
+        return self.in_flight_by_client.get(client, 0) > 0 or self.room.has_client(client)
 
     def forget_client(self, client: str) -> None:
         """Drop an idle client's books (request.tracked: the books keep a bounded number of clients)."""
@@ -165,7 +127,7 @@ class GatewayQueue:
             self._interactive_waited[call.model] = time.monotonic()
         if cls is HIGH and self.config.queue.preempt_batch and isinstance(decision, Wait):
             self._preempt_for(call, exclude)
-        ahead = self._ahead(cls, call.model)
+        ahead = self.room.ahead(cls, call.model)
         expected = self.placement.estimate_wait_s(call, ahead)
         timeout = self.timeout_of(cls)
         if expected > timeout:
@@ -176,7 +138,8 @@ class GatewayQueue:
             self._count_reject("queue_full", client)
             raise Rejected(503, f"the gateway queue is full ({self.config.queue.max_depth} waiting); retry later",
                            "queue_full", expected)
-        ticket = self._enqueue(call, cls, client, exclude, front)
+        ticket = self.room.enter(call, cls, client, exclude, front)
+        self._arm_retick()
         if isinstance(decision, Decision):  # room, but others wait: the dispatch chooses who goes first
             self.dispatch()
         else:
@@ -226,7 +189,7 @@ class GatewayQueue:
     def reserve_holds(self, model: Optional[str]) -> bool:
         """Interactive or high requests for this model wait now, or waited within queue.reserve_window_s:
         batch requests leave them queue.interactive_reserve slots of each host with two or more."""
-        if self._ahead(INTERACTIVE, model):
+        if self.room.ahead(INTERACTIVE, model):
             return True
         at = self._interactive_waited.get(model)
         return at is not None and time.monotonic() - at < self.config.queue.reserve_window_s
@@ -257,7 +220,7 @@ class GatewayQueue:
         """The models whose interactive reserve holds now."""
         if not self.config.queue.interactive_reserve:
             return ()
-        models = {m for (_, m) in self._per_model} | set(self._interactive_waited)
+        models = self.room.models() | set(self._interactive_waited)
         return tuple(sorted(m for m in models if m is not None and self.reserve_holds(m)))
 
     def _decide(self, call: Call, exclude: frozenset[str], ahead: int) -> "Decision | Wait | None":
@@ -276,58 +239,14 @@ class GatewayQueue:
 
     def _others_wait(self, call: Call, cls: Priority) -> bool:
         """Requests of this class or a higher one wait for the same model: a newcomer queues behind them."""
-        return self._waiting > 0 and self._ahead(cls, call.model) > 0
+        return self.room.total > 0 and self.room.ahead(cls, call.model) > 0
 
-    def _ahead_of(self, ticket: "_Ticket") -> int:
-        """Requests for the same model to be placed before this one: its client's own older ones, and one
-        per other client waiting in its class or a higher one (they take turns: deficit round robin)."""
-        own = 0
-        for t in self._classes[ticket.cls].clients.get(ticket.client, ()):
-            if t is ticket:
-                break
-            if t.call.model == ticket.call.model:
-                own += 1
-        rank = PRIORITY_CLASSES.index(ticket.cls)
-        others = sum(1 for c in PRIORITY_CLASSES[: rank + 1] for client in self._classes[c].clients
-                     if client != ticket.client)
-        return own + others
-
-    def _unlist(self, ticket: "_Ticket") -> None:
-        decrement(self._per_model, (ticket.cls, ticket.call.model))
-        self.fair.unqueued(ticket.client, ticket.call.model)
-
-    def _ahead(self, cls: Priority, model: Optional[str]) -> int:
-        """Requests waiting for `model` in this class or a higher one."""
-        rank = PRIORITY_CLASSES.index(cls)
-        return sum(self._per_model.get((c, model), 0) for c in PRIORITY_CLASSES[: rank + 1])
-
-    def _enqueue(self, call: Call, cls: Priority, client: str, exclude: frozenset[str], front: bool) -> _Ticket:
-        self._seq += 1
-        ticket = _Ticket(call, cls, client, max(call.cost, 0.001), exclude, time.monotonic(),
-                         asyncio.get_running_loop().create_future(), self._seq)
-        q = self._classes[cls]
-        d = q.clients.get(client)
-        if d is None:
-            d = q.clients[client] = deque()
-            q.deficit.setdefault(client, 0.0)
-        if front:
-            d.appendleft(ticket)
-        else:
-            d.append(ticket)
-        self._waiting += 1
-        key = (cls, call.model)
-        self._per_model[key] = self._per_model.get(key, 0) + 1
-        self.fair.queued(client, call.model)
-        self._observe_depth()
-        self._arm_retick()
-        return ticket
-
-    def _withdraw(self, ticket: _Ticket, error: Optional[BaseException] = None) -> bool:
+    def _withdraw(self, ticket: Ticket, error: Optional[BaseException] = None) -> bool:
         """Take a ticket out of the queue (its waiter gets `error`, if any); False when it had already been
         granted or answered."""
         if ticket.future.done():
             return False
-        self._withdraw_quietly(ticket)
+        self.room.leave(ticket)
         if error is not None:
             ticket.future.set_exception(error)
         else:
@@ -337,17 +256,14 @@ class GatewayQueue:
 
     def _shed_for(self, cls: Priority) -> bool:
         """Queue full: drop the newest ticket of a class lower than `cls`; False when there is none."""
-        rank = PRIORITY_CLASSES.index(cls)
-        for lower in reversed(PRIORITY_CLASSES[rank + 1:]):
-            q = self._classes[lower]
-            newest = max((t for d in q.clients.values() for t in d), key=lambda t: t.seq, default=None)
-            if newest is not None:
-                self._count_reject("shed", newest.client)
-                self._withdraw(newest, Rejected(
-                    503, f"the gateway queue is full and a {cls} request needed the place of this {lower} one; "
-                         f"retry later", "shed", self.placement.estimate_wait_s(newest.call, self.total)))
-                return True
-        return False
+        newest = self.room.newest_below(cls)
+        if newest is None:
+            return False
+        self._count_reject("shed", newest.client)
+        self._withdraw(newest, Rejected(
+            503, f"the gateway queue is full and a {cls} request needed the place of this {newest.cls} one; "
+                 f"retry later", "shed", self.placement.estimate_wait_s(newest.call, self.total)))
+        return True
 
     def _grant(self, call: Call, decision: Decision, wait_s: float, client: str) -> Lease:
         host = decision.host
@@ -403,8 +319,9 @@ class GatewayQueue:
                 progress = True
                 while progress and self.total:
                     progress = False
-                    for cls in self._class_order():
-                        ticket, decision = self._next(cls)
+                    order = self.room.class_order(self._since_batch, self.config.queue.batch_share)
+                    for cls in order:
+                        ticket, decision = self.room.next(cls, self._place, self._fail)
                         if ticket is not None and decision is not None:
                             self._serve(ticket, decision)
                             progress = True
@@ -415,85 +332,13 @@ class GatewayQueue:
             self._dispatching = False
         self._observe_depth()
 
-    def _class_order(self) -> list[Priority]:
-        """Strict priority, except that waiting batch requests get one in every 1/batch_share dispatches."""
-        order = list(PRIORITY_CLASSES)
-        share = self.config.queue.batch_share
-        if share > 0 and len(self._classes[BATCH]):
-            every = max(1, math.ceil(1 / share))
-            if self._since_batch >= every - 1:
-                order = [BATCH] + [c for c in order if c != BATCH]
-        return order
+    def _place(self, ticket: Ticket) -> "Decision | Wait | None":
+        # the others waiting for this model are the line: with a line, a free slot is taken rather than
+        # waited past for a faster host (no head-of-line blocking)
+        return self._decide(ticket.call, ticket.exclude, self.room.ahead_of(ticket))
 
-    def _next(self, cls: Priority) -> tuple[Optional[_Ticket], Optional[Decision]]:
-        """Deficit round robin over the class's clients; each client's first placeable ticket competes.
-
-        A waiter whose request no host can take any more is answered and the class looked at again: a loop,
-        not a recursion, however many waiters lost their host at once."""
-        q = self._classes[cls]
-        while True:
-            if not q.clients:
-                return None, None
-            heads, failed = self._heads(q)
-            if not failed:
-                break
-        if not heads:
-            return None, None
-        need = {c: max(0.0, math.ceil((t.cost - q.deficit.get(c, 0.0)) / QUANTUM)) for c, t, _ in heads}
-        rounds = min(need.values())
-        if rounds:
-            for c, _, _ in heads:
-                q.deficit[c] = q.deficit.get(c, 0.0) + rounds * QUANTUM
-        client, ticket, decision = next((c, t, dec) for c, t, dec in heads if need[c] == rounds)
-        q.deficit[client] = q.deficit.get(client, 0.0) - ticket.cost
-        return ticket, decision
-
-    def _heads(self, q: "_ClassQueue") -> tuple[list[tuple[str, _Ticket, Decision]], bool]:
-        """Each client's first ticket that can be placed now (per model, first come first served), and
-        whether waiters were answered on the way (those no host can take any more: the queue changed, so
-        the caller looks again)."""
-        heads: list[tuple[str, _Ticket, Decision]] = []
-        over: list[tuple[str, _Ticket, Decision]] = []  # heads of clients that hold their fair share already
-        failed: list[tuple[_Ticket, Optional[BaseException]]] = []
-        for client, d in q.clients.items():
-            seen_models: set[Optional[str]] = set()
-            for t in d:
-                if t.call.model in seen_models:
-                    continue
-                seen_models.add(t.call.model)
-                try:
-                    # the others waiting for this model are the line: with a line, a free slot is taken
-                    # rather than waited past for a faster host (no head-of-line blocking)
-                    decision = self._decide(t.call, t.exclude, self._ahead_of(t))
-                except Exception as e:  # noqa: BLE001 - the model vanished: the waiter hears it
-                    failed.append((t, e))
-                    continue
-                if decision is None:
-                    failed.append((t, None))
-                    continue
-                if isinstance(decision, Decision):
-                    if self.fair.over_share(t.client, t.call):
-                        t.why = "its client holds its fair share of the model's slots while others wait"
-                        over.append((client, t, decision))
-                    else:
-                        heads.append((client, t, decision))
-                    break
-                t.why = decision.reason
-        for t, error in failed:
-            self._fail(t, error)
-        # work-conserving: a slot nobody under its share can take goes to those over it
-        return heads or over, bool(failed)
-
-    def _serve(self, ticket: _Ticket, decision: Decision) -> None:
-        q = self._classes[ticket.cls]
-        d = q.clients[ticket.client]
-        d.remove(ticket)
-        self._waiting -= 1
-        self._unlist(ticket)
-        q.clients.move_to_end(ticket.client)  # round robin: the next turn starts after this client
-        if not d:
-            del q.clients[ticket.client]
-            q.deficit.pop(ticket.client, None)
+    def _serve(self, ticket: Ticket, decision: Decision) -> None:
+        self.room.served(ticket)
         self._since_batch = 0 if ticket.cls == BATCH else self._since_batch + 1
         wait = time.monotonic() - ticket.enqueued
         lease = self._grant(ticket.call, decision, wait, ticket.client)
@@ -502,19 +347,8 @@ class GatewayQueue:
             return
         ticket.future.set_result(lease)
 
-    def _fail(self, ticket: _Ticket, error: Optional[BaseException]) -> None:
+    def _fail(self, ticket: Ticket, error: Optional[BaseException]) -> None:
         self._withdraw(ticket, error if error is not None else _NoHostNow())
-
-    def _withdraw_quietly(self, ticket: _Ticket) -> None:
-        q = self._classes[ticket.cls]
-        d = q.clients.get(ticket.client)
-        if d is not None and ticket in d:
-            d.remove(ticket)
-            self._waiting -= 1
-            self._unlist(ticket)
-            if not d:
-                del q.clients[ticket.client]
-                q.deficit.pop(ticket.client, None)
 
     def _count_reject(self, reason: str, client: str) -> None:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
