@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from rich.cells import cell_len, set_cell_size
+
 from sollol_core.observability.text import printable as clean
 
 __all__ = ["clean"]
@@ -91,10 +93,20 @@ def sparkline(values: Sequence[float], width: int) -> str:
     return chars.rjust(width)
 
 
-def truncate(text: str, width: int) -> str:
+def fit(text: str, width: int, right: bool = False) -> str:
+    """`text` in exactly `width` terminal cells: cut with an ellipsis when longer, padded when shorter (on the
+    left when `right`). Cells, not characters: a wide character (CJK, most emoji) takes two, so a model
+    name or an error in such letters neither pushes the columns after it out of line nor past the edge."""
     if width <= 0:
         return ""
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+    narrow = text.isascii()  # one cell a character: the common case, measured without rich
+    used = len(text) if narrow else cell_len(text)
+    if used > width:
+        return (text[: width - 1] if narrow else set_cell_size(text, width - 1)) + "…"
+    if used == width:
+        return text
+    pad = " " * (width - used)
+    return pad + text if right else text + pad
 
 
 def seconds(value: Optional[float]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple, Optional, Sequence
 
-from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -83,13 +82,6 @@ def slots_full(text: str) -> bool:
     """'4/4', '5/4' or '2/2~' (learned): every slot taken (requests for this host wait in the gateway)."""
     used, _, limit = text.rstrip("~").partition("/")
     return limit.isdigit() and used.isdigit() and int(used) >= int(limit)
-
-
-def fit(text: str, width: int) -> str:
-    """`text` in exactly `width` terminal cells: cut with an ellipsis when longer, padded when shorter."""
-    if cell_len(text) > width:
-        return set_cell_size(text, max(width - 1, 0)) + "…" if width > 0 else ""
-    return set_cell_size(text, width)
 
 
 class HostTable(ScrollView, can_focus=True):
@@ -279,7 +271,7 @@ class HostTable(ScrollView, can_focus=True):
         scroll_x = int(self.scroll_x)
         if y == 0:
             fill = self._style("header")  # the header and the cursor row reach across the whole width
-            segments = [Segment("".join(" " + fit(c.label, c.width - 1) for c in COLUMNS), fill)]
+            segments = [Segment("".join(" " + fmt.fit(c.label, c.width - 1) for c in COLUMNS), fill)]
         else:
             row = int(self.scroll_y) + y - 1
             if row >= len(self._order):
@@ -303,7 +295,7 @@ class HostTable(ScrollView, can_focus=True):
             style = self._cell_style(column.key, text)
             if cursor_style is not None:
                 style = style + cursor_style
-            segments.append(Segment(" " + fit(text, column.width - 1), style))
+            segments.append(Segment(" " + fmt.fit(text, column.width - 1), style))
         self._lines[address] = (made_from, segments)
         return segments
 

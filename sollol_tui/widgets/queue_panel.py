@@ -58,8 +58,7 @@ def client_row(client: ClientView) -> str:
              client.rejected)
     out = []
     for (title, width), value in zip(CLIENT_COLUMNS, cells):
-        text = fmt.truncate(str(value), width - 1)
-        out.append(text.ljust(width) if isinstance(value, str) else text.rjust(width - 1) + " ")
+        out.append(fmt.fit(str(value), width - 1, right=not isinstance(value, str)) + " ")  # numbers to the right
     return "".join(out).rstrip()
 
 

@@ -133,8 +133,7 @@ def make_row(record: RequestRecord, names: Optional[dict[str, str]] = None) -> R
 def line_text(texts: Sequence[str], slots: Sequence[Slot]) -> str:
     out = []
     for cell, index, width in slots:
-        text = fmt.truncate(texts[index], width)
-        out.append(text.rjust(width) if cell.right else text.ljust(width))
+        out.append(fmt.fit(texts[index], width, right=cell.right))
     return " ".join(out)
 
 
@@ -204,13 +203,13 @@ class RequestLines(ScrollView):
         if y == 0:
             titles = base + self.get_component_rich_style("request-lines--titles", partial=True)
             text = line_text(TITLES, layout(width))
-            return Strip([Segment(text[:width].ljust(width), titles)], width)
+            return Strip([Segment(fmt.fit(text, width), titles)], width)
         index = int(self.scroll_y) + y - 1
         if not self._shown:
             if y == 1:
                 text = "no request matches the filter" if self._filter else self.empty_text
                 muted = base + self.get_component_rich_style("request-lines--muted", partial=True)
-                return Strip([Segment(fmt.truncate(text, width).ljust(width), muted)], width)
+                return Strip([Segment(fmt.fit(text, width), muted)], width)
             return Strip.blank(width, base)
         if index >= len(self._shown):
             return Strip.blank(width, base)
@@ -219,7 +218,7 @@ class RequestLines(ScrollView):
         if row.error:
             style = base + self.get_component_rich_style("request-lines--error", partial=True)
         text = line_text(row.texts, layout(width))
-        return Strip([Segment(text[:width].ljust(width), style)], width)
+        return Strip([Segment(fmt.fit(text, width), style)], width)
 
 
 class RequestLog(Vertical):

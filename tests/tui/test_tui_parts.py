@@ -123,6 +123,22 @@ def test_request_log_columns_fill_the_width(width):
     assert ("client" in keys) == (width >= 150)
 
 
+@pytest.mark.parametrize("width", [80, 120, 160])
+def test_request_log_columns_stay_in_line_with_wide_characters(width):
+    from rich.cells import cell_len
+
+    slots = layout(width)
+    used = sum(s.width for s in slots) + len(slots) - 1
+    plain = ["12:00:00", "/api/chat", "llama3.2", "10.0.0.1:11434", "200", "—", "12ms", "24", "inter", "agent-1",
+             "model not found"]
+    wide = [*plain[:2], "通义千问:7b", *plain[3:9], "客户端", "模型未找到，请先拉取模型 " * 4]
+    lines = [line_text(texts, slots) for texts in (plain, wide)]
+    assert [cell_len(line) for line in lines] == [used, used]  # by terminal cells, not characters
+    # the status column starts at the same cell in both lines
+    starts = [cell_len(line[: line.index(" 200 ") + 1]) for line in lines]
+    assert starts[0] == starts[1]
+
+
 def test_request_log_gives_spare_width_to_placement():
     narrow, wide = ({s.cell.key: s.width for s in layout(w)} for w in (80, 200))
     assert narrow["placement"] >= 14

@@ -24,11 +24,12 @@ from sollol_core.observability.snapshot import (
     SlotLearningView,
 )
 from sollol_tui.app import SollolApp
+from sollol_tui.fmt import fit
 from sollol_tui.screens.slots import parse_slots
 from sollol_tui.themes import bundled_theme_dir
 from sollol_tui.widgets.header import ClusterHeader
 from sollol_tui.widgets.host_detail import compact_content, extra_content, full_content
-from sollol_tui.widgets.host_table import LINE_WIDTH, HostTable, fit, host_cells, slots_full
+from sollol_tui.widgets.host_table import LINE_WIDTH, HostTable, host_cells, slots_full
 from sollol_tui.widgets.queue_panel import queue_content
 from sollol_tui.widgets.request_log import make_row
 
@@ -206,6 +207,8 @@ def test_fit_cuts_with_an_ellipsis_and_pads_by_terminal_cells():
     assert fit("abc", 5) == "abc  "
     assert fit("模型模型", 5) == "模型…"  # two cells each: the ellipsis takes the fifth
     assert fit("anything", 0) == ""
+    assert fit("12", 5, right=True) == "   12"
+    assert fit("模型模型", 4) == "模 …"  # a wide character cut in half leaves a space, never half a glyph
 
 
 async def test_host_table_draws_each_host_and_repaints_only_the_row_that_changed(core):
