@@ -171,6 +171,10 @@ def print_lane(res: dict, against: list[str]) -> bool:
             cells.append(f"{v:>{width}.3f}" if isinstance(v, float) else f"{'':>{width}}")
         d = res["direct"].get(row.replace("added", "p50"))
         line(f"  {row:<34}" + "".join(cells) + (f"{d:>12.2f}" if d is not None else ""))
+    failed = {k: res[k].get("errors", 0) for k in labels if res[k].get("errors")}
+    if failed:  # failed requests are not in the latencies: a gateway that fails fast would look fast
+        line("  requests that failed at c=16 (no figure counts a failed request): "
+             + ", ".join(f"{k} {n}" for k, n in failed.items()))
     me = res["this tree"]
     for r, _ in LANE_ROUTES:
         good = me[f"added {r}"] <= 0.5

@@ -321,7 +321,7 @@ class GatewayQueue:
                     progress = False
                     order = self.room.class_order(self._since_batch, self.config.queue.batch_share)
                     for cls in order:
-                        ticket, decision = self.room.next(cls, self._place, self._fail)
+                        ticket, decision = self.room.next_to_serve(cls, self._place, self._fail)
                         if ticket is not None and decision is not None:
                             self._serve(ticket, decision)
                             progress = True

@@ -193,7 +193,7 @@ class WaitingRoom:
                 order = [BATCH] + [c for c in order if c != BATCH]
         return order
 
-    def next(self, cls: Priority, place: Callable[[Ticket], Placed],
+    def next_to_serve(self, cls: Priority, place: Callable[[Ticket], Placed],
              fail: Callable[[Ticket, Optional[BaseException]], None]) -> tuple[Optional[Ticket], Optional[Decision]]:
         """Deficit round robin over the class's clients; each client's first placeable ticket competes.
         `place` says where a ticket would go now (it may raise: the model vanished); a ticket no host can

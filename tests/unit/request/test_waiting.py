@@ -14,6 +14,7 @@ def room() -> WaitingRoom:
     config = SollolConfig(default_num_parallel=1)
     registry = HostRegistry()
     registry.add("a:1")
+    registry.update_models("a:1", ["m:latest"], ["m:latest"])  # one slot of "m" in all: fair shares can be told
     table = SlotTable(lambda host: 1, lambda: 0)
     placement = Placement(config, registry, Router(registry), table, None, lambda host: 1)
     return WaitingRoom(FairShare(config, placement, table))
@@ -36,7 +37,7 @@ async def drain(r: WaitingRoom, cls) -> list[str]:
     """Serve the class to the end; the clients in the order they were served."""
     order = []
     while True:
-        ticket, decision = r.next(cls, anywhere, never_fails)
+        ticket, decision = r.next_to_serve(cls, anywhere, never_fails)
         if ticket is None:
             return order
         assert decision is not None
@@ -74,11 +75,43 @@ async def test_clients_take_turns_by_cost():
     assert served[:6].count("light") == 4 and served[:6].count("heavy") == 2
 
 
+async def test_a_client_served_goes_to_the_back_of_the_turns():
+    r = room()
+    for client in ("a", "a", "a", "b", "b", "b"):
+        r.enter(call(cost=0.5), INTERACTIVE, client, frozenset(), False)
+    # a's credit would cover two, but each service ends its turn
+    assert await drain(r, INTERACTIVE) == ["a", "b", "a", "b", "a", "b"]
+
+
+async def test_a_client_whose_line_emptied_comes_back_without_its_old_credit():
+    r = room()
+    r.enter(call(cost=0.25), INTERACTIVE, "a", frozenset(), False)
+    assert await drain(r, INTERACTIVE) == ["a"]  # it earned 1 and spent 0.25
+    r.enter(call(cost=1.0), INTERACTIVE, "b", frozenset(), False)
+    r.enter(call(cost=0.75), INTERACTIVE, "a", frozenset(), False)
+    # with the 0.75 left over, a would go first; it starts again from nothing, behind b
+    assert await drain(r, INTERACTIVE) == ["b", "a"]
+
+
+async def test_a_client_over_its_fair_share_lets_others_go_first_but_is_not_starved():
+    r = room()
+    r.fair.granted("x", "a:1", "m")  # x holds the one slot of m
+    r.enter(call(client="x"), INTERACTIVE, "x", frozenset(), False)
+    r.enter(call(client="y"), INTERACTIVE, "y", frozenset(), False)
+    ticket, _ = r.next_to_serve(INTERACTIVE, anywhere, never_fails)
+    assert ticket is not None and ticket.client == "y"
+    assert "fair share" in r.waiting_why()["interactive"]
+    # when every client that waits is over its share, the slot still goes to one of them (work-conserving)
+    r.fair.granted("y", "a:1", "m")
+    ticket, _ = r.next_to_serve(INTERACTIVE, anywhere, never_fails)
+    assert ticket is not None and ticket.client == "x"
+
+
 async def test_a_ticket_sent_back_to_the_front_keeps_its_turn():
     r = room()
     r.enter(call("first"), INTERACTIVE, "c", frozenset(), False)
     r.enter(call("again"), INTERACTIVE, "c", frozenset(), True)
-    ticket, _ = r.next(INTERACTIVE, anywhere, never_fails)
+    ticket, _ = r.next_to_serve(INTERACTIVE, anywhere, never_fails)
     assert ticket is not None and ticket.call.model == "again"
 
 
@@ -90,7 +123,7 @@ async def test_a_waiting_ticket_is_passed_over_and_says_why():
     def place(ticket):
         return Wait("every slot taken") if ticket.call.model == "full" else Decision([], "room")
 
-    ticket, decision = r.next(INTERACTIVE, place, never_fails)
+    ticket, decision = r.next_to_serve(INTERACTIVE, place, never_fails)
     assert ticket is free and decision is not None and decision.reason == "room"
     assert held.why == "every slot taken"
 
@@ -110,7 +143,7 @@ async def test_tickets_no_host_can_take_are_failed_and_the_rest_still_served():
         failed.append((ticket, type(error)))
         r.leave(ticket)
 
-    ticket, _ = r.next(INTERACTIVE, place, fail)
+    ticket, _ = r.next_to_serve(INTERACTIVE, place, fail)
     assert ticket is kept
     assert [t for t, _ in failed] == gone and {e for _, e in failed} == {LookupError}
 
