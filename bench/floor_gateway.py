@@ -17,6 +17,7 @@ import socket
 import sys
 
 import orjson
+from starlette.types import Receive, Scope, Send
 
 from sollol_core.http.exchange import Inbound, Responder
 from sollol_core.http.server import GatewayServer
@@ -39,7 +40,7 @@ async def serve(hosts: list[str]) -> None:
             await answer.close()
         out.whole(answer.status, [(b"content-type", answer.content_type.encode("latin-1"))], raw)
 
-    async def not_here(scope: dict, receive: object, send) -> None:  # type: ignore[no-untyped-def]
+    async def not_here(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import os
 import statistics
 import subprocess
@@ -66,7 +67,7 @@ LAST = "the request logged (its books end)"  # stamped when Books.record returns
 
 def stamped(f: Callable[..., Any], marks: list[float], ended: Optional[list[float]] = None) -> Callable[..., Any]:
     """`f`, stamping `marks` when it is entered (and `ended` when it returns)."""
-    if getattr(f, "__code__", None) is not None and f.__code__.co_flags & 0x80:  # a coroutine function
+    if inspect.iscoroutinefunction(f):
         @functools.wraps(f)
         async def wrapper(*a: Any, **k: Any) -> Any:
             marks.append(time.perf_counter())
