@@ -167,7 +167,7 @@ def test_create_from_a_local_gguf_then_run_and_ps(servers, cli, tmp_path):
         shutil.copy2(blob, weights)
     template = (servers["folder"] / "weights" / "Modelfile.gemma").read_text()
     modelfile = "\n".join(["FROM ./model.gguf"] + [line for line in template.splitlines()
-                                                  if not line.startswith("FROM ")] + ["PARAMETER num_predict 8"])
+                                                  if not line.startswith("FROM ")] + ["PARAMETER num_predict 8", "PARAMETER temperature 0"])
     (tmp_path / "Modelfile").write_text(modelfile + "\n")
     # the blob is new to neither store (hard links): drop it from the second, so the upload has work to do
     digest_file = servers["stores"][1] / "blobs" / blob.name
@@ -181,7 +181,9 @@ def test_create_from_a_local_gguf_then_run_and_ps(servers, cli, tmp_path):
     assert digest_file.is_file() and digest_file.stat().st_size == blob.stat().st_size  # uploaded to b
     created_s = time.monotonic() - started
 
-    r = run("run", "tiny", "Say hello.", timeout=300)
+    # an answer far longer than 8 tokens, asked without sampling: only num_predict can end it at 8 (a greeting
+    # once ended by itself after 6)
+    r = run("run", "tiny", "Count from 1 to 50, one number a line.", timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip(), "no answer"
     r = run("ps")
